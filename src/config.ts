@@ -1,0 +1,141 @@
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { ValidationError } from './errors.js';
+import { parseDuration } from './core/duration.js';
+
+/** Defaults from the seeds: 30 s heartbeats, stale at 3 × interval, offline after 300 s. */
+export const DEFAULTS = {
+  intervalMs: 30_000,
+  staleMultiplier: 3,
+  offlineAfterMs: 300_000,
+  busyTimeoutMs: 5_000,
+  retryAttempts: 3,
+  backoffFactor: 1.5,
+  logLevel: 'info' as LogLevel,
+};
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The contract an agent gets when it does not say otherwise. */
+export interface ContractDefaults {
+  intervalMs: number;
+  staleMultiplier: number;
+  offlineAfterMs: number;
+}
+
+export interface Config {
+  dbPath: string;
+  /** Where dbPath came from: 'flag', 'AGENTCTL_DB', 'DATABASE_PATH' or 'default'. */
+  dbPathSource: 'flag' | 'AGENTCTL_DB' | 'DATABASE_PATH' | 'default';
+  busyTimeoutMs: number;
+  retryAttempts: number;
+  backoffFactor: number;
+  contract: ContractDefaults;
+  logDir: string;
+  logLevel: LogLevel;
+}
+
+export interface ConfigFlags {
+  db?: string | undefined;
+  logDir?: string | undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** The per-user default database: $XDG_STATE_HOME/agentctl/agentctl.db, else ~/.local/state/agentctl/agentctl.db. */
+export function defaultDbPath(env: Env, home: string = homedir()): string {
+  const base = env.XDG_STATE_HOME?.trim() || join(home, '.local', 'state');
+  return join(base, 'agentctl', 'agentctl.db');
+}
+
+/**
+ * Resolves flags > AGENTCTL_* environment > the seeds' variable names > defaults. Pure: `env` and `cwd` are arguments.
+ * Every invalid value is reported at once in one ValidationError.
+ */
+export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = process.cwd(), home?: string): Config {
+  const problems: string[] = [];
+  const pick = (...names: string[]): [string, string] | undefined => {
+    for (const n of names) {
+      const v = env[n];
+      if (v !== undefined && v.trim() !== '') return [n, v.trim()];
+    }
+    return undefined;
+  };
+  const duration = (fallback: number, ...names: string[]): number => {
+    const found = pick(...names);
+    if (!found) return fallback;
+    try {
+      return parseDuration(found[1], found[0]);
+    } catch (err) {
+      problems.push((err as Error).message);
+      return fallback;
+    }
+  };
+  const number = (fallback: number, min: number, integer: boolean, ...names: string[]): number => {
+    const found = pick(...names);
+    if (!found) return fallback;
+    const n = Number(found[1]);
+    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+      problems.push(`invalid ${found[0]} '${found[1]}': must be ${integer ? 'a whole number' : 'a number'} of at least ${min}`);
+      return fallback;
+    }
+    return n;
+  };
+
+  let dbPath: string;
+  let dbPathSource: Config['dbPathSource'];
+  const envDb = pick('AGENTCTL_DB', 'DATABASE_PATH');
+  if (flags.db !== undefined && flags.db.trim() !== '') {
+    dbPath = resolve(cwd, flags.db);
+    dbPathSource = 'flag';
+  } else if (flags.db !== undefined) {
+    problems.push('invalid --db: the path is empty');
+    dbPath = defaultDbPath(env, home);
+    dbPathSource = 'default';
+  } else if (envDb) {
+    dbPath = resolve(cwd, envDb[1]);
+    dbPathSource = envDb[0] as Config['dbPathSource'];
+  } else {
+    dbPath = defaultDbPath(env, home);
+    dbPathSource = 'default';
+  }
+
+  const intervalMs = duration(DEFAULTS.intervalMs, 'AGENTCTL_HEARTBEAT_INTERVAL', 'HEARTBEAT_INTERVAL');
+  let staleMultiplier = number(DEFAULTS.staleMultiplier, 1, false, 'AGENTCTL_STALE_MULTIPLIER');
+  // Seed 002 gives STALE_THRESHOLD as seconds; it becomes the multiplier of the interval.
+  const seedStale = pick('AGENTCTL_STALE_MULTIPLIER') ? undefined : pick('STALE_THRESHOLD');
+  if (seedStale) {
+    try {
+      staleMultiplier = Math.max(1, parseDuration(seedStale[1], 'STALE_THRESHOLD') / intervalMs);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  const offlineAfterMs = duration(DEFAULTS.offlineAfterMs, 'AGENTCTL_OFFLINE_AFTER');
+  const busyTimeoutMs = duration(DEFAULTS.busyTimeoutMs, 'AGENTCTL_LOCK_TIMEOUT', 'LOCK_TIMEOUT');
+  const retryAttempts = number(DEFAULTS.retryAttempts, 1, true, 'AGENTCTL_RETRY_ATTEMPTS', 'RETRY_ATTEMPTS');
+  const backoffFactor = number(DEFAULTS.backoffFactor, 1, false, 'AGENTCTL_BACKOFF_FACTOR', 'BACKOFF_FACTOR');
+
+  let logLevel = DEFAULTS.logLevel;
+  const lvl = pick('AGENTCTL_LOG_LEVEL', 'LOG_LEVEL');
+  if (lvl) {
+    const v = lvl[1].toLowerCase().replace(/^warning$/, 'warn');
+    if ((LOG_LEVELS as readonly string[]).includes(v)) logLevel = v as LogLevel;
+    else problems.push(`invalid ${lvl[0]} '${lvl[1]}': use one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const envLogDir = pick('AGENTCTL_LOG_DIR');
+  const logDir = flags.logDir ? resolve(cwd, flags.logDir) : envLogDir ? resolve(cwd, envLogDir[1]) : join(dirname(dbPath), 'logs');
+
+  if (problems.length) throw new ValidationError(problems);
+  return {
+    dbPath,
+    dbPathSource,
+    busyTimeoutMs,
+    retryAttempts,
+    backoffFactor,
+    contract: { intervalMs, staleMultiplier, offlineAfterMs },
+    logDir,
+    logLevel,
+  };
+}

@@ -1,0 +1,166 @@
+import Database from 'better-sqlite3';
+import { closeSync, existsSync, openSync, readSync, statSync, accessSync, constants, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseMissingError, DatabaseUnusableError, MigrationNeededError, OperationError } from '../errors.js';
+import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrationSql } from './migrations.js';
+import { type RetryPolicy, backoffDelay, isBusyError, sleepSync } from './retry.js';
+import { describeSqliteError } from './sqlite-errors.js';
+
+export interface OpenOptions {
+  /** busy_timeout in ms: how long one statement waits for another writer's lock. */
+  busyTimeoutMs: number;
+  retry: RetryPolicy;
+  /** 'create' makes the file if missing; 'existing' refuses a missing file (for commands that only read). */
+  mode: 'create' | 'existing';
+  /** Create the parent directory too (only for the per-user default path, which is ours to make). */
+  createDir?: boolean;
+  /** Apply pending migrations (default true); false throws MigrationNeededError for a new or older file. */
+  migrate?: boolean;
+}
+
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+
+/**
+ * Checks a path before SQLite touches it: an existing non-empty file must start with SQLite's magic bytes;
+ * a new file needs an existing, writable directory. Never writes anything.
+ */
+export function preflight(path: string, opts: Pick<OpenOptions, 'mode' | 'createDir'>): 'new' | 'existing' {
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new DatabaseUnusableError(path, 'it is not a regular file');
+    size = st.size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      if (err instanceof DatabaseUnusableError) throw err;
+      throw new OperationError(`cannot read database ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    if (opts.mode === 'existing') throw new DatabaseMissingError(path);
+    const dir = dirname(path);
+    if (!existsSync(dir)) {
+      if (!opts.createDir) throw new OperationError(`cannot create database ${path}: directory ${dir} does not exist (create it first, or choose another --db)`);
+      mkdirSync(dir, { recursive: true });
+    }
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch {
+      throw new OperationError(`cannot create database ${path}: directory ${dir} is not writable`);
+    }
+    return 'new';
+  }
+  if (size === 0) return 'existing';
+  const head = Buffer.alloc(16);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    readSync(fd, head, 0, 16, 0);
+  } catch (err) {
+    throw new OperationError(`cannot read database ${path}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (size < 100 || !head.equals(SQLITE_MAGIC)) {
+    throw new DatabaseUnusableError(path, 'it is not an SQLite database (wrong header); it was left untouched');
+  }
+  return 'existing';
+}
+
+/** Runs `fn` in a BEGIN IMMEDIATE transaction, retrying the whole transaction on SQLITE_BUSY* with jittered backoff. */
+export function immediate<T>(db: Database.Database, retry: RetryPolicy, path: string, fn: () => T): T {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = fn();
+        db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (db.inTransaction) db.exec('ROLLBACK');
+        throw err;
+      }
+    } catch (err) {
+      if (isBusyError(err) && attempt < retry.attempts) {
+        sleepSync(backoffDelay(retry, attempt + 1));
+        continue;
+      }
+      throw describeSqliteError(err, path, attempt);
+    }
+  }
+}
+
+/** Runs one autocommit statement (or any idempotent step), retrying on SQLITE_BUSY* like `immediate`. */
+export function withRetry<T>(retry: RetryPolicy, path: string, fn: () => T): T {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return fn();
+    } catch (err) {
+      if (isBusyError(err) && attempt < retry.attempts) {
+        sleepSync(backoffDelay(retry, attempt + 1));
+        continue;
+      }
+      throw describeSqliteError(err, path, attempt);
+    }
+  }
+}
+
+/**
+ * Opens (or creates) an agentctl database: refuses files that are not SQLite, not ours, corrupt or too new (exit 4,
+ * file untouched), then sets the pragmas every connection needs and applies pending migrations exactly once even
+ * when several processes open a new file at the same moment.
+ */
+export function openDatabase(path: string, opts: OpenOptions): Database.Database {
+  const kind = preflight(path, opts);
+  if (kind === 'new' && opts.migrate === false) throw new MigrationNeededError(path, 0);
+  let db: Database.Database;
+  try {
+    db = new Database(path, { fileMustExist: kind === 'existing' && opts.mode === 'existing' });
+  } catch (err) {
+    throw describeSqliteError(err, path, 1);
+  }
+  try {
+    // busy_timeout first: everything after it may meet another writer.
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs))}`);
+    let version: number;
+    let appId: number;
+    try {
+      appId = db.pragma('application_id', { simple: true }) as number;
+      version = db.pragma('user_version', { simple: true }) as number;
+    } catch (err) {
+      throw describeSqliteError(err, path, 1);
+    }
+    if (appId !== APPLICATION_ID && appId !== 0) {
+      throw new DatabaseUnusableError(path, `it belongs to another application (application_id ${appId}); it was left untouched`);
+    }
+    if (version > SCHEMA_VERSION) {
+      throw new DatabaseUnusableError(path, `its schema version ${version} is newer than this agentctl (${SCHEMA_VERSION}); upgrade agentctl. The file was left untouched`);
+    }
+    if (version < SCHEMA_VERSION && opts.migrate === false) throw new MigrationNeededError(path, version);
+    if (appId === 0 && version === 0) {
+      const tables = withRetry(opts.retry, path, () => db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").get() as { n: number });
+      if (tables.n > 0) throw new DatabaseUnusableError(path, 'it is an SQLite database of another application (it has tables but no agentctl mark); it was left untouched');
+    }
+    withRetry(opts.retry, path, () => {
+      if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') db.pragma('journal_mode = WAL');
+    });
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    if (version < SCHEMA_VERSION) migrate(db, path, opts.retry);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function migrate(db: Database.Database, path: string, retry: RetryPolicy): void {
+  immediate(db, retry, path, () => {
+    // Read again under the write lock: another process may have migrated since we looked.
+    const current = db.pragma('user_version', { simple: true }) as number;
+    const appId = db.pragma('application_id', { simple: true }) as number;
+    if (current > SCHEMA_VERSION) throw new DatabaseUnusableError(path, `its schema version ${current} is newer than this agentctl (${SCHEMA_VERSION})`);
+    if (appId !== 0 && appId !== APPLICATION_ID) throw new DatabaseUnusableError(path, `it belongs to another application (application_id ${appId})`);
+    for (let v = current; v < MIGRATIONS.length; v++) db.exec(migrationSql(MIGRATIONS[v]!));
+    if (appId === 0) db.pragma(`application_id = ${APPLICATION_ID}`);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  });
+}

@@ -1,0 +1,279 @@
+import type Database from 'better-sqlite3';
+import { AgentNotFoundError } from '../errors.js';
+import { openDatabase, immediate, withRetry } from './open.js';
+import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
+import type { RetryPolicy } from './retry.js';
+import { type AgentRecord, type AgentState, type Availability, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
+
+export interface StoreOptions {
+  path: string;
+  /** busy_timeout in ms (default 5000). */
+  busyTimeoutMs?: number;
+  retryAttempts?: number;
+  backoffFactor?: number;
+  /** 'create' (default) makes the file if missing; 'existing' refuses a missing file. */
+  mode?: 'create' | 'existing';
+  /** Create the parent directory if missing (the CLI does this only for its per-user default path). */
+  createDir?: boolean;
+  /** Apply pending migrations (default true); false throws MigrationNeededError instead, leaving the file as it is. */
+  migrate?: boolean;
+  /** Contract for agents registered without one (defaults: 30 s, × 3, 300 s). */
+  contract?: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
+}
+
+/** Fields of a registration; undefined/null leaves an existing agent's value as it is. */
+export interface RegisterParams {
+  name: string;
+  group?: string | null;
+  intervalMs?: number | null;
+  staleMultiplier?: number | null;
+  offlineAfterMs?: number | null;
+  pid?: number | null;
+  pidStartTime?: number | null;
+  host?: string | null;
+  bootId?: string | null;
+  /** Merged into the stored metadata as a JSON merge patch (RFC 7396): a null value removes a key. */
+  metadataJson?: string | null;
+  launch?: { argv: string[]; cwd: string } | null;
+}
+
+export interface HeartbeatParams {
+  name: string;
+  status?: 'ok' | 'busy' | 'error' | null;
+  message?: string | null;
+  metadataJson?: string | null;
+  progress?: number | null;
+}
+
+export interface TransitionParams {
+  to: AgentState;
+  reason: string;
+  evidence?: Record<string, unknown> | null;
+  maintenanceUntil?: number | null;
+  /** Also set these columns in the same write. */
+  availability?: Availability;
+  deregister?: boolean;
+  /** Write an event even when the state stays the same (deregistering an offline agent, extending maintenance). */
+  alwaysEvent?: boolean;
+}
+
+export interface EventQuery {
+  agent?: string;
+  afterId?: number;
+  sinceMs?: number;
+  /** The newest `limit` events (returned oldest first). */
+  limit?: number;
+}
+
+const DEFAULT_CONTRACT = { intervalMs: 30_000, staleMultiplier: 3, offlineAfterMs: 300_000 };
+
+/** The shared state database: one connection with the pragmas, retries and statements every agentctl process uses. */
+export class Store {
+  readonly path: string;
+  readonly db: Database.Database;
+  readonly retry: RetryPolicy;
+  readonly contract: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
+  private readonly stmts = new Map<string, Database.Statement>();
+
+  constructor(db: Database.Database, path: string, retry: RetryPolicy, contract = DEFAULT_CONTRACT) {
+    this.db = db;
+    this.path = path;
+    this.retry = retry;
+    this.contract = contract;
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in BEGIN IMMEDIATE, retrying the whole transaction on SQLITE_BUSY*. Use for every read-then-write. */
+  immediate<T>(fn: () => T): T {
+    return immediate(this.db, this.retry, this.path, fn);
+  }
+
+  /** Runs a single statement with the busy retry. */
+  retrying<T>(fn: () => T): T {
+    return withRetry(this.retry, this.path, fn);
+  }
+
+  /** Registers an agent or updates its contract and identity (idempotent). Returns the stored record. */
+  register(p: RegisterParams, now: number): AgentRecord {
+    return this.immediate(() => {
+      this.stmt(registerSql(this.contract)).run(registerBindings(p, now));
+      return this.getAgent(p.name)!;
+    });
+  }
+
+  /**
+   * Records one heartbeat: a single autocommit UPDATE. An unregistered name is registered first (with the default
+   * contract) in one transaction. Returns whether it registered the agent. Throws if the write did not commit.
+   */
+  heartbeat(p: HeartbeatParams, now: number): { registered: boolean } {
+    const bindings = heartbeatBindings(p, now);
+    const changed = this.retrying(() => this.stmt(HEARTBEAT_SQL).run(bindings).changes);
+    if (changed === 1) return { registered: false };
+    return this.immediate(() => {
+      const existed = this.stmt(HEARTBEAT_SQL).run(bindings).changes === 1;
+      if (existed) return { registered: false };
+      this.stmt(registerSql(this.contract)).run(registerBindings({ name: p.name }, now));
+      this.stmt(HEARTBEAT_SQL).run(bindings);
+      return { registered: true };
+    });
+  }
+
+  /** Registration (or contract update) and a heartbeat in one transaction: for heartbeats that also set the contract or pid. */
+  registerAndHeartbeat(r: RegisterParams, h: HeartbeatParams, now: number): AgentRecord {
+    return this.immediate(() => {
+      this.stmt(registerSql(this.contract)).run(registerBindings(r, now));
+      this.stmt(HEARTBEAT_SQL).run(heartbeatBindings(h, now));
+      return this.getAgent(r.name)!;
+    });
+  }
+
+  /** The agent says goodbye: offline now, with an event; its executing commands are cancelled. */
+  goodbye(name: string, message: string | null, now: number): boolean {
+    return this.immediate(() => {
+      if (!this.getAgent(name)) throw new AgentNotFoundError(name);
+      return this.stmt(GOODBYE_SQL).run({ name, message, now }).changes === 1;
+    });
+  }
+
+  /** One agent's stored record, or undefined. */
+  getAgent(name: string): AgentRecord | undefined {
+    const row = this.stmt('SELECT * FROM agents WHERE name = ?').get(name) as Record<string, unknown> | undefined;
+    return row ? toAgentRecord(row) : undefined;
+  }
+
+  /** All agents (deregistered ones only if asked), ordered by name. */
+  listAgents(opts: { includeDeregistered?: boolean; group?: string } = {}): AgentRecord[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (!opts.includeDeregistered) where.push('deregistered_at IS NULL');
+    if (opts.group !== undefined) {
+      where.push('group_name = ?');
+      args.push(opts.group);
+    }
+    const sql = `SELECT * FROM agents${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`;
+    return (this.stmt(sql).all(...args) as Record<string, unknown>[]).map(toAgentRecord);
+  }
+
+  /**
+   * Changes an agent's persisted state inside BEGIN IMMEDIATE, after `decide` has seen the current record (and may
+   * refuse by throwing, or return null for "nothing to do"). The trigger writes the event.
+   */
+  transition(name: string, now: number, decide: (agent: AgentRecord) => TransitionParams | null): { before: AgentRecord; after: AgentRecord; changed: boolean } {
+    return this.immediate(() => {
+      const before = this.getAgent(name);
+      if (!before) throw new AgentNotFoundError(name);
+      const t = decide(before);
+      if (!t) return { before, after: before, changed: false };
+      this.stmt(
+        `UPDATE agents SET state = :to, state_since = CASE WHEN state = :to THEN state_since ELSE :now END, state_reason = :reason, state_evidence = :evidence,
+           maintenance_until = :until, availability = COALESCE(:availability, availability),
+           deregistered_at = CASE WHEN :deregister THEN :now ELSE deregistered_at END, updated_at = :now
+         WHERE id = :id`,
+      ).run({
+        id: before.id,
+        to: t.to,
+        now,
+        reason: t.reason,
+        evidence: t.evidence ? JSON.stringify(t.evidence) : null,
+        until: t.maintenanceUntil ?? null,
+        availability: t.availability ?? null,
+        deregister: t.deregister ? 1 : 0,
+      });
+      if (t.alwaysEvent && before.state === t.to) {
+        this.stmt(
+          `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
+           VALUES (:id, :name, :now, :to, :to, :reason, :evidence)`,
+        ).run({ id: before.id, name: before.name, now, to: t.to, reason: t.reason, evidence: t.evidence ? JSON.stringify(t.evidence) : null });
+      }
+      const after = this.getAgent(name)!;
+      return { before, after, changed: true };
+    });
+  }
+
+  /** Events, oldest first: for one agent, after an id (for --follow), since a time, and at most the newest `limit`. */
+  listEvents(q: EventQuery = {}): EventRecord[] {
+    const where: string[] = [];
+    const args: Record<string, unknown> = {};
+    if (q.agent !== undefined) {
+      where.push('agent_name = :agent');
+      args.agent = q.agent;
+    }
+    if (q.afterId !== undefined) {
+      where.push('id > :after');
+      args.after = q.afterId;
+    }
+    if (q.sinceMs !== undefined) {
+      where.push('at >= :since');
+      args.since = q.sinceMs;
+    }
+    const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+    const sql = q.limit !== undefined
+      ? `SELECT * FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) ORDER BY id`
+      : `SELECT * FROM events${filter} ORDER BY id`;
+    if (q.limit !== undefined) args.limit = q.limit;
+    return (this.stmt(sql).all(args) as Record<string, unknown>[]).map(toEventRecord);
+  }
+
+  /** The id of the newest event (0 if none). */
+  lastEventId(): number {
+    return (this.stmt('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function registerBindings(p: RegisterParams, now: number): Record<string, unknown> {
+  return {
+    name: p.name,
+    group_name: p.group ?? null,
+    interval_ms: p.intervalMs ?? null,
+    stale_multiplier: p.staleMultiplier ?? null,
+    offline_after_ms: p.offlineAfterMs ?? null,
+    pid: p.pid ?? null,
+    pid_start_time: p.pid == null ? null : (p.pidStartTime ?? null),
+    host: p.host ?? null,
+    boot_id: p.bootId ?? null,
+    metadata: p.metadataJson ?? null,
+    launch_argv: p.launch ? JSON.stringify(p.launch.argv) : null,
+    launch_cwd: p.launch ? p.launch.cwd : null,
+    now,
+  };
+}
+
+function heartbeatBindings(p: HeartbeatParams, now: number): Record<string, unknown> {
+  return {
+    name: p.name,
+    status: p.status ?? null,
+    message: p.message ?? null,
+    metadata: p.metadataJson ?? null,
+    progress: p.progress ?? null,
+    now,
+  };
+}
+
+/** Opens (creating and migrating if needed) the database at `opts.path` and returns a Store on it. */
+export function openStore(opts: StoreOptions): Store {
+  const retry: RetryPolicy = {
+    attempts: Math.max(1, Math.floor(opts.retryAttempts ?? 3)),
+    factor: Math.max(1, opts.backoffFactor ?? 1.5),
+    baseDelayMs: 50,
+  };
+  const db = openDatabase(opts.path, {
+    busyTimeoutMs: opts.busyTimeoutMs ?? 5000,
+    retry,
+    mode: opts.mode ?? 'create',
+    createDir: opts.createDir ?? false,
+    migrate: opts.migrate ?? true,
+  });
+  return new Store(db, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT);
+}
