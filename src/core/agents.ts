@@ -1,0 +1,220 @@
+import { AgentNotFoundError, UsageError } from '../errors.js';
+import type { Store } from '../store/store.js';
+import { AGENT_STATES, type AgentRecord, type AgentState, type Availability } from '../store/rows.js';
+import { bootId, hostName, processStartTime } from './host.js';
+import { deriveState, heartbeatAgeMs, staleAfterMs } from './state.js';
+import { MAX_DURATION_MS } from './duration.js';
+import { validateGroup, validateMessage, validateMetadata, validateName, validateReportedStatus } from './validate.js';
+
+/** An agent as a reader sees it at one moment: the stored record with `state` derived from the clock and its contract. */
+export interface AgentView extends Omit<AgentRecord, 'state' | 'stateSince' | 'stateReason'> {
+  state: AgentState;
+  stateSince: number;
+  stateReason: string | null;
+  /** The state as stored (the derived `state` differs when the clock has moved on and no health loop recorded it). */
+  persistedState: AgentState;
+  heartbeatAgeMs: number | null;
+  staleAfterMs: number;
+  /** Time since the current incarnation started, while it is alive; null once offline or failed. */
+  uptimeMs: number | null;
+}
+
+/** Derives the view of one record at `now`. */
+export function viewAgent(a: AgentRecord, now: number): AgentView {
+  const d = deriveState(a, now);
+  const alive = d.state !== 'offline' && d.state !== 'failed';
+  return {
+    ...a,
+    state: d.state,
+    stateSince: d.since,
+    stateReason: d.reason,
+    persistedState: a.state,
+    heartbeatAgeMs: a.lastHeartbeatAt === null ? null : heartbeatAgeMs(a, now),
+    staleAfterMs: staleAfterMs(a),
+    uptimeMs: alive ? Math.max(0, now - a.startedAt) : null,
+  };
+}
+
+export interface AgentQuery {
+  /** Only these agents; an unknown name throws AgentNotFoundError. */
+  names?: string[];
+  group?: string;
+  /** Only agents whose derived state is one of these. */
+  states?: AgentState[];
+  includeDeregistered?: boolean;
+}
+
+/** Seed 002's get_registered_agents: every registered agent with its state as of `now`. */
+export function getRegisteredAgents(store: Store, now: number, q: AgentQuery = {}): AgentView[] {
+  let records: AgentRecord[];
+  if (q.names && q.names.length) {
+    records = [];
+    for (const name of new Set(q.names)) {
+      validateName(name);
+      const r = store.getAgent(name);
+      if (!r) throw new AgentNotFoundError(name);
+      records.push(r);
+    }
+    if (q.group !== undefined) records = records.filter((r) => r.group === q.group);
+  } else {
+    records = store.listAgents({ includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}) });
+  }
+  const views = records.map((r) => viewAgent(r, now));
+  return q.states && q.states.length ? views.filter((v) => q.states!.includes(v.state)) : views;
+}
+
+export interface ContractInput {
+  intervalMs?: number | undefined;
+  staleMultiplier?: number | undefined;
+  offlineAfterMs?: number | undefined;
+}
+
+export interface RegisterInput extends ContractInput {
+  name: string;
+  group?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+  /** The agent's process, when the caller knows it; its start time, host and boot id are recorded with it. */
+  pid?: number | undefined;
+  launch?: { argv: string[]; cwd: string } | undefined;
+}
+
+export interface HeartbeatInput extends ContractInput {
+  name: string;
+  status?: 'ok' | 'busy' | 'error' | undefined;
+  message?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+  progress?: number | undefined;
+  pid?: number | undefined;
+}
+
+function validateContract(c: ContractInput): void {
+  if (c.intervalMs !== undefined && (!Number.isInteger(c.intervalMs) || c.intervalMs <= 0 || c.intervalMs > MAX_DURATION_MS)) {
+    throw new UsageError(`invalid interval ${c.intervalMs}: must be a whole number of ms above 0`);
+  }
+  if (c.offlineAfterMs !== undefined && (!Number.isInteger(c.offlineAfterMs) || c.offlineAfterMs <= 0 || c.offlineAfterMs > MAX_DURATION_MS)) {
+    throw new UsageError(`invalid offline threshold ${c.offlineAfterMs}: must be a whole number of ms above 0`);
+  }
+  if (c.staleMultiplier !== undefined && (!Number.isFinite(c.staleMultiplier) || c.staleMultiplier < 1 || c.staleMultiplier > 1000)) {
+    throw new UsageError(`invalid stale multiplier ${c.staleMultiplier}: must be a number from 1 to 1000`);
+  }
+}
+
+/** Reads the identity of a live process to record with an agent; throws UsageError if there is no such process. */
+export function processIdentity(pid: number): { pid: number; pidStartTime: number | null; host: string; bootId: string | null } {
+  if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`invalid pid '${pid}': must be a positive whole number`);
+  const start = processStartTime(pid);
+  if (start === null) throw new UsageError(`no process with pid ${pid} is running on this host; --pid must name the agent's live process`);
+  return { pid, pidStartTime: start, host: hostName(), bootId: bootId() };
+}
+
+function registerParams(input: RegisterInput | HeartbeatInput) {
+  const identity = input.pid !== undefined ? processIdentity(input.pid) : undefined;
+  return {
+    name: input.name,
+    intervalMs: input.intervalMs ?? null,
+    staleMultiplier: input.staleMultiplier ?? null,
+    offlineAfterMs: input.offlineAfterMs ?? null,
+    ...(identity ?? {}),
+  };
+}
+
+/** Validates a registration completely (names, contract, metadata, pid, launch) without touching the database. */
+export function checkRegisterInput(input: RegisterInput): void {
+  validateName(input.name);
+  validateContract(input);
+  if (input.group !== undefined) validateGroup(input.group);
+  if (input.metadata !== undefined) validateMetadata(input.metadata);
+  if (input.pid !== undefined) processIdentity(input.pid);
+  if (input.launch && (!Array.isArray(input.launch.argv) || input.launch.argv.length === 0)) throw new UsageError('the launch command is empty');
+}
+
+/** Registers an agent or updates its contract (idempotent). Validates everything before writing. */
+export function registerAgent(store: Store, input: RegisterInput, now: number): AgentRecord {
+  checkRegisterInput(input);
+  const base = registerParams(input);
+  const metadataJson = input.metadata !== undefined ? validateMetadata(input.metadata) : null;
+  return store.register({ ...base, group: input.group ?? null, metadataJson, launch: input.launch ?? null }, now);
+}
+
+/** Validates a heartbeat completely without touching the database. */
+export function checkHeartbeatInput(input: HeartbeatInput): void {
+  validateName(input.name);
+  validateContract(input);
+  if (input.status !== undefined) validateReportedStatus(input.status);
+  if (input.message !== undefined) validateMessage(input.message);
+  if (input.progress !== undefined && (!Number.isSafeInteger(input.progress) || input.progress < 0)) {
+    throw new UsageError(`invalid progress '${input.progress}': must be a whole number of at least 0`);
+  }
+  if (input.metadata !== undefined) validateMetadata(input.metadata);
+  if (input.pid !== undefined) processIdentity(input.pid);
+}
+
+/**
+ * Seed 002's update_heartbeat: records one heartbeat, registering the agent on first use. A heartbeat that also
+ * changes the contract or names the pid registers and beats in one transaction; a plain one is a single write.
+ */
+export function updateHeartbeat(store: Store, input: HeartbeatInput, now: number): { registered: boolean; agent?: AgentRecord } {
+  checkHeartbeatInput(input);
+  const metadataJson = input.metadata !== undefined ? validateMetadata(input.metadata) : null;
+  const beat = { name: input.name, status: input.status ?? null, message: input.message ?? null, metadataJson, progress: input.progress ?? null };
+  const needsRegister = input.pid !== undefined || input.intervalMs !== undefined || input.staleMultiplier !== undefined || input.offlineAfterMs !== undefined;
+  if (!needsRegister) return store.heartbeat(beat, now);
+  const existed = store.getAgent(input.name) !== undefined;
+  const agent = store.registerAndHeartbeat(registerParams(input), beat, now);
+  return { registered: !existed, agent };
+}
+
+/** What `set-status` (and seed 002's update_agent_state) may set. */
+export type StatusTarget = AgentState | Availability;
+export const STATUS_TARGETS: readonly StatusTarget[] = ['available', 'busy', ...AGENT_STATES];
+
+export interface UpdateStateOptions {
+  reason?: string | undefined;
+  /** For maintenance: how long it lasts (absent: until cleared by set-status available/busy or a heartbeat after expiry). */
+  forMs?: number | undefined;
+}
+
+/**
+ * Seed 002's update_agent_state, and seed 000's manual controls: `available`/`busy` set availability (and end a
+ * maintenance window); `maintenance` pauses alerts, optionally for `forMs`; `offline` marks it gone (cancelling its
+ * executing commands); other states are set as given. Every change is an event with the reason.
+ */
+export function updateAgentState(store: Store, name: string, target: StatusTarget, now: number, opts: UpdateStateOptions = {}) {
+  validateName(name);
+  if (!STATUS_TARGETS.includes(target)) throw new UsageError(`invalid status '${target}': use one of ${STATUS_TARGETS.join(', ')}`);
+  if (opts.reason !== undefined) validateMessage(opts.reason);
+  if (opts.forMs !== undefined && target !== 'maintenance') throw new UsageError('--for applies only to maintenance');
+  const why = (fallback: string) => (opts.reason ? opts.reason : fallback);
+  return store.transition(name, now, (a) => {
+    if (target === 'available' || target === 'busy') {
+      if (a.state === 'maintenance') {
+        const resumed = deriveState({ ...a, maintenanceUntil: now }, now);
+        return { to: resumed.state, reason: why(`maintenance ended by operator`), evidence: { rule: 'manual', availability: target }, availability: target };
+      }
+      return { to: a.state, reason: a.stateReason ?? '', evidence: a.stateEvidence, availability: target };
+    }
+    if (target === 'maintenance') {
+      return {
+        to: 'maintenance',
+        reason: why('maintenance'),
+        evidence: { rule: 'manual', until: opts.forMs !== undefined ? now + opts.forMs : null },
+        maintenanceUntil: opts.forMs !== undefined ? now + opts.forMs : null,
+        alwaysEvent: true,
+      };
+    }
+    if (a.state === target) return null;
+    return { to: target, reason: why(`set ${target} by operator`), evidence: { rule: 'manual', previous: a.state } };
+  });
+}
+
+/** Deregisters an agent: offline with reason "deregistered", hidden from listings until it registers or beats again. */
+export function deregisterAgent(store: Store, name: string, now: number, reason?: string) {
+  validateName(name);
+  return store.transition(name, now, (a) => ({
+    to: 'offline',
+    reason: reason ?? 'deregistered',
+    evidence: { rule: 'deregister', previous: a.state },
+    deregister: true,
+    alwaysEvent: true,
+  }));
+}

@@ -1,0 +1,85 @@
+import { UsageError } from '../errors.js';
+
+/** Agent and group names: 1–128 characters from letters, digits and `. _ - : @`, starting with a letter or digit. The schema's CHECK enforces the same. */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+export const GROUP_MAX = 64;
+/** Longest status message, in characters. */
+export const MESSAGE_MAX = 1024;
+/** Largest metadata object, as stored JSON text, in bytes. */
+export const METADATA_MAX = 16_384;
+/** Largest command payload, in bytes. */
+export const PAYLOAD_MAX = 65_536;
+
+export const REPORTED_STATUSES = ['ok', 'busy', 'error'] as const;
+export type ReportedStatus = (typeof REPORTED_STATUSES)[number];
+
+/** Throws UsageError unless `name` is a valid agent name. */
+export function validateName(name: unknown, what = 'agent name'): string {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    const shown = typeof name === 'string' ? JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name) : String(name);
+    throw new UsageError(`invalid ${what} ${shown}: use 1-128 letters, digits, '.', '_', '-', ':' or '@', starting with a letter or digit`);
+  }
+  return name;
+}
+
+/** Throws UsageError unless `group` is a valid group name (the agent-name alphabet, at most 64 characters). */
+export function validateGroup(group: string): string {
+  validateName(group, 'group');
+  if (group.length > GROUP_MAX) throw new UsageError(`invalid group '${group.slice(0, 40)}…': at most ${GROUP_MAX} characters`);
+  return group;
+}
+
+export function validateMessage(message: string): string {
+  if (message.length > MESSAGE_MAX) throw new UsageError(`message too long: ${message.length} characters, the limit is ${MESSAGE_MAX}`);
+  return message;
+}
+
+export function validateReportedStatus(status: string): ReportedStatus {
+  if (!(REPORTED_STATUSES as readonly string[]).includes(status)) {
+    throw new UsageError(`invalid status '${status}': use one of ${REPORTED_STATUSES.join(', ')}`);
+  }
+  return status as ReportedStatus;
+}
+
+/** Parses metadata given as JSON text: must be a JSON object within METADATA_MAX bytes. Returns the compact JSON text. */
+export function parseMetadata(text: string, what = '--meta'): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`invalid JSON in ${what}: ${(err as Error).message}`);
+  }
+  return validateMetadata(value, what);
+}
+
+/** Checks a metadata value (a plain JSON object within METADATA_MAX bytes) and returns its compact JSON text. */
+export function validateMetadata(value: unknown, what = 'metadata'): string {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new UsageError(`invalid ${what}: must be a JSON object, like '{"region":"eu"}'`);
+  }
+  const json = JSON.stringify(value);
+  const bytes = Buffer.byteLength(json);
+  if (bytes > METADATA_MAX) throw new UsageError(`${what} too large: ${bytes} bytes, the limit is ${METADATA_MAX}`);
+  return json;
+}
+
+/** Parses a non-negative integer flag (progress counters, limits). */
+export function parseCount(text: string, what: string, opts: { min?: number; max?: number } = {}): number {
+  const min = opts.min ?? 0;
+  const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+  if (!/^-?\d+$/.test(String(text).trim())) throw new UsageError(`invalid ${what} '${text}': must be a whole number`);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`invalid ${what} '${text}': must be ${max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `between ${min} and ${max}`}`);
+  }
+  return n;
+}
+
+/** Parses a positive number (multipliers, factors). */
+export function parsePositiveNumber(text: string, what: string, min = 0): number {
+  const n = Number(String(text).trim());
+  if (String(text).trim() === '' || !Number.isFinite(n) || n < min || (min === 0 && n === 0)) {
+    throw new UsageError(`invalid ${what} '${text}': must be a number ${min === 0 ? 'above 0' : `of at least ${min}`}`);
+  }
+  return n;
+}

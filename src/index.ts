@@ -1,0 +1,27 @@
+/**
+ * agentctl as a library: the shared state database and the calls the CLI itself uses.
+ * `openStore` opens (creating and migrating) the database; the functions below read and write agents through it.
+ */
+export { openStore, Store } from './store/store.js';
+export type { StoreOptions, RegisterParams, HeartbeatParams, TransitionParams, EventQuery } from './store/store.js';
+export type { AgentRecord, AgentState, EventRecord, Availability } from './store/rows.js';
+export { AGENT_STATES } from './store/rows.js';
+export {
+  getRegisteredAgents,
+  updateAgentState,
+  updateHeartbeat,
+  registerAgent,
+  deregisterAgent,
+  viewAgent,
+  processIdentity,
+} from './core/agents.js';
+export type { AgentView, AgentQuery, RegisterInput, HeartbeatInput, StatusTarget, UpdateStateOptions } from './core/agents.js';
+export { deriveState, isOverdue, staleAfterMs, heartbeatAgeMs, seedStatus, stateSeverity } from './core/state.js';
+export { parseDuration, formatDuration } from './core/duration.js';
+export { resolveConfig, defaultDbPath, DEFAULTS } from './config.js';
+export type { Config } from './config.js';
+export { withExclusiveLock, inspectLock, lockPaths } from './store/lock.js';
+export type { LockOptions, LockHandle, LockOwner } from './store/lock.js';
+export { SCHEMA_VERSION, APPLICATION_ID } from './store/migrations.js';
+export * from './errors.js';
+export { ExitCode, CheckCode } from './exit-codes.js';
