@@ -1,0 +1,153 @@
+import type { Command } from 'commander';
+import Table from 'cli-table3';
+import { type AgentView, getRegisteredAgents } from '../../core/agents.js';
+import { formatDuration, parseDuration } from '../../core/duration.js';
+import { validateGroup } from '../../core/validate.js';
+import { DatabaseMissingError, UsageError } from '../../errors.js';
+import { AGENT_STATES, type AgentState } from '../../store/rows.js';
+import type { Store } from '../../store/store.js';
+import { type CliContext, cliContext } from '../context.js';
+import { agentJson, countStates, lastSeen, paintState, painter, summaryLine } from '../render.js';
+import { untilSignal } from '../signals.js';
+
+interface Flags {
+  state?: string;
+  group?: string;
+  watch?: boolean;
+  refresh?: string;
+  all?: boolean;
+}
+
+/** Parses --state a,b,c into states, rejecting unknown words. */
+export function parseStates(text: string | undefined): AgentState[] | undefined {
+  if (text === undefined) return undefined;
+  const states = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of states) {
+    if (!(AGENT_STATES as readonly string[]).includes(s)) throw new UsageError(`invalid state '${s}' in --state: use ${AGENT_STATES.join(', ')}`);
+  }
+  if (!states.length) throw new UsageError('--state needs at least one state');
+  return states as AgentState[];
+}
+
+export function define(program: Command): void {
+  program
+    .command('status')
+    .summary('show agents and their states')
+    .description(
+      'Show each agent: state (computed now from its last heartbeat and its own contract), last heartbeat, uptime,\n' +
+        'interval, pid, host, restarts and message, then a summary line.',
+    )
+    .argument('[names...]', 'only these agents')
+    .option('--state <states>', `only agents in these states, comma-separated (${AGENT_STATES.join(',')})`)
+    .option('--group <group>', 'only agents of this group')
+    .option('--all', 'include deregistered agents')
+    .option('--watch', 'redraw in place until Ctrl-C')
+    .option('--refresh <dur>', 'redraw interval for --watch', '2s')
+    .addHelpText('after', '\nExamples:\n  agentctl status\n  agentctl status --state stale,offline --group batch\n  agentctl status --watch --refresh 1s\n  agentctl status --json | jq \'.agents[] | select(.state=="offline") | .name\'')
+    .action(async (names: string[], flags: Flags, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const states = parseStates(flags.state);
+      if (flags.group !== undefined) validateGroup(flags.group);
+      const refreshMs = parseDuration(flags.refresh ?? '2s', '--refresh');
+      if (flags.watch && ctx.json) throw new UsageError('--watch and --json do not go together (poll status --json instead)');
+      const query = { names, states, ...(flags.group !== undefined ? { group: flags.group } : {}), includeDeregistered: Boolean(flags.all) };
+      let store: Store | undefined;
+      try {
+        try {
+          store = ctx.open('existing');
+        } catch (err) {
+          if (!(err instanceof DatabaseMissingError) || names.length) throw err;
+        }
+        if (!flags.watch) {
+          ctx.out(render(ctx, store, query));
+          return;
+        }
+        await watch(ctx, refreshMs, () => {
+          if (!store) {
+            try {
+              store = ctx.open('existing');
+            } catch (err) {
+              if (!(err instanceof DatabaseMissingError)) throw err;
+            }
+          }
+          return render(ctx, store, query, refreshMs);
+        });
+      } finally {
+        store?.close();
+      }
+    });
+}
+
+type Query = Parameters<typeof getRegisteredAgents>[2];
+
+function render(ctx: CliContext, store: Store | undefined, q: Query, refreshMs?: number): string {
+  const now = ctx.now();
+  const agents = store ? getRegisteredAgents(store, now, q) : [];
+  if (ctx.json) {
+    return JSON.stringify(
+      { generatedAt: new Date(now).toISOString(), database: ctx.config.dbPath, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) } },
+      null,
+      2,
+    );
+  }
+  const c = painter(ctx.color);
+  const lines: string[] = [];
+  if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${ctx.config.dbPath} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
+  if (!store) {
+    lines.push(`No agents yet: ${ctx.config.dbPath} does not exist. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.`);
+    return lines.join('\n');
+  }
+  if (!agents.length) {
+    lines.push(q?.states || q?.group || q?.names?.length ? 'No agents match.' : "No agents registered. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.");
+    return lines.join('\n');
+  }
+  lines.push(table(agents, c, now), summaryLine(agents, c));
+  return lines.join('\n');
+}
+
+function table(agents: AgentView[], c: ReturnType<typeof painter>, now: number): string {
+  const head = ['NAME', 'STATE', 'LAST HEARTBEAT', 'UPTIME', 'INTERVAL', 'PID', 'HOST', 'RESTARTS', 'MESSAGE'];
+  const rows = agents.map((a) => [
+    a.name,
+    paintState(c, a.state) + (a.state === 'maintenance' && a.maintenanceUntil ? c.dim(` ${formatDuration(a.maintenanceUntil - now)} left`) : ''),
+    lastSeen(a),
+    a.uptimeMs === null ? '-' : formatDuration(a.uptimeMs),
+    formatDuration(a.intervalMs),
+    a.pid === null ? '-' : String(a.pid),
+    a.host ?? '-',
+    String(a.restartCount),
+    truncate(a.message ?? (a.state !== a.persistedState || a.state === 'offline' ? (a.stateReason ?? '') : ''), 48),
+  ]);
+  return plainTable(head.map((h) => c.bold(h)), rows);
+}
+
+/** A borderless table (cli-table3, loaded only here): columns two spaces apart, widths measured without colour codes. */
+function plainTable(head: string[], rows: string[][]): string {
+  const blank = { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ' };
+  const t = new Table({ head, chars: blank, style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 } });
+  t.push(...rows);
+  return t.toString().split('\n').map((l) => l.trimEnd()).join('\n');
+}
+
+function truncate(s: string, n: number): string {
+  const one = s.replace(/\s+/g, ' ');
+  return one.length > n ? `${one.slice(0, n - 1)}…` : one;
+}
+
+/** Redraws `frame()` every refreshMs until SIGINT/SIGTERM: in place on a terminal, as successive snapshots otherwise. */
+async function watch(ctx: CliContext, refreshMs: number, frame: () => string): Promise<void> {
+  const tty = Boolean(process.stdout.isTTY);
+  const stop = untilSignal(['SIGINT', 'SIGTERM']);
+  if (tty) process.stdout.write('\x1b[?25l');
+  try {
+    while (!stop.stopped) {
+      const text = frame();
+      process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
+      await stop.sleep(refreshMs);
+    }
+  } finally {
+    if (tty) process.stdout.write('\x1b[?25h');
+    stop.dispose();
+  }
+  void ctx;
+}

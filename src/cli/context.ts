@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { type Config, resolveConfig } from '../config.js';
+import { type Store, openStore } from '../store/store.js';
+
+/** Options every command accepts (defined on the program, usable before or after the command name). */
+export interface GlobalOptions {
+  db?: string;
+  json?: boolean;
+  color?: boolean;
+  debug?: boolean;
+}
+
+export interface CliContext {
+  config: Config;
+  json: boolean;
+  color: boolean;
+  debug: boolean;
+  /** Opens the database: 'create' for commands that write, 'existing' for ones that only read. */
+  open(mode?: 'create' | 'existing', opts?: { migrate?: boolean }): Store;
+  now(): number;
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** Whether to colour stdout: never for non-TTYs, NO_COLOR, --no-color or --json. */
+export function colorEnabled(g: GlobalOptions, env: NodeJS.ProcessEnv, isTTY: boolean): boolean {
+  if (g.color === false || g.json) return false;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0') return true;
+  return isTTY && env.TERM !== 'dumb';
+}
+
+/** Builds the context of one CLI invocation from the command's options (with the program's). */
+export function cliContext(cmd: Command, extra: { logDir?: string } = {}): CliContext {
+  return contextFrom(cmd.optsWithGlobals() as GlobalOptions, extra);
+}
+
+/** Builds the context from parsed global options (used directly by the heartbeat fast path). */
+export function contextFrom(g: GlobalOptions, extra: { logDir?: string } = {}): CliContext {
+  const config = resolveConfig({ db: g.db, logDir: extra.logDir }, process.env);
+  return {
+    config,
+    json: Boolean(g.json),
+    color: colorEnabled(g, process.env, Boolean(process.stdout.isTTY)),
+    debug: Boolean(g.debug),
+    open(mode = 'create', opts = {}) {
+      return openStore({
+        migrate: opts.migrate ?? true,
+        path: config.dbPath,
+        busyTimeoutMs: config.busyTimeoutMs,
+        retryAttempts: config.retryAttempts,
+        backoffFactor: config.backoffFactor,
+        contract: config.contract,
+        mode,
+        // The per-user default location is ours to create; a path the user chose must already have its directory.
+        createDir: config.dbPathSource === 'default',
+      });
+    },
+    now: () => Date.now(),
+    out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+    err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  };
+}
+
+/** Parses a flag value with `parse`, so that its UsageError names the flag. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

@@ -1,0 +1,53 @@
+import { runHeartbeat, type HeartbeatFlags } from './commands/heartbeat.js';
+import { contextFrom, type GlobalOptions } from './context.js';
+import { reportError } from './report.js';
+import { AgentctlError, MigrationNeededError } from '../errors.js';
+
+/**
+ * The fast path for `agentctl heartbeat`, the command agents run every few seconds from shell loops. bin/agentctl
+ * loads this as one CommonJS bundle, without commander or the ES module loader, so a heartbeat costs little more
+ * than starting node. It handles only the plain form: anything else (help, an unknown or malformed flag, a database
+ * to create or migrate, invalid input) returns null before any write, and the full CLI takes over and reports it.
+ */
+export function fastHeartbeat(args: string[]): number | null {
+  const VALUE_FLAGS: Record<string, keyof HeartbeatFlags | 'db'> = {
+    '--status': 'status', '--message': 'message', '--meta': 'meta', '--progress': 'progress',
+    '--interval': 'interval', '--pid': 'pid', '--db': 'db',
+  };
+  const flags: HeartbeatFlags = {};
+  const globals: GlobalOptions = {};
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--json') globals.json = true;
+    else if (arg === '--no-color') globals.color = false;
+    else if (arg === '--debug') globals.debug = true;
+    else if (arg.startsWith('-')) {
+      const eq = arg.indexOf('=');
+      const key = VALUE_FLAGS[eq > 0 ? arg.slice(0, eq) : arg];
+      const value = eq > 0 ? arg.slice(eq + 1) : args[++i];
+      if (!key || value === undefined || (eq < 0 && value.startsWith('--'))) return null;
+      if (key === 'db') globals.db = value;
+      else if (flags[key] !== undefined) return null;
+      else flags[key] = value;
+    } else positional.push(arg);
+  }
+  if (positional.length !== 2 || positional[0] !== 'heartbeat') return null;
+  let opened = false;
+  try {
+    const ctx = contextFrom(globals);
+    const open = ctx.open.bind(ctx);
+    // Everything before the database is opened is validation: on any error there, hand over to the full CLI.
+    ctx.open = (mode, opts) => {
+      const store = open(mode, opts);
+      opened = true;
+      return store;
+    };
+    runHeartbeat(positional[1]!, flags, ctx, { migrate: false });
+    return 0;
+  } catch (err) {
+    if (err instanceof MigrationNeededError) return null;
+    if (!opened && err instanceof AgentctlError) return null;
+    return reportError(err, Boolean(globals.debug));
+  }
+}

@@ -1,0 +1,84 @@
+import { Command, CommanderError } from 'commander';
+import { reportError } from './report.js';
+import { ExitCode, EXIT_CODES_HELP } from '../exit-codes.js';
+
+/** A command module: adds its subcommand (options, help, action) to the program. */
+export interface CommandModule {
+  define(program: Command): void;
+}
+
+/** Every command, loaded only when it runs (so `agentctl heartbeat` does not pay for the table renderer). */
+const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  status: { summary: 'show agents and their states', load: () => import('./commands/status.js') },
+  check: { summary: 'one line and a monitoring-plugin exit code', load: () => import('./commands/check.js') },
+  register: { summary: 'register an agent or update its contract', load: () => import('./commands/register.js') },
+  heartbeat: { summary: 'record a heartbeat (registers on first use)', load: () => import('./commands/heartbeat.js') },
+  'set-status': { summary: 'set available, busy, offline or maintenance by hand', load: () => import('./commands/set-status.js') },
+  deregister: { summary: 'remove an agent from the fleet', load: () => import('./commands/deregister.js') },
+  history: { summary: 'list state transitions with their evidence', load: () => import('./commands/history.js') },
+};
+
+const ENV_HELP = `Environment:
+  AGENTCTL_DB (DATABASE_PATH)              database file (default: $XDG_STATE_HOME/agentctl/agentctl.db,
+                                           else ~/.local/state/agentctl/agentctl.db)
+  AGENTCTL_LOCK_TIMEOUT (LOCK_TIMEOUT)     SQLite busy timeout per statement (default 5s)
+  AGENTCTL_RETRY_ATTEMPTS (RETRY_ATTEMPTS) tries per transaction when the database is busy (default 3)
+  AGENTCTL_BACKOFF_FACTOR (BACKOFF_FACTOR) growth of the delay between tries (default 1.5)
+  AGENTCTL_HEARTBEAT_INTERVAL (HEARTBEAT_INTERVAL)  default heartbeat interval (default 30s)
+  AGENTCTL_STALE_MULTIPLIER (STALE_THRESHOLD in seconds)  default stale multiplier (default 3)
+  AGENTCTL_OFFLINE_AFTER                   default offline threshold (default 300s)
+  NO_COLOR                                 no colours
+Durations: 250ms, 30s, 5m, 1h, 2d; a bare number means seconds.`;
+
+/** Finds the command name in argv (the first word that is not an option or an option's value). */
+function commandName(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return undefined;
+    if (a === '--db') {
+      i++;
+      continue;
+    }
+    if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+function buildProgram(): Command {
+  const program = new Command('agentctl')
+    .description('Liveness for a fleet of agent processes kept in one shared SQLite file.')
+    .option('--db <path>', 'database file (else AGENTCTL_DB, DATABASE_PATH, or the per-user default)')
+    .option('--json', 'machine-readable output where the output is data')
+    .option('--no-color', 'no colours (also NO_COLOR, or when stdout is not a terminal)')
+    .option('--debug', 'print stack traces of errors')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`agentctl: ${str.replace(/^error: /, '')}`) })
+    .addHelpText('after', `\n${EXIT_CODES_HELP}\n\n${ENV_HELP}`);
+  program.version(process.env.npm_package_version ?? '0.1.0', '-V, --version');
+  return program;
+}
+
+/** Runs the CLI on `argv` (process.argv form) and returns the exit code; never calls process.exit itself. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const args = argv.slice(2);
+  const name = commandName(args);
+  const wanted = name && COMMANDS[name] ? [name] : Object.keys(COMMANDS);
+  for (const mod of await Promise.all(wanted.map((n) => COMMANDS[n]!.load()))) mod.define(program);
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;
+  } catch (err) {
+    return exitCodeFor(err, args.includes('--debug'));
+  }
+}
+
+/** Commander's own errors (already printed) map to exit 0 for help/version and 2 otherwise; the rest to reportError. */
+function exitCodeFor(err: unknown, debug: boolean): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.OK;
+    return ExitCode.USAGE;
+  }
+  return reportError(err, debug);
+}
