@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from '../src/store/protocol.js';
+import { cli, cliJson, cleanEnv, tempDb, tempDir, ROOT } from './helpers.js';
+
+const doc = readFileSync(join(ROOT, 'state_database.md'), 'utf8');
+
+/** The fenced block that follows `<!-- marker -->` in state_database.md. */
+function block(marker: string): string {
+  const at = doc.indexOf(`<!-- ${marker} -->`);
+  if (at < 0) throw new Error(`state_database.md has no <!-- ${marker} --> block`);
+  const m = /```[a-z]*\n([\s\S]*?)\n```/.exec(doc.slice(at));
+  return m![1]!;
+}
+
+const DOC_REGISTER = registerSql({ intervalMs: 30_000, staleMultiplier: 3, offlineAfterMs: 300_000 });
+
+describe('state_database.md is the SQL agentctl runs', () => {
+  it('quotes the register, heartbeat and goodbye statements verbatim', () => {
+    expect(block('protocol:register')).toBe(DOC_REGISTER);
+    expect(block('protocol:heartbeat')).toBe(HEARTBEAT_SQL);
+    expect(block('protocol:goodbye')).toBe(GOODBYE_SQL);
+  });
+
+  it('the Python and shell examples carry the same statements', () => {
+    for (const sql of [DOC_REGISTER, HEARTBEAT_SQL, GOODBYE_SQL]) expect(block('example:python')).toContain(sql);
+    for (const sql of [DOC_REGISTER, HEARTBEAT_SQL]) expect(block('example:shell')).toContain(sql);
+  });
+
+  it('names the schema version this build writes', async () => {
+    const { SCHEMA_VERSION } = await import('../src/store/migrations.js');
+    expect(doc).toContain(`Schema version: **${SCHEMA_VERSION}**`);
+  });
+});
+
+describe('foreign writers', () => {
+  it("a Python agent using the documented SQL through python3's sqlite3 shows up in status and history", () => {
+    const db = tempDb();
+    cli(['status'], { db }); // any command creates nothing; register creates the schema
+    expect(cli(['register', 'bootstrap'], { db }).code).toBe(0);
+    const script = join(tempDir(), 'agent.py');
+    writeFileSync(script, block('example:python'));
+    const r = spawnSync('python3', [script, 'py-worker', '3'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: db, INTERVAL_SECONDS: '0.05' }) });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const a = cliJson(['status', '--all'], { db }).agents.find((x: any) => x.name === 'py-worker');
+    expect(a).toMatchObject({ state: 'offline', heartbeatSeq: 3, progress: 3, message: 'stopped', reportedStatus: 'ok', metadata: { lang: 'python', beats: 3 }, intervalMs: 50, host: expect.any(String) });
+    expect(a.pidStartTime).toBeGreaterThan(0);
+    const history = cliJson(['history', 'py-worker'], { db }) as any[];
+    expect(history.map((e) => `${e.fromState}>${e.toState}:${e.reason}`)).toEqual([
+      'null>initializing:registered',
+      'initializing>active:first heartbeat',
+      'active>offline:goodbye',
+    ]);
+    // Back again from Python after the goodbye: a new process, a new incarnation, reactivated by its heartbeat.
+    const again = spawnSync('python3', [script, 'py-worker', '1'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: db, INTERVAL_SECONDS: '0.05' }) });
+    expect(again.status).toBe(0);
+    const b = cliJson(['status', 'py-worker'], { db }).agents[0];
+    expect(b.incarnation).toBe(2);
+    expect(b.heartbeatSeq).toBe(4);
+  });
+
+  it('a Python heartbeat after silence reactivates a stale agent with events', () => {
+    const db = tempDb();
+    cli(['register', 'slowpy', '--interval', '100ms'], { db });
+    const py = `
+import sqlite3, sys, time
+HEARTBEAT = """${HEARTBEAT_SQL}"""
+db = sqlite3.connect(sys.argv[1], timeout=5.0, isolation_level=None)
+p = {"name": "slowpy", "status": None, "message": None, "metadata": None, "progress": None}
+db.execute(HEARTBEAT, dict(p, now=int(time.time() * 1000)))
+time.sleep(0.4)
+print(db.execute(HEARTBEAT, dict(p, now=int(time.time() * 1000))).rowcount)
+`;
+    const r = spawnSync('python3', ['-c', py, db], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('1');
+    const history = cliJson(['history', 'slowpy'], { db }) as any[];
+    expect(history.map((e) => `${e.fromState}>${e.toState}`)).toEqual(['null>initializing', 'initializing>active', 'active>stale', 'stale>active']);
+    expect(history[2].evidence).toMatchObject({ rule: 'clock', detected_by: 'heartbeat' });
+  });
+
+  it('a shell agent using the documented SQL through the sqlite3 shell shows up in status and history', () => {
+    const db = tempDb();
+    expect(cli(['register', 'bootstrap'], { db }).code).toBe(0);
+    const script = join(tempDir(), 'agent.sh');
+    writeFileSync(script, block('example:shell'));
+    const r = spawnSync('sh', [script], { encoding: 'utf8', env: cleanEnv({ DB: db, NAME: 'sh-backup' }) });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('1');
+    const a = cliJson(['status', 'sh-backup'], { db }).agents[0];
+    expect(a).toMatchObject({ state: 'active', group: 'shell', intervalMs: 60_000, message: 'backup 40% done', progress: 40, metadata: { lang: 'sh' }, pid: null });
+    expect(a.lastHeartbeatAt).toBeGreaterThan(Date.now() - 60_000);
+    const h = cli(['history', 'sh-backup'], { db });
+    expect(h.stdout).toMatch(/sh-backup {2}\(new\) → initializing {2}registered/);
+    expect(h.stdout).toMatch(/sh-backup {2}initializing → active {2}first heartbeat/);
+  });
+});

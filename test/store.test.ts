@@ -1,0 +1,265 @@
+import { describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { openStore } from '../src/store/store.js';
+import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/migrations.js';
+import { getRegisteredAgents, registerAgent, updateAgentState, updateHeartbeat, deregisterAgent } from '../src/core/agents.js';
+import { DatabaseUnusableError, OperationError, DatabaseMissingError, AgentNotFoundError, UsageError } from '../src/errors.js';
+import { fileHash, tempDb, tempDir } from './helpers.js';
+
+const T0 = 1_800_000_000_000;
+
+function events(path: string) {
+  const s = openStore({ path });
+  try {
+    return s.listEvents().map((e) => `${e.agentName}:${e.fromState ?? '-'}>${e.toState}:${e.reason}`);
+  } finally {
+    s.close();
+  }
+}
+
+describe('opening the database', () => {
+  it('creates a new file with WAL, our application id and the schema version', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    expect(s.db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(s.db.pragma('application_id', { simple: true })).toBe(APPLICATION_ID);
+    expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(s.db.pragma('foreign_keys', { simple: true })).toBe(1);
+    expect(s.db.pragma('synchronous', { simple: true })).toBe(1);
+    expect(s.db.pragma('busy_timeout', { simple: true })).toBe(5000);
+    s.close();
+    // Opening again migrates nothing and keeps the data.
+    const again = openStore({ path, busyTimeoutMs: 1234 });
+    expect(again.db.pragma('busy_timeout', { simple: true })).toBe(1234);
+    again.close();
+  });
+
+  it('refuses a file that is not SQLite and leaves it byte-for-byte unchanged', () => {
+    const path = join(tempDir(), 'notes.db');
+    writeFileSync(path, 'these are my notes, not a database\n'.repeat(20));
+    const before = fileHash(path);
+    expect(() => openStore({ path })).toThrow(DatabaseUnusableError);
+    expect(fileHash(path)).toBe(before);
+    expect(existsSync(`${path}-wal`)).toBe(false);
+  });
+
+  it('refuses an SQLite file of another application', () => {
+    const path = tempDb();
+    const other = new Database(path);
+    other.exec('CREATE TABLE customers (id INTEGER PRIMARY KEY)');
+    other.close();
+    const before = fileHash(path);
+    expect(() => openStore({ path })).toThrow(/another application/);
+    expect(fileHash(path)).toBe(before);
+  });
+
+  it('refuses a schema newer than this build and leaves the file unchanged', () => {
+    const path = tempDb();
+    openStore({ path }).close();
+    const raw = new Database(path);
+    raw.pragma('journal_mode = DELETE');
+    raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    raw.close();
+    const before = fileHash(path);
+    expect(() => openStore({ path })).toThrow(/newer than this agentctl/);
+    expect(fileHash(path)).toBe(before);
+  });
+
+  it('treats an empty file as a new database', () => {
+    const path = tempDb();
+    writeFileSync(path, '');
+    const s = openStore({ path });
+    expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    s.close();
+  });
+
+  it('says clearly when the directory is missing, creating nothing', () => {
+    const dir = join(tempDir(), 'missing', 'deeper');
+    expect(() => openStore({ path: join(dir, 'a.db') })).toThrow(OperationError);
+    expect(() => openStore({ path: join(dir, 'a.db') })).toThrow(/directory .* does not exist/);
+    expect(existsSync(dir)).toBe(false);
+    openStore({ path: join(dir, 'a.db'), createDir: true }).close();
+    expect(existsSync(join(dir, 'a.db'))).toBe(true);
+  });
+
+  it("mode 'existing' refuses a missing file", () => {
+    expect(() => openStore({ path: tempDb(), mode: 'existing' })).toThrow(DatabaseMissingError);
+  });
+});
+
+describe('heartbeats and transitions', () => {
+  it('registers on first use: registered, then initializing → active', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    expect(updateHeartbeat(s, { name: 'w1' }, T0).registered).toBe(true);
+    expect(updateHeartbeat(s, { name: 'w1' }, T0 + 1000).registered).toBe(false);
+    const [a] = getRegisteredAgents(s, T0 + 1000);
+    expect(a).toMatchObject({ name: 'w1', state: 'active', heartbeatSeq: 2, lastHeartbeatAt: T0 + 1000 });
+    s.close();
+    expect(events(path)).toEqual(['w1:->initializing:registered', 'w1:initializing>active:first heartbeat']);
+  });
+
+  it('a heartbeat after silence records the stale period and the reactivation, for every writer', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    registerAgent(s, { name: 'w', intervalMs: 1000 }, T0);
+    updateHeartbeat(s, { name: 'w' }, T0 + 500);
+    updateHeartbeat(s, { name: 'w' }, T0 + 1500); // on time: no event
+    updateHeartbeat(s, { name: 'w' }, T0 + 4500); // silent 3000 = 1000 × 3: stale, then back
+    const evs = s.listEvents({ agent: 'w' });
+    s.close();
+    expect(evs.map((e) => `${e.fromState}>${e.toState}`)).toEqual(['null>initializing', 'initializing>active', 'active>stale', 'stale>active']);
+    const stale = evs[2]!;
+    expect(stale.at).toBe(T0 + 1500 + 3000);
+    expect(stale.evidence).toMatchObject({ rule: 'clock', detected_by: 'heartbeat', heartbeat_age_ms: 3000, stale_after_ms: 3000 });
+    expect(evs[3]!.evidence).toMatchObject({ rule: 'heartbeat', silent_ms: 3000 });
+  });
+
+  it('reactivates an agent persisted as stale or offline with an event', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    updateHeartbeat(s, { name: 'w' }, T0);
+    s.db.prepare("UPDATE agents SET state='stale', state_since=?, state_reason='heartbeat overdue' WHERE name='w'").run(T0 + 90_000);
+    updateHeartbeat(s, { name: 'w' }, T0 + 95_000);
+    updateAgentState(s, 'w', 'offline', T0 + 96_000, { reason: 'taken down' });
+    updateHeartbeat(s, { name: 'w' }, T0 + 97_000);
+    expect(getRegisteredAgents(s, T0 + 97_000)[0]).toMatchObject({ state: 'active', startedAt: T0 + 97_000 });
+    s.close();
+    expect(events(path).slice(2)).toEqual(['w:active>stale:heartbeat overdue', 'w:stale>active:heartbeat', 'w:active>offline:taken down', 'w:offline>active:heartbeat']);
+  });
+
+  it('error status makes the agent error, and ok clears it', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    updateHeartbeat(s, { name: 'w' }, T0);
+    updateHeartbeat(s, { name: 'w', status: 'error', message: 'disk full' }, T0 + 1000);
+    expect(getRegisteredAgents(s, T0 + 1000)[0]).toMatchObject({ state: 'error', message: 'disk full' });
+    updateHeartbeat(s, { name: 'w', status: 'busy' }, T0 + 2000);
+    expect(getRegisteredAgents(s, T0 + 2000)[0]).toMatchObject({ state: 'active', message: null, availability: 'busy', reportedStatus: 'busy' });
+    updateHeartbeat(s, { name: 'w' }, T0 + 3000);
+    expect(getRegisteredAgents(s, T0 + 3000)[0]).toMatchObject({ availability: 'busy' });
+    s.close();
+    expect(events(path).slice(2)).toEqual(['w:active>error:reported error', 'w:error>active:error cleared']);
+  });
+
+  it('merges metadata (null removes a key) and keeps progress', () => {
+    const s = openStore({ path: tempDb() });
+    registerAgent(s, { name: 'm', metadata: { region: 'eu', tier: 1 } }, T0);
+    updateHeartbeat(s, { name: 'm', metadata: { tier: null, jobs: 3 }, progress: 7 }, T0 + 1);
+    updateHeartbeat(s, { name: 'm' }, T0 + 2);
+    const a = s.getAgent('m')!;
+    expect(a.metadata).toEqual({ region: 'eu', jobs: 3 });
+    expect(a.progress).toBe(7);
+    s.close();
+  });
+
+  it('a later register updates the contract and keeps the rest', () => {
+    const s = openStore({ path: tempDb() });
+    registerAgent(s, { name: 'c', intervalMs: 5000, group: 'g1' }, T0);
+    registerAgent(s, { name: 'c', offlineAfterMs: 60_000 }, T0 + 1);
+    const a = s.getAgent('c')!;
+    expect(a).toMatchObject({ intervalMs: 5000, offlineAfterMs: 60_000, staleMultiplier: 3, group: 'g1', state: 'initializing', incarnation: 1 });
+    s.close();
+  });
+
+  it('a register with a new pid starts a new incarnation', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    registerAgent(s, { name: 'p', pid: process.pid }, T0);
+    updateHeartbeat(s, { name: 'p' }, T0 + 1);
+    registerAgent(s, { name: 'p', pid: process.pid }, T0 + 2); // same process: nothing changes
+    expect(s.getAgent('p')).toMatchObject({ incarnation: 1, state: 'active', pid: process.pid });
+    expect(s.getAgent('p')!.pidStartTime).toBeGreaterThan(0);
+    s.close();
+  });
+
+  it('goodbye and offline cancel executing commands; deregister hides the agent', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    updateHeartbeat(s, { name: 'x' }, T0);
+    const id = s.getAgent('x')!.id;
+    s.db.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) VALUES (?, 'job', 'executing', 't1', ?)").run(id, T0);
+    s.db.prepare("INSERT INTO commands (agent_id, payload, state, created_at) VALUES (?, 'later', 'queued', ?)").run(id, T0);
+    expect(s.goodbye('x', 'bye', T0 + 10)).toBe(true);
+    const cmds = s.db.prepare('SELECT payload, state, error FROM commands ORDER BY id').all();
+    expect(cmds).toEqual([
+      { payload: 'job', state: 'cancelled', error: 'agent offline: goodbye' },
+      { payload: 'later', state: 'queued', error: null },
+    ]);
+    deregisterAgent(s, 'x', T0 + 20);
+    expect(getRegisteredAgents(s, T0 + 20)).toEqual([]);
+    expect(getRegisteredAgents(s, T0 + 20, { includeDeregistered: true })).toHaveLength(1);
+    updateHeartbeat(s, { name: 'x' }, T0 + 30);
+    expect(getRegisteredAgents(s, T0 + 30)[0]).toMatchObject({ name: 'x', state: 'active', deregisteredAt: null });
+    s.close();
+    expect(events(path).slice(2)).toEqual(['x:active>offline:goodbye', 'x:offline>offline:deregistered', 'x:offline>active:heartbeat']);
+  });
+
+  it('maintenance holds, expires by the clock, and ends on set available', () => {
+    const s = openStore({ path: tempDb() });
+    updateHeartbeat(s, { name: 'm' }, T0);
+    updateAgentState(s, 'm', 'maintenance', T0 + 1, { forMs: 10_000, reason: 'upgrade' });
+    expect(getRegisteredAgents(s, T0 + 5000)[0]!.state).toBe('maintenance');
+    updateHeartbeat(s, { name: 'm' }, T0 + 6000); // a heartbeat during maintenance keeps it
+    expect(s.getAgent('m')!.state).toBe('maintenance');
+    expect(getRegisteredAgents(s, T0 + 10_001)[0]!.state).toBe('active');
+    updateHeartbeat(s, { name: 'm' }, T0 + 12_000); // after expiry: maintenance ends durably
+    expect(s.getAgent('m')).toMatchObject({ state: 'active', maintenanceUntil: null });
+    updateAgentState(s, 'm', 'maintenance', T0 + 13_000);
+    updateAgentState(s, 'm', 'available', T0 + 14_000);
+    expect(s.getAgent('m')!.state).toBe('active');
+    const reasons = s.listEvents({ agent: 'm' }).map((e) => `${e.fromState}>${e.toState}:${e.reason}`);
+    s.close();
+    expect(reasons.slice(2)).toEqual([
+      'active>maintenance:upgrade',
+      'maintenance>active:maintenance window ended',
+      'active>maintenance:maintenance',
+      'maintenance>active:maintenance ended by operator',
+    ]);
+  });
+
+  it('validates before writing and names what is wrong', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    expect(() => updateHeartbeat(s, { name: 'bad name' }, T0)).toThrow(UsageError);
+    expect(() => updateHeartbeat(s, { name: 'ok', message: 'x'.repeat(1025) }, T0)).toThrow(/1024/);
+    expect(() => updateHeartbeat(s, { name: 'ok', metadata: { big: 'x'.repeat(20_000) } }, T0)).toThrow(/too large/);
+    expect(() => registerAgent(s, { name: 'ok', pid: 4_000_000 }, T0)).toThrow(/no process with pid/);
+    expect(() => updateAgentState(s, 'nobody', 'offline', T0)).toThrow(AgentNotFoundError);
+    expect(s.listAgents()).toEqual([]);
+    expect(s.listEvents()).toEqual([]);
+    s.close();
+  });
+
+  it('the schema itself refuses what the documentation forbids, for foreign writers', () => {
+    const s = openStore({ path: tempDb() });
+    const ins = (name: string) => s.db.prepare("INSERT INTO agents (name, state_since, created_at, started_at, updated_at) VALUES (?, 0, 0, 0, 0)").run(name);
+    expect(() => ins('has space')).toThrow(/CHECK/);
+    expect(() => ins('-leading')).toThrow(/CHECK/);
+    expect(() => ins('x'.repeat(129))).toThrow(/CHECK/);
+    ins('fine.name_1:eu@host');
+    expect(() => s.db.prepare("UPDATE agents SET metadata = '[1]'").run()).toThrow(/CHECK/);
+    expect(() => s.db.prepare("UPDATE agents SET state = 'sleeping'").run()).toThrow(/CHECK/);
+    s.close();
+  });
+});
+
+describe('busy handling', () => {
+  it('retries a whole transaction through SQLITE_BUSY and fails loudly after the last try', () => {
+    const path = tempDb();
+    openStore({ path }).close();
+    const blocker = new Database(path);
+    blocker.exec('BEGIN IMMEDIATE');
+    const s = openStore({ path, busyTimeoutMs: 20, retryAttempts: 3, backoffFactor: 1.5 });
+    const t = Date.now();
+    expect(() => registerAgent(s, { name: 'late' }, T0)).toThrow(/stayed busy through 3 attempt/);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(60);
+    blocker.exec('ROLLBACK');
+    registerAgent(s, { name: 'late' }, T0);
+    expect(s.getAgent('late')).toBeDefined();
+    blocker.close();
+    s.close();
+  });
+});
