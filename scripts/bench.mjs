@@ -1,0 +1,103 @@
+// npm run bench: agentctl's speed figures, each measured in this run against a baseline measured in the same run.
+// Figures on a shared machine wander; the ratios are what the goals are about.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openStore } from '../dist/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const dir = mkdtempSync(join(tmpdir(), 'agentctl-bench-'));
+const results = [];
+
+const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+function goal(label, ok, detail) {
+  results.push({ label, ok });
+  console.log(`  goal ${ok ? 'MET   ' : 'MISSED'} ${label}${detail ? ` (${detail})` : ''}`);
+}
+
+function inProcess() {
+  const db = join(dir, 'inproc.db');
+  const store = openStore({ path: db });
+  const agents = 100;
+  for (let i = 0; i < agents; i++) store.heartbeat({ name: `a${i}` }, Date.now());
+  const n = 30_000;
+  const lat = new Float64Array(n);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    store.heartbeat({ name: `a${i % agents}`, progress: i }, Date.now());
+    lat[i] = performance.now() - s;
+  }
+  const ms = performance.now() - t0;
+  store.close();
+  const sorted = Array.from(lat).sort((a, b) => a - b);
+  const rate = (n / ms) * 1000;
+  console.log(`in-process heartbeats: ${fmt(rate)}/s over ${fmt(n)} (p50 ${fmt(pct(sorted, 50) * 1000)} µs, p99 ${fmt(pct(sorted, 99) * 1000)} µs)`);
+  goal('in-process ≥ 20,000 heartbeats/s', rate >= 20_000, `${fmt(rate)}/s`);
+  return rate;
+}
+
+async function processes(mode, perProcess) {
+  const db = join(dir, `${mode}.db`);
+  openStore({ path: db }).close();
+  const startAt = Date.now() + 1500;
+  const outs = await Promise.all(
+    Array.from({ length: 8 }, (_, i) =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [join(here, 'bench-worker.mjs'), db, `p${i}`, String(perProcess), String(startAt), mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`bench worker exited ${code}`))));
+      }),
+    ),
+  );
+  const end = Math.max(...outs.map((o) => o.end));
+  const total = outs.reduce((s, o) => s + o.count, 0);
+  const rate = (total / (end - startAt)) * 1000;
+  const lat = outs.flatMap((o) => o.latencies).sort((a, b) => a - b);
+  const check = openStore({ path: db });
+  const counted = check.db.prepare('SELECT SUM(heartbeat_seq) AS n FROM agents').get().n - 8;
+  check.close();
+  console.log(`8 processes, ${mode === 'plain' ? "SQLite's locking" : 'proper-lockfile lock per write'}: ${fmt(rate)}/s aggregate (${fmt(total)} heartbeats, ${fmt(counted)} counted; p50 ${fmt(pct(lat, 50), 2)} ms, p99 ${fmt(pct(lat, 99), 2)} ms)`);
+  if (counted !== total) throw new Error(`lost heartbeats: ${total} sent, ${counted} counted`);
+  return rate;
+}
+
+function startup() {
+  const db = join(dir, 'cli.db');
+  spawnSync(process.execPath, [join(root, 'bin/agentctl'), '--db', db, 'heartbeat', 'cli'], { stdio: 'ignore' });
+  const runs = { node: [process.execPath, '-e', '0'], agentctl: [process.execPath, join(root, 'bin/agentctl'), '--db', db, 'heartbeat', 'cli'] };
+  const times = { node: [], agentctl: [] };
+  for (let i = 0; i < 30; i++) {
+    for (const [k, argv] of Object.entries(runs)) {
+      const t = process.hrtime.bigint();
+      const r = spawnSync(argv[0], argv.slice(1), { stdio: 'ignore' });
+      times[k].push(Number(process.hrtime.bigint() - t) / 1e6);
+      if (r.status !== 0) throw new Error(`${k} exited ${r.status}`);
+    }
+  }
+  const med = (a) => a.sort((x, y) => x - y)[Math.floor(a.length / 2)];
+  const node = med(times.node);
+  const cli = med(times.agentctl);
+  console.log(`agentctl heartbeat: ${fmt(cli, 1)} ms wall (median of 30) vs node -e 0: ${fmt(node, 1)} ms → ${fmt(cli / node, 2)}×`);
+  goal('agentctl heartbeat ≤ 1.3× bare node start-up', cli / node <= 1.3, `${fmt(cli / node, 2)}×`);
+}
+
+try {
+  console.log(`agentctl bench · node ${process.version} · ${new Date().toISOString()}\n`);
+  inProcess();
+  const plain = await processes('plain', 5000);
+  goal('8-process aggregate ≥ 20,000 heartbeats/s', plain >= 20_000, `${fmt(plain)}/s`);
+  const locked = await processes('lockfile', 250);
+  console.log(`ratio SQLite locking / lock per write: ${fmt(plain / locked, 1)}×`);
+  goal('8-process aggregate ≥ 10× the lock-per-write baseline', plain / locked >= 10, `${fmt(plain / locked, 1)}×`);
+  startup();
+  const missed = results.filter((r) => !r.ok).length;
+  console.log(`\n${results.length - missed} of ${results.length} goals met`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
