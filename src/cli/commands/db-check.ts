@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import { type Diagnosis, diagnose } from '../../core/diagnose.js';
+import { repairDatabase } from '../../core/repair.js';
+import { ExitCode } from '../../exit-codes.js';
+import { type CliContext, cliContext } from '../context.js';
+import { painter } from '../render.js';
+
+const EXIT: Record<Diagnosis['verdict'], number> = { healthy: ExitCode.OK, problems: ExitCode.FAILED, unusable: ExitCode.DB_UNUSABLE };
+
+export function define(program: Command): void {
+  program
+    .command('db-check')
+    .summary('check the database file, and repair what is safe')
+    .description(
+      'Open the database read-only and report: header and application id, schema version, quick_check\n' +
+        '(integrity_check with --full), foreign keys, journal mode, WAL size, pages, the lock files, clock skew and\n' +
+        'rows that break the state model. Exit 0 healthy, 1 problems found, 4 unusable (not SQLite, corrupt, too new).\n' +
+        '--fix takes the exclusive lock, writes a backup (VACUUM INTO) beside the database, then does what is safe:\n' +
+        'checkpoint and truncate the WAL, remove stale locks, repair rows. A corrupt file is never written to:\n' +
+        '--fix copies its readable rows into a new file beside it.',
+    )
+    .option('--full', 'integrity_check instead of the faster quick_check')
+    .option('--fix', 'repair what is safe (after a backup)')
+    .addHelpText('after', '\nExamples:\n  agentctl db-check\n  agentctl db-check --full --json\n  agentctl db-check --fix')
+    .action(async (flags: { full?: boolean; fix?: boolean }, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const now = ctx.now();
+      if (!flags.fix) {
+        const d = diagnose(ctx.config.dbPath, now, { full: Boolean(flags.full) });
+        if (ctx.json) ctx.out(JSON.stringify(d, null, 2));
+        else printDiagnosis(ctx, d);
+        process.exitCode = EXIT[d.verdict];
+        return;
+      }
+      const r = await repairDatabase(ctx.config.dbPath, now);
+      if (ctx.json) {
+        ctx.out(JSON.stringify(r, null, 2));
+      } else {
+        for (const a of r.actions) ctx.out(`fixed: ${a}`);
+        if (r.recovered) {
+          ctx.out(`the database is unusable and was left untouched; readable rows are in ${r.recovered}`);
+          ctx.out(`check it with 'agentctl db-check --db ${r.recovered}', then move it into place while no agentctl runs`);
+        } else {
+          printDiagnosis(ctx, r.after);
+        }
+      }
+      process.exitCode = r.recovered ? ExitCode.DB_UNUSABLE : EXIT[r.after.verdict];
+    });
+}
+
+function printDiagnosis(ctx: CliContext, d: Diagnosis): void {
+  const c = painter(ctx.color);
+  ctx.out(c.bold(`db-check ${d.path}`));
+  for (const f of d.findings) {
+    ctx.out(`  ${f.ok ? c.green('ok  ') : c.red('FAIL')}  ${f.check}: ${f.detail}${f.fix ? c.dim(`  (--fix: ${f.fix})`) : ''}`);
+  }
+  const problems = d.findings.filter((f) => !f.ok).length;
+  if (d.verdict === 'healthy') ctx.out(c.green('healthy'));
+  else if (d.verdict === 'unusable') ctx.out(c.red("unusable: nothing was written to it. Restore a backup, or run 'agentctl db-check --fix' to copy what is readable into a new file."));
+  else ctx.out(c.yellow(`${problems} problem${problems === 1 ? '' : 's'} found; 'agentctl db-check --fix' repairs what is safe`));
+}

@@ -1,0 +1,204 @@
+import Database from 'better-sqlite3';
+import { existsSync, statSync } from 'node:fs';
+import { AgentctlError } from '../errors.js';
+import { preflight } from '../store/open.js';
+import { APPLICATION_ID, SCHEMA_VERSION } from '../store/migrations.js';
+import { inspectLock } from '../store/lock.js';
+import { describeSqliteError } from '../store/sqlite-errors.js';
+import { pidExists } from './host.js';
+
+/** One finding of db-check: `ok` findings are information, the rest are problems. */
+export interface Finding {
+  check: string;
+  ok: boolean;
+  detail: string;
+  /** What `db-check --fix` would do about it, when it can. */
+  fix?: string;
+}
+
+export interface Diagnosis {
+  path: string;
+  /** 'healthy' (exit 0), 'problems' (exit 1) or 'unusable' (exit 4: not SQLite, corrupt, too new). */
+  verdict: 'healthy' | 'problems' | 'unusable';
+  findings: Finding[];
+  /** Rows that break the state model, as repairable facts. */
+  repairs: Repair[];
+}
+
+/** A row that breaks the state model, and the statement that repairs it. */
+export interface Repair {
+  what: string;
+  sql: string;
+  params: Record<string, unknown>;
+}
+
+/** Locks db-check looks at: the health loop's and the one for operations on the file. */
+export const LOCK_NAMES = ['monitor', 'maintenance'] as const;
+/** A WAL this many times the auto-checkpoint size means checkpoints are not keeping up. */
+const WAL_BEHIND_FACTOR = 4;
+/** Heartbeats further in the future than this are clock skew. */
+const FUTURE_TOLERANCE_MS = 5_000;
+
+/**
+ * Examines the database at `path` without writing to it: header, application id, schema version, integrity
+ * (quick_check, or integrity_check when `full`), foreign keys, journal mode, WAL size, pages, the lock files, clock
+ * skew and rows that break the state model. Never throws for a damaged file: that is its verdict.
+ */
+export function diagnose(path: string, now: number, opts: { full?: boolean; lockStaleMs?: number } = {}): Diagnosis {
+  const findings: Finding[] = [];
+  const repairs: Repair[] = [];
+  const result = (verdict?: Diagnosis['verdict']): Diagnosis => ({
+    path,
+    verdict: verdict ?? (findings.every((f) => f.ok) ? 'healthy' : 'problems'),
+    findings,
+    repairs,
+  });
+  if (!existsSync(path)) {
+    findings.push({ check: 'file', ok: false, detail: `${path} does not exist` });
+    return result('problems');
+  }
+  try {
+    preflight(path, { mode: 'existing' });
+  } catch (err) {
+    findings.push({ check: 'header', ok: false, detail: (err as Error).message });
+    return result('unusable');
+  }
+  findings.push({ check: 'header', ok: true, detail: `SQLite 3 file, ${statSync(path).size} bytes` });
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    db.pragma('busy_timeout = 5000');
+  } catch (err) {
+    findings.push({ check: 'open', ok: false, detail: describeSqliteError(err, path, 1).message });
+    return result('unusable');
+  }
+  try {
+    const unusable = examine(db, path, now, opts, findings, repairs);
+    return result(unusable ? 'unusable' : undefined);
+  } catch (err) {
+    const e = describeSqliteError(err, path, 1);
+    findings.push({ check: 'read', ok: false, detail: e.message });
+    return result(e instanceof AgentctlError && e.exitCode === 4 ? 'unusable' : 'problems');
+  } finally {
+    db.close();
+  }
+}
+
+function examine(db: Database.Database, path: string, now: number, opts: { full?: boolean; lockStaleMs?: number }, findings: Finding[], repairs: Repair[]): boolean {
+  const appId = db.pragma('application_id', { simple: true }) as number;
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (appId !== APPLICATION_ID) {
+    findings.push({ check: 'application_id', ok: false, detail: appId === 0 ? 'not marked as an agentctl database (application_id 0)' : `application_id ${appId} belongs to another application` });
+    return appId !== 0;
+  }
+  findings.push({ check: 'application_id', ok: true, detail: 'agentctl (0x41474354)' });
+  if (version > SCHEMA_VERSION) {
+    findings.push({ check: 'schema', ok: false, detail: `schema version ${version} is newer than this agentctl (${SCHEMA_VERSION}); upgrade agentctl` });
+    return true;
+  }
+  findings.push({ check: 'schema', ok: version === SCHEMA_VERSION, detail: `version ${version}, this build ${SCHEMA_VERSION}${version < SCHEMA_VERSION ? ' (migrated on the next write)' : ''}` });
+
+  const integrity = (db.pragma(opts.full ? 'integrity_check' : 'quick_check') as Record<string, string>[]).map((r) => Object.values(r)[0]);
+  const intact = integrity.length === 1 && integrity[0] === 'ok';
+  findings.push({ check: opts.full ? 'integrity_check' : 'quick_check', ok: intact, detail: intact ? 'ok' : integrity.slice(0, 5).join('; ') });
+  if (!intact) return true;
+
+  const fk = db.pragma('foreign_key_check') as unknown[];
+  findings.push({ check: 'foreign_key_check', ok: fk.length === 0, detail: fk.length ? `${fk.length} rows point at missing rows` : 'ok' });
+
+  const mode = String(db.pragma('journal_mode', { simple: true }));
+  findings.push({ check: 'journal_mode', ok: mode === 'wal', detail: mode, ...(mode === 'wal' ? {} : { fix: 'set journal_mode=WAL' }) });
+
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  const pages = db.pragma('page_count', { simple: true }) as number;
+  const free = db.pragma('freelist_count', { simple: true }) as number;
+  findings.push({ check: 'pages', ok: true, detail: `${pages} pages of ${pageSize} bytes, ${free} free` });
+  const walBytes = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;
+  const autoCheckpoint = 1000;
+  const behind = walBytes > WAL_BEHIND_FACTOR * autoCheckpoint * (pageSize + 24);
+  findings.push({
+    check: 'wal',
+    ok: !behind,
+    detail: `${walBytes} bytes${behind ? `: more than ${WAL_BEHIND_FACTOR}× the auto-checkpoint size, checkpoints are not keeping up (a long-lived reader holds them back?)` : ''}`,
+    ...(behind ? { fix: 'checkpoint and truncate the WAL' } : {}),
+  });
+
+  for (const name of LOCK_NAMES) findings.push(lockFinding(path, name, opts.lockStaleMs ?? 30_000));
+
+  const future = db.prepare('SELECT name, last_heartbeat_at FROM agents WHERE last_heartbeat_at > ?').all(now + FUTURE_TOLERANCE_MS) as { name: string; last_heartbeat_at: number }[];
+  findings.push({
+    check: 'clock skew',
+    ok: future.length === 0,
+    detail: future.length ? `${future.length} agent(s) with heartbeats in the future: ${future.slice(0, 5).map((f) => `${f.name} (+${Math.round((f.last_heartbeat_at - now) / 1000)}s)`).join(', ')}` : 'no heartbeats in the future',
+  });
+
+  repairs.push(...stateModelRepairs(db, now));
+  findings.push({
+    check: 'state model',
+    ok: repairs.length === 0,
+    detail: repairs.length ? repairs.map((r) => r.what).join('; ') : 'every row fits',
+    ...(repairs.length ? { fix: `repair ${repairs.length} row group(s)` } : {}),
+  });
+  return false;
+}
+
+function lockFinding(path: string, name: string, staleMs: number): Finding {
+  const info = inspectLock(path, name);
+  if (!info) return { check: `${name} lock`, ok: true, detail: 'not held' };
+  const pid = info.owner?.pid;
+  const alive = pid !== undefined && pidExists(pid);
+  const stale = info.ageMs >= staleMs || (pid !== undefined && !alive);
+  return {
+    check: `${name} lock`,
+    ok: !stale,
+    detail: `held${pid !== undefined ? ` by pid ${pid}${alive ? '' : ' (no such process)'}` : ''}, refreshed ${Math.round(info.ageMs / 1000)}s ago${stale ? ': stale' : ''}`,
+    ...(stale ? { fix: 'remove the stale lock' } : {}),
+  };
+}
+
+/** Rows that contradict the state model, each with the statement that puts it right (recording an event through the trigger). */
+function stateModelRepairs(db: Database.Database, now: number): Repair[] {
+  const out: Repair[] = [];
+  const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
+  const active = count("SELECT COUNT(*) AS n FROM agents WHERE state IN ('active', 'error') AND last_heartbeat_at IS NULL");
+  if (active) {
+    out.push({
+      what: `${active} agent(s) active or error without any heartbeat`,
+      sql: "UPDATE agents SET state = 'initializing', state_since = :now, state_reason = 'repaired by db-check: never beat', state_evidence = json_object('rule', 'db-check') WHERE state IN ('active', 'error') AND last_heartbeat_at IS NULL",
+      params: { now },
+    });
+  }
+  const dereg = count("SELECT COUNT(*) AS n FROM agents WHERE deregistered_at IS NOT NULL AND state <> 'offline'");
+  if (dereg) {
+    out.push({
+      what: `${dereg} deregistered agent(s) not offline`,
+      sql: "UPDATE agents SET state = 'offline', state_since = :now, state_reason = 'repaired by db-check: deregistered', state_evidence = json_object('rule', 'db-check') WHERE deregistered_at IS NOT NULL AND state <> 'offline'",
+      params: { now },
+    });
+  }
+  const maint = count("SELECT COUNT(*) AS n FROM agents WHERE state <> 'maintenance' AND maintenance_until IS NOT NULL");
+  if (maint) {
+    out.push({
+      what: `${maint} agent(s) with a maintenance end but not in maintenance`,
+      sql: "UPDATE agents SET maintenance_until = NULL WHERE state <> 'maintenance' AND maintenance_until IS NOT NULL",
+      params: {},
+    });
+  }
+  const orphaned = count("SELECT COUNT(*) AS n FROM commands c JOIN agents a ON a.id = c.agent_id WHERE c.state = 'executing' AND a.state IN ('offline', 'failed')");
+  if (orphaned) {
+    out.push({
+      what: `${orphaned} command(s) executing for agents that are offline or failed`,
+      sql: "UPDATE commands SET state = 'cancelled', finished_at = :now, error = 'cancelled by db-check: agent ' || (SELECT state FROM agents WHERE agents.id = commands.agent_id) WHERE state = 'executing' AND agent_id IN (SELECT id FROM agents WHERE state IN ('offline', 'failed'))",
+      params: { now },
+    });
+  }
+  const future = count('SELECT COUNT(*) AS n FROM agents WHERE state_since > :now'.replace(':now', String(now + FUTURE_TOLERANCE_MS)));
+  if (future) {
+    out.push({
+      what: `${future} agent(s) whose state began in the future`,
+      sql: 'UPDATE agents SET state_since = :now WHERE state_since > :limit',
+      params: { now, limit: now + FUTURE_TOLERANCE_MS },
+    });
+  }
+  return out;
+}

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, openSync, readdirSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { cli, fileHash, tempDb, tempDir } from './helpers.js';
+import { SCHEMA_VERSION } from '../src/store/migrations.js';
+
+function fleet(db: string, n = 20): void {
+  for (let i = 0; i < n; i++) cli(['heartbeat', `agent-${i}`, '--message', `m${i}`.repeat(40)], { db });
+}
+
+/** Checkpoints the WAL into the main file and leaves the database in rollback mode, so every byte is in one file. */
+function settle(db: string): void {
+  const raw = new Database(db);
+  raw.pragma('wal_checkpoint(TRUNCATE)');
+  raw.pragma('journal_mode = DELETE');
+  raw.close();
+}
+
+/** Flips bytes in the middle of page `page` (1-based). */
+function flipPage(db: string, page: number, pageSize = 4096): void {
+  const fd = openSync(db, 'r+');
+  const buf = Buffer.alloc(64);
+  const at = (page - 1) * pageSize + 8;
+  readSync(fd, buf, 0, 64, at);
+  for (let i = 0; i < buf.length; i++) buf[i] = buf[i]! ^ 0xa5;
+  writeSync(fd, buf, 0, 64, at);
+  closeSync(fd);
+}
+
+describe('agentctl db-check', () => {
+  it('reports a healthy database and exits 0', () => {
+    const db = tempDb();
+    fleet(db, 3);
+    const r = cli(['db-check'], { db });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/quick_check: ok/);
+    expect(r.stdout).toMatch(/healthy/);
+    const json = JSON.parse(cli(['db-check', '--full', '--json'], { db }).stdout);
+    expect(json.verdict).toBe('healthy');
+    expect(json.findings.map((f: any) => f.check)).toEqual(expect.arrayContaining(['header', 'application_id', 'schema', 'integrity_check', 'foreign_key_check', 'journal_mode', 'wal', 'pages', 'monitor lock', 'maintenance lock', 'clock skew', 'state model']));
+  });
+
+  it('exits 4 for a file that is not SQLite, and --fix leaves it untouched', () => {
+    const db = join(tempDir(), 'x.db');
+    writeFileSync(db, 'not a database\n'.repeat(100));
+    const before = fileHash(db);
+    expect(cli(['db-check'], { db }).code).toBe(4);
+    expect(cli(['db-check', '--fix'], { db }).code).toBe(4);
+    expect(fileHash(db)).toBe(before);
+  });
+
+  it('exits 4 for a schema newer than this build', () => {
+    const db = tempDb();
+    fleet(db, 1);
+    settle(db);
+    const raw = new Database(db);
+    raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    raw.close();
+    const r = cli(['db-check'], { db });
+    expect(r.code).toBe(4);
+    expect(r.stdout).toMatch(/newer than this agentctl/);
+  });
+
+  it('finds flipped bytes in a page, exits 4, never writes the file, and --fix copies the readable rows beside it', () => {
+    const db = tempDb();
+    fleet(db, 40);
+    settle(db);
+    const pages = new Database(db, { readonly: true }).pragma('page_count', { simple: true }) as number;
+    flipPage(db, pages); // the last page: table rows, not the schema
+    const before = fileHash(db);
+    const check = cli(['db-check', '--full'], { db });
+    expect(check.code).toBe(4);
+    expect(check.stdout).toMatch(/FAIL/);
+    const fix = cli(['db-check', '--fix'], { db });
+    expect(fix.code).toBe(4);
+    expect(fix.stdout).toMatch(/left untouched; readable rows are in/);
+    expect(fileHash(db)).toBe(before);
+    const recovered = readdirSync(dirname(db)).find((f) => f.startsWith(`${basename(db)}.recovered-`) && f.endsWith('.db'));
+    expect(recovered).toBeDefined();
+    const copy = join(dirname(db), recovered!);
+    expect(cli(['db-check', '--full'], { db: copy }).code).toBe(0);
+    const n = JSON.parse(cli(['status', '--json'], { db: copy }).stdout).agents.length;
+    expect(n).toBeGreaterThan(0);
+    expect(n).toBeLessThanOrEqual(40);
+  });
+
+  it('finds rows that break the state model; --fix backs up first, repairs them with events', () => {
+    const db = tempDb();
+    fleet(db, 2);
+    cli(['register', 'never-beat'], { db });
+    const raw = new Database(db);
+    raw.exec("UPDATE agents SET state = 'active', state_since = 1 WHERE name = 'never-beat'");
+    raw.exec("UPDATE agents SET last_heartbeat_at = last_heartbeat_at + 3600000 WHERE name = 'agent-0'");
+    raw.close();
+    const r = cli(['db-check'], { db });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/state model: 1 agent\(s\) active or error without any heartbeat/);
+    expect(r.stdout).toMatch(/clock skew: 1 agent\(s\) with heartbeats in the future: agent-0/);
+    const fix = cli(['db-check', '--fix'], { db });
+    expect(fix.stdout).toMatch(/fixed: backed up to .*\.backup-/);
+    expect(fix.stdout).toMatch(/fixed: repaired: 1 agent\(s\) active or error without any heartbeat/);
+    expect(fix.stdout).toMatch(/state model: every row fits/);
+    expect(fix.code).toBe(1); // the clock skew remains: --fix does not invent timestamps
+    const backup = readdirSync(dirname(db)).find((f) => f.includes('.backup-'));
+    expect(cli(['db-check'], { db: join(dirname(db), backup!) }).stdout).toMatch(/active or error without any heartbeat/);
+    const h = JSON.parse(cli(['history', 'never-beat', '--json'], { db }).stdout);
+    expect(h.at(-1)).toMatchObject({ toState: 'initializing', reason: 'repaired by db-check: never beat' });
+  });
+
+  it('reports a stale lock of a dead process, and --fix removes it', () => {
+    const db = tempDb();
+    fleet(db, 1);
+    const lockDir = `${db}.monitor.lock`;
+    mkdirSync(lockDir);
+    writeFileSync(`${db}.monitor.owner`, JSON.stringify({ pid: 4_000_000, host: null, acquiredAt: 0, operation: 'monitor' }));
+    const r = cli(['db-check'], { db });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/monitor lock: held by pid 4000000 \(no such process\).*stale/);
+    const fix = cli(['db-check', '--fix'], { db });
+    expect(fix.stdout).toMatch(/removed the stale monitor lock/);
+    expect(fix.code).toBe(0);
+    expect(existsSync(lockDir)).toBe(false);
+  });
+
+  it('a missing database is a problem, not a crash', () => {
+    const r = cli(['db-check'], { db: tempDb() });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/does not exist/);
+  });
+});
