@@ -54,7 +54,10 @@ function buildProgram(): Command {
     .option('--debug', 'print stack traces of errors')
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`agentctl: ${str.replace(/^error: /, '')}`) })
+    .configureOutput({
+      // One line, whatever commander says: its suggestion ("Did you mean …?") joins the message.
+      outputError: (str, write) => write(`agentctl: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}\n`),
+    })
     .addHelpText('after', `\n${EXIT_CODES_HELP}\n\n${ENV_HELP}`);
   program.version(process.env.npm_package_version ?? '0.1.0', '-V, --version');
   return program;
