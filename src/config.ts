@@ -9,6 +9,7 @@ export const DEFAULTS = {
   staleMultiplier: 3,
   offlineAfterMs: 300_000,
   busyTimeoutMs: 5_000,
+  lockStaleMs: 30_000,
   retryAttempts: 3,
   backoffFactor: 1.5,
   logLevel: 'info' as LogLevel,
@@ -29,6 +30,8 @@ export interface Config {
   /** Where dbPath came from: 'flag', 'AGENTCTL_DB', 'DATABASE_PATH' or 'default'. */
   dbPathSource: 'flag' | 'AGENTCTL_DB' | 'DATABASE_PATH' | 'default';
   busyTimeoutMs: number;
+  /** After this long without a refresh, an exclusive lock (health loop, maintenance) counts as abandoned. */
+  lockStaleMs: number;
   retryAttempts: number;
   backoffFactor: number;
   contract: ContractDefaults;
@@ -114,6 +117,8 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
   }
   const offlineAfterMs = duration(DEFAULTS.offlineAfterMs, 'AGENTCTL_OFFLINE_AFTER');
   const busyTimeoutMs = duration(DEFAULTS.busyTimeoutMs, 'AGENTCTL_LOCK_TIMEOUT', 'LOCK_TIMEOUT');
+  const lockStaleMs = duration(DEFAULTS.lockStaleMs, 'AGENTCTL_LOCK_STALE');
+  if (lockStaleMs < 2000) problems.push(`invalid AGENTCTL_LOCK_STALE: must be at least 2s`);
   const retryAttempts = number(DEFAULTS.retryAttempts, 1, true, 'AGENTCTL_RETRY_ATTEMPTS', 'RETRY_ATTEMPTS');
   const backoffFactor = number(DEFAULTS.backoffFactor, 1, false, 'AGENTCTL_BACKOFF_FACTOR', 'BACKOFF_FACTOR');
 
@@ -132,6 +137,7 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
     dbPath,
     dbPathSource,
     busyTimeoutMs,
+    lockStaleMs,
     retryAttempts,
     backoffFactor,
     contract: { intervalMs, staleMultiplier, offlineAfterMs },

@@ -45,6 +45,7 @@ describe('resolveConfig', () => {
     expect(c.dbPath).toBe(join(home, '.local/state/agentctl/agentctl.db'));
     expect(c.dbPathSource).toBe('default');
     expect(c.busyTimeoutMs).toBe(5000);
+    expect(c.lockStaleMs).toBe(30_000);
     expect(c.retryAttempts).toBe(3);
     expect(c.backoffFactor).toBe(1.5);
     expect(c.contract).toEqual({ intervalMs: 30_000, staleMultiplier: 3, offlineAfterMs: 300_000 });
@@ -91,6 +92,11 @@ describe('resolveConfig', () => {
     expect(err).toBeInstanceOf(ValidationError);
     expect((err as ValidationError).problems).toHaveLength(4);
     expect((err as ValidationError).exitCode).toBe(2);
+  });
+
+  it('takes the lock stale period from AGENTCTL_LOCK_STALE, at least 2s', () => {
+    expect(resolveConfig({}, { AGENTCTL_LOCK_STALE: '10s' }, cwd, home).lockStaleMs).toBe(10_000);
+    expect(() => resolveConfig({}, { AGENTCTL_LOCK_STALE: '500ms' }, cwd, home)).toThrow(/at least 2s/);
   });
 
   it('puts logs beside the database unless told otherwise', () => {

@@ -129,3 +129,22 @@ describe('agentctl db-check', () => {
     expect(r.stdout).toMatch(/does not exist/);
   });
 });
+
+describe('db-check --fix and a dead lock holder', () => {
+  it('takes over the maintenance lock of a holder killed with SIGKILL once stale, and says so', async () => {
+    const { start, exited, waitFor, ROOT } = await import('./helpers.js');
+    const db = tempDb();
+    fleet(db, 1);
+    const holder = start(process.execPath, [join(ROOT, 'test/fixtures/hold-lock.mjs'), db, 'maintenance', '2000']);
+    await waitFor(() => holder.output().includes('locked'), 'the holder to lock');
+    const busy = cli(['db-check', '--fix'], { db, env: { AGENTCTL_LOCK_STALE: '2s' } });
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(/another agentctl maintenance is running/);
+    holder.kill('SIGKILL');
+    await exited(holder);
+    const fix = cli(['db-check', '--fix'], { db, env: { AGENTCTL_LOCK_STALE: '2s' } });
+    expect(fix.stderr).toMatch(/held by pid \d+, which is gone; taking it over once stale/);
+    expect(fix.stdout).toMatch(new RegExp(`fixed: took over the maintenance lock of pid ${holder.pid}, which died holding it`));
+    expect(fix.code).toBe(0);
+  });
+});

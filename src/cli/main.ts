@@ -23,6 +23,7 @@ const ENV_HELP = `Environment:
   AGENTCTL_DB (DATABASE_PATH)              database file (default: $XDG_STATE_HOME/agentctl/agentctl.db,
                                            else ~/.local/state/agentctl/agentctl.db)
   AGENTCTL_LOCK_TIMEOUT (LOCK_TIMEOUT)     SQLite busy timeout per statement (default 5s)
+  AGENTCTL_LOCK_STALE                      an exclusive lock not refreshed for this long is abandoned (default 30s)
   AGENTCTL_RETRY_ATTEMPTS (RETRY_ATTEMPTS) tries per transaction when the database is busy (default 3)
   AGENTCTL_BACKOFF_FACTOR (BACKOFF_FACTOR) growth of the delay between tries (default 1.5)
   AGENTCTL_HEARTBEAT_INTERVAL (HEARTBEAT_INTERVAL)  default heartbeat interval (default 30s)

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { existsSync, rmSync } from 'node:fs';
 import { DatabaseMissingError, OperationError } from '../errors.js';
-import { lockPaths, withExclusiveLock } from '../store/lock.js';
+import { type LockOptions, lockPaths, withExclusiveLock } from '../store/lock.js';
 import { openStore } from '../store/store.js';
 import { type Diagnosis, LOCK_NAMES, diagnose } from './diagnose.js';
 
@@ -26,7 +26,11 @@ export function besideWithStamp(path: string, what: string, now: number): string
  * only what is safe — WAL mode, a truncating checkpoint, stale locks removed, state-model rows repaired (each with its
  * event). For an unusable file, nothing is written to it: the readable rows are copied into a new file beside it.
  */
-export async function repairDatabase(path: string, now: number, opts: { lockStaleMs?: number } = {}): Promise<RepairReport> {
+export async function repairDatabase(
+  path: string,
+  now: number,
+  opts: { lockStaleMs?: number; onWait?: LockOptions['onWait'] } = {},
+): Promise<RepairReport> {
   if (!existsSync(path)) throw new DatabaseMissingError(path);
   const before = diagnose(path, now, opts);
   if (before.verdict === 'unusable') {
@@ -35,8 +39,15 @@ export async function repairDatabase(path: string, now: number, opts: { lockStal
     return { backup: null, recovered, actions, after: before };
   }
   const staleLocks = LOCK_NAMES.filter((n) => before.findings.some((f) => f.check === `${n} lock` && !f.ok));
-  const done = await withExclusiveLock(path, { name: 'maintenance', ...(opts.lockStaleMs ? { staleMs: opts.lockStaleMs } : {}) }, async (lock) => {
-    const actions: string[] = [];
+  const takeovers: string[] = [];
+  const lockOpts: LockOptions = {
+    name: 'maintenance',
+    ...(opts.lockStaleMs ? { staleMs: opts.lockStaleMs } : {}),
+    ...(opts.onWait ? { onWait: opts.onWait } : {}),
+    onTakeover: (owner) => takeovers.push(`took over the maintenance lock${owner ? ` of pid ${owner.pid}, which died holding it` : ''}`),
+  };
+  const done = await withExclusiveLock(path, lockOpts, async (lock) => {
+    const actions: string[] = [...takeovers];
     const backup = besideWithStamp(path, 'backup', now);
     const store = openStore({ path, mode: 'existing' });
     try {
@@ -49,7 +60,6 @@ export async function repairDatabase(path: string, now: number, opts: { lockStal
         rmSync(ownerPath, { force: true });
         actions.push(`removed the stale ${name} lock`);
       }
-      if (staleLocks.includes('maintenance')) actions.push('took over the stale maintenance lock');
       if (before.repairs.length) {
         store.immediate(() => {
           for (const r of before.repairs) store.db.prepare(r.sql).run(r.params);

@@ -1,6 +1,7 @@
 import lockfile from 'proper-lockfile';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { LockCompromisedError, LockHeldError, OperationError } from '../errors.js';
+import { hostName, pidExists, processStartTime } from '../core/host.js';
 
 /**
  * The exclusive lock beside the database, for what SQLite's own locking cannot guard: one health loop at a time,
@@ -17,10 +18,14 @@ export interface LockOptions {
   retries?: number;
   /** Called when the lock was abandoned by a dead holder and is taken over. */
   onTakeover?: (info: LockOwner | null, ageMs: number) => void;
+  /** Called before waiting out the stale period of a lock whose holder is proven dead (how long, at most). */
+  onWait?: (info: LockOwner, waitMs: number) => void;
 }
 
 export interface LockOwner {
   pid: number;
+  /** The holder's start time (clock ticks after boot), so that a recycled pid is not taken for it. */
+  pidStartTime?: number | null;
   host: string | null;
   acquiredAt: number;
   operation: string;
@@ -60,6 +65,14 @@ export function inspectLock(dbPath: string, name: string): { owner: LockOwner | 
   return { owner, ageMs: Date.now() - mtime };
 }
 
+/** True when the lock's holder ran on this host and its process is gone (or its pid now names another process). */
+export function holderIsDead(owner: LockOwner): boolean {
+  if (owner.host !== hostName()) return false;
+  const start = processStartTime(owner.pid);
+  if (start === null) return !pidExists(owner.pid);
+  return owner.pidStartTime != null && start !== owner.pidStartTime;
+}
+
 function inspectOwner(ownerPath: string): { owner: LockOwner | null; ageMs: number } | null {
   try {
     const st = statSync(ownerPath);
@@ -83,6 +96,14 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
   const staleMs = Math.max(2000, opts.staleMs ?? 30_000);
   const { lockPath, ownerPath } = lockPaths(dbPath, opts.name);
   const controller = new AbortController();
+  let retries: lockfile.LockOptions['retries'] = { retries: opts.retries ?? 0, factor: 1.5, minTimeout: 100, maxTimeout: 2000, randomize: true };
+  const held = inspectLock(dbPath, opts.name);
+  if (held?.owner && holderIsDead(held.owner)) {
+    // Proven dead (its pid is gone or belongs to another process): wait out the stale period instead of failing.
+    const waitMs = Math.max(0, staleMs - held.ageMs) + 1000;
+    opts.onWait?.(held.owner, waitMs);
+    retries = { retries: Math.ceil(waitMs / 250) + 4, factor: 1, minTimeout: 250, maxTimeout: 250 };
+  }
   let release: () => Promise<void>;
   try {
     release = await lockfile.lock(lockTarget(dbPath, opts.name), {
@@ -90,7 +111,7 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
       realpath: false,
       stale: staleMs,
       update: Math.floor(staleMs / 3),
-      retries: { retries: opts.retries ?? 0, factor: 1.5, minTimeout: 100, maxTimeout: 2000, randomize: true },
+      retries,
       onCompromised: (err) => controller.abort(new LockCompromisedError(lockPath, { cause: err })),
     });
   } catch (err) {
@@ -100,7 +121,7 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
   // A clean release removes the owner file: finding one means its holder died holding the lock, and we took it over.
   const previous = inspectOwner(ownerPath);
   if (previous) opts.onTakeover?.(previous.owner, previous.ageMs);
-  const owner: LockOwner = { pid: process.pid, host: null, acquiredAt: Date.now(), operation: opts.name };
+  const owner: LockOwner = { pid: process.pid, pidStartTime: processStartTime(process.pid), host: hostName(), acquiredAt: Date.now(), operation: opts.name };
   try {
     writeFileSync(ownerPath, JSON.stringify(owner));
   } catch {

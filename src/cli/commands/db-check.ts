@@ -32,7 +32,10 @@ export function define(program: Command): void {
         process.exitCode = EXIT[d.verdict];
         return;
       }
-      const r = await repairDatabase(ctx.config.dbPath, now);
+      const r = await repairDatabase(ctx.config.dbPath, now, {
+        lockStaleMs: ctx.config.lockStaleMs,
+        onWait: (owner, waitMs) => ctx.err(`agentctl: the maintenance lock is held by pid ${owner.pid}, which is gone; taking it over once stale (up to ${Math.ceil(waitMs / 1000)}s)`),
+      });
       if (ctx.json) {
         ctx.out(JSON.stringify(r, null, 2));
       } else {
