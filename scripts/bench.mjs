@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore } from '../dist/index.js';
+import { benchDiagnostics } from './bench-diagnostics.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -96,6 +97,7 @@ try {
   console.log(`ratio SQLite locking / lock per write: ${fmt(plain / locked, 1)}×`);
   goal('8-process aggregate ≥ 10× the lock-per-write baseline', plain / locked >= 10, `${fmt(plain / locked, 1)}×`);
   startup();
+  benchDiagnostics(dir, join(root, 'bin/agentctl'));
   const missed = results.filter((r) => !r.ok).length;
   console.log(`\n${results.length - missed} of ${results.length} goals met`);
 } finally {

@@ -16,6 +16,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   'set-status': { summary: 'set available, busy, offline or maintenance by hand', load: () => import('./commands/set-status.js') },
   deregister: { summary: 'remove an agent from the fleet', load: () => import('./commands/deregister.js') },
   history: { summary: 'list state transitions with their evidence', load: () => import('./commands/history.js') },
+  cleanup: { summary: 'purge gone agents and prune old history', load: () => import('./commands/cleanup.js') },
   'db-check': { summary: 'check the database file, and repair what is safe', load: () => import('./commands/db-check.js') },
 };
 

@@ -1,0 +1,77 @@
+import type { Command } from 'commander';
+import { agentsToPurge, countEventsOlderThan, purgeAgents, pruneEvents } from '../../core/cleanup.js';
+import { parseDuration } from '../../core/duration.js';
+import { UsageError } from '../../errors.js';
+import { withExclusiveLock } from '../../store/lock.js';
+import { cliContext } from '../context.js';
+
+interface Flags {
+  purgeOlderThan?: string;
+  eventsOlderThan?: string;
+  dryRun?: boolean;
+}
+
+export function define(program: Command): void {
+  program
+    .command('cleanup')
+    .summary('purge gone agents and prune old history')
+    .description(
+      'Clean the database, safely on a live fleet (it takes the exclusive maintenance lock):\n' +
+        '  --purge-older-than DUR   delete agents that are offline, failed or deregistered and unseen for DUR,\n' +
+        '                           with their events and commands\n' +
+        '  --events-older-than DUR  delete history older than DUR (in small batches; writers keep going)\n' +
+        'With --dry-run it only says what it would do.',
+    )
+    .option('--purge-older-than <dur>', 'delete gone agents unseen for this long')
+    .option('--events-older-than <dur>', 'delete events older than this')
+    .option('--dry-run', 'show what would change, change nothing')
+    .addHelpText('after', '\nExamples:\n  agentctl cleanup --purge-older-than 7d --dry-run\n  agentctl cleanup --events-older-than 30d --json')
+    .action(async (flags: Flags, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const purgeMs = flags.purgeOlderThan !== undefined ? parseDuration(flags.purgeOlderThan, '--purge-older-than') : undefined;
+      const eventsMs = flags.eventsOlderThan !== undefined ? parseDuration(flags.eventsOlderThan, '--events-older-than') : undefined;
+      if (purgeMs === undefined && eventsMs === undefined) {
+        throw new UsageError('nothing to do: give --purge-older-than DUR or --events-older-than DUR (see agentctl cleanup --help)');
+      }
+      const store = ctx.open('existing');
+      try {
+        const now = ctx.now();
+        const report = await withExclusiveLock(ctx.config.dbPath, { name: 'maintenance', staleMs: ctx.config.lockStaleMs }, async (lock) => {
+          const out: { dryRun: boolean; purged?: { agents: string[]; events: number; commands: number }; prunedEvents?: number } = { dryRun: Boolean(flags.dryRun) };
+          if (purgeMs !== undefined) {
+            out.purged = flags.dryRun ? { agents: agentsToPurge(store, now, purgeMs), events: 0, commands: 0 } : purgeAgents(store, now, purgeMs);
+          }
+          if (eventsMs !== undefined) {
+            out.prunedEvents = flags.dryRun ? countEventsOlderThan(store, now, eventsMs) : pruneEvents(store, now, eventsMs, lock.signal);
+          }
+          return out;
+        });
+        if (ctx.json) {
+          ctx.out(JSON.stringify(report, null, 2));
+          return;
+        }
+        ctx.out(summary(report));
+      } finally {
+        store.close();
+      }
+    });
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** The one-line summary: what was done, or with --dry-run what would be. */
+function summary(r: { dryRun: boolean; purged?: { agents: string[]; events: number; commands: number }; prunedEvents?: number }): string {
+  const parts: string[] = [];
+  if (r.purged) {
+    const names = r.purged.agents.length ? ` (${r.purged.agents.slice(0, 10).join(', ')}${r.purged.agents.length > 10 ? ', …' : ''})` : '';
+    parts.push(
+      r.dryRun
+        ? `would purge ${plural(r.purged.agents.length, 'agent')}${names}`
+        : `purged ${plural(r.purged.agents.length, 'agent')}${names} with ${plural(r.purged.events, 'event')} and ${plural(r.purged.commands, 'command')}`,
+    );
+  }
+  if (r.prunedEvents !== undefined) parts.push(`${r.dryRun ? 'would delete' : 'deleted'} ${plural(r.prunedEvents, 'old event')}`);
+  return parts.join('; ');
+}

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { cli, cliJson, tempDb } from './helpers.js';
+
+const HOUR = 3_600_000;
+
+/** Moves an agent's timestamps (and its events) `ms` into the past, as if it had been silent that long. */
+function age(db: string, name: string, ms: number): void {
+  const raw = new Database(db);
+  raw.prepare(
+    'UPDATE agents SET last_heartbeat_at = last_heartbeat_at - :ms, started_at = started_at - :ms, created_at = created_at - :ms, updated_at = updated_at - :ms, state_since = state_since - :ms WHERE name = :name',
+  ).run({ ms, name });
+  raw.prepare('UPDATE events SET at = at - :ms WHERE agent_name = :name').run({ ms, name });
+  raw.close();
+}
+
+describe('agentctl cleanup', () => {
+  it('refuses to run without an action', () => {
+    const db = tempDb();
+    cli(['heartbeat', 'a'], { db });
+    const r = cli(['cleanup'], { db });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/nothing to do/);
+  });
+
+  it('--purge-older-than deletes gone agents with their events and commands; --dry-run only says so', () => {
+    const db = tempDb();
+    for (const n of ['alive', 'gone', 'dereg', 'recent-offline']) cli(['heartbeat', n], { db });
+    cli(['deregister', 'dereg'], { db });
+    cli(['set-status', 'recent-offline', 'offline'], { db });
+    const raw = new Database(db);
+    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'x', 'queued', 0 FROM agents WHERE name = 'gone'").run();
+    raw.close();
+    age(db, 'gone', 48 * HOUR); // silent for two days: offline by the clock
+    age(db, 'dereg', 48 * HOUR);
+    const dry = cliJson(['cleanup', '--purge-older-than', '1d', '--dry-run'], { db });
+    expect(dry).toMatchObject({ dryRun: true, purged: { agents: ['dereg', 'gone'] } });
+    expect(cliJson(['status', '--all'], { db }).agents).toHaveLength(4);
+    const r = cli(['cleanup', '--purge-older-than', '1d'], { db });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^purged 2 agents \(dereg, gone\) with \d+ events and 1 command$/);
+    expect(cliJson(['status', '--all'], { db }).agents.map((a: any) => a.name)).toEqual(['alive', 'recent-offline']);
+    const left = new Database(db, { readonly: true });
+    expect(left.prepare("SELECT COUNT(*) FROM events WHERE agent_name IN ('gone', 'dereg')").pluck().get()).toBe(0);
+    expect(left.prepare('SELECT COUNT(*) FROM commands').pluck().get()).toBe(0);
+    left.close();
+  });
+
+  it('--events-older-than prunes history only', () => {
+    const db = tempDb();
+    cli(['heartbeat', 'old'], { db });
+    cli(['heartbeat', 'new'], { db });
+    age(db, 'old', 2 * HOUR);
+    cli(['heartbeat', 'old'], { db }); // back: writes stale/offline + reactivation events now
+    const before = cliJson(['history', '--limit', '1000'], { db }).length;
+    // Old: its registration, first heartbeat, and going offline 300 s after that (dated when it happened).
+    const dry = cliJson(['cleanup', '--events-older-than', '1h', '--dry-run'], { db });
+    expect(dry.prunedEvents).toBe(3);
+    const r = cliJson(['cleanup', '--events-older-than', '1h'], { db });
+    expect(r.prunedEvents).toBe(3);
+    const after = cliJson(['history', '--limit', '1000'], { db }) as any[];
+    expect(after.length).toBe(before - 3);
+    expect(after.map((e) => `${e.agentName}:${e.toState}`)).toEqual(['new:initializing', 'new:active', 'old:active']);
+    expect(cliJson(['status'], { db }).agents.map((a: any) => a.state)).toEqual(['active', 'active']);
+  });
+
+  it('bad durations exit 2 and change nothing', () => {
+    const db = tempDb();
+    cli(['heartbeat', 'a'], { db });
+    expect(cli(['cleanup', '--purge-older-than', 'forever'], { db }).code).toBe(2);
+    expect(cli(['cleanup', '--events-older-than', '-1d'], { db }).code).toBe(2);
+    expect(cliJson(['history'], { db })).toHaveLength(2);
+  });
+});
