@@ -88,3 +88,12 @@ export class MigrationNeededError extends AgentctlError {
     super('E_MIGRATION_NEEDED', 1, `database ${path} is at schema version ${version} and needs migrating`);
   }
 }
+
+/** The database file was deleted or replaced by another file while this process had it open. Nothing was written. */
+export class DatabaseReplacedError extends OperationError {
+  readonly path: string;
+  constructor(path: string, what: 'deleted' | 'replaced') {
+    super(`database ${path} was ${what} while in use; nothing was written (open it again)`, { code: 'E_DB_REPLACED' });
+    this.path = path;
+  }
+}

@@ -78,8 +78,10 @@ print(db.execute(HEARTBEAT, dict(p, now=int(time.time() * 1000))).rowcount)
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('1');
     const history = cliJson(['history', 'slowpy'], { db }) as any[];
-    expect(history.map((e) => `${e.fromState}>${e.toState}`)).toEqual(['null>initializing', 'initializing>active', 'active>stale', 'stale>active']);
-    expect(history[2].evidence).toMatchObject({ rule: 'clock', detected_by: 'heartbeat' });
+    // The first beat may come late on a loaded machine (stuck initializing, then active); the last two are the point.
+    expect(history.slice(-2).map((e) => `${e.fromState}>${e.toState}`)).toEqual(['active>stale', 'stale>active']);
+    expect(history.at(-2).evidence).toMatchObject({ rule: 'clock', detected_by: 'heartbeat' });
+    expect(history.at(-1).reason).toBe('heartbeat');
   });
 
   it('a shell agent using the documented SQL through the sqlite3 shell shows up in status and history', () => {

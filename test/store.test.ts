@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { writeFileSync, existsSync } from 'node:fs';
+import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore } from '../src/store/store.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/migrations.js';
@@ -72,6 +72,25 @@ describe('opening the database', () => {
     writeFileSync(path, '');
     const s = openStore({ path });
     expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    s.close();
+  });
+
+  it('refuses an empty file whose write-ahead log says it was truncated', () => {
+    const path = tempDb();
+    writeFileSync(path, '');
+    writeFileSync(`${path}-wal`, Buffer.alloc(4096, 1));
+    expect(() => openStore({ path })).toThrow(/empty but .*-wal holds 4096 bytes: it was truncated/);
+    expect(fileHash(path)).toBe(fileHash(path));
+  });
+
+  it('a store notices its file deleted or replaced and writes nothing', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    updateHeartbeat(s, { name: 'a' }, T0);
+    rmSync(path);
+    expect(() => updateHeartbeat(s, { name: 'a' }, T0 + 1)).toThrow(/was deleted while in use; nothing was written/);
+    writeFileSync(path, 'x');
+    expect(() => registerAgent(s, { name: 'b' }, T0 + 2)).toThrow(/was replaced while in use/);
     s.close();
   });
 

@@ -48,7 +48,17 @@ export function preflight(path: string, opts: Pick<OpenOptions, 'mode' | 'create
     }
     return 'new';
   }
-  if (size === 0) return 'existing';
+  if (size === 0) {
+    // An empty file is a new database, unless a write-ahead log beside it says it once held one (truncated).
+    let wal = 0;
+    try {
+      wal = statSync(`${path}-wal`).size;
+    } catch {
+      wal = 0;
+    }
+    if (wal > 0) throw new DatabaseUnusableError(path, `it is empty but ${path}-wal holds ${wal} bytes: it was truncated; restore it from a backup (it was left untouched)`);
+    return 'existing';
+  }
   const head = Buffer.alloc(16);
   let fd: number | undefined;
   try {

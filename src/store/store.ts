@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
-import { AgentNotFoundError } from '../errors.js';
+import { statSync } from 'node:fs';
+import { AgentNotFoundError, DatabaseReplacedError, DatabaseUnusableError } from '../errors.js';
 import { openDatabase, immediate, withRetry } from './open.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import type { RetryPolicy } from './retry.js';
@@ -74,12 +75,30 @@ export class Store {
   readonly retry: RetryPolicy;
   readonly contract: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
   private readonly stmts = new Map<string, Database.Statement>();
+  /** The file this connection opened: a write after it was deleted or replaced would go nowhere anyone reads. */
+  private readonly file: { dev: number; ino: number; size: number };
 
   constructor(db: Database.Database, path: string, retry: RetryPolicy, contract = DEFAULT_CONTRACT) {
     this.db = db;
     this.path = path;
     this.retry = retry;
     this.contract = contract;
+    const st = statSync(path);
+    this.file = { dev: st.dev, ino: st.ino, size: st.size };
+  }
+
+  /** Throws DatabaseReplacedError if the path no longer names the file this connection has open. Called before writes. */
+  assertSameFile(): void {
+    let st;
+    try {
+      st = statSync(this.path);
+    } catch {
+      throw new DatabaseReplacedError(this.path, 'deleted');
+    }
+    if (st.dev !== this.file.dev || st.ino !== this.file.ino) throw new DatabaseReplacedError(this.path, 'replaced');
+    // The main file never shrinks in normal use (no auto-vacuum, no VACUUM in place): smaller means truncated.
+    if (st.size < this.file.size) throw new DatabaseUnusableError(this.path, `it was truncated from ${this.file.size} to ${st.size} bytes while in use; nothing was written. Restore it from a backup`);
+    this.file.size = st.size;
   }
 
   private stmt(sql: string): Database.Statement {
@@ -93,6 +112,7 @@ export class Store {
 
   /** Runs `fn` in BEGIN IMMEDIATE, retrying the whole transaction on SQLITE_BUSY*. Use for every read-then-write. */
   immediate<T>(fn: () => T): T {
+    this.assertSameFile();
     return immediate(this.db, this.retry, this.path, fn);
   }
 
@@ -115,6 +135,7 @@ export class Store {
    */
   heartbeat(p: HeartbeatParams, now: number): { registered: boolean } {
     const bindings = heartbeatBindings(p, now);
+    this.assertSameFile();
     const changed = this.retrying(() => this.stmt(HEARTBEAT_SQL).run(bindings).changes);
     if (changed === 1) return { registered: false };
     return this.immediate(() => {
