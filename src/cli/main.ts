@@ -16,6 +16,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   'set-status': { summary: 'set available, busy, offline or maintenance by hand', load: () => import('./commands/set-status.js') },
   deregister: { summary: 'remove an agent from the fleet', load: () => import('./commands/deregister.js') },
   history: { summary: 'list state transitions with their evidence', load: () => import('./commands/history.js') },
+  run: { summary: 'run a command as an agent: heartbeat, restart, pass its exit on', load: () => import('./commands/run.js') },
+  restart: { summary: 'stop agents and start them again by their launch command', load: () => import('./commands/restart.js') },
+  send: { summary: 'send a command to an agent', load: () => import('./commands/send.js') },
+  commands: { summary: 'list commands sent to agents, or cancel one', load: () => import('./commands/commands.js') },
 };
 
 const ENV_HELP = `Environment:
