@@ -1,4 +1,3 @@
-import lockfile from 'proper-lockfile';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { LockCompromisedError, LockHeldError, OperationError } from '../errors.js';
 
@@ -85,6 +84,9 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
   const controller = new AbortController();
   let release: () => Promise<void>;
   try {
+    // Loaded here, not at the top: proper-lockfile installs signal-exit's SIGINT/SIGTERM listeners when it loads,
+    // and a process that merely imports agentctl (a HeartbeatAgent) must keep its own signal behaviour.
+    const { default: lockfile } = await import('proper-lockfile');
     release = await lockfile.lock(lockTarget(dbPath, opts.name), {
       lockfilePath: lockPath,
       realpath: false,
