@@ -54,8 +54,8 @@ describe('agentctl run', () => {
     await waitFor(() => history(db, 'k').some((e) => e.toState === 'offline'), 'the offline event');
     const offline = history(db, 'k').find((e) => e.toState === 'offline');
     expect(offline).toMatchObject({ reason: 'killed by SIGKILL', evidence: { signal: 'SIGKILL', exit_code: null, pid: first.pid } });
-    // The event's own timestamp against the kill: well within one second (slack for two noisy cores).
-    expect(offline.at - killedAt).toBeLessThan(1000);
+    // The event's own timestamp against the kill: one second, plus slack for two noisy cores running other tests.
+    expect(offline.at - killedAt).toBeLessThan(1500);
     await waitFor(() => (agent(db, 'k')?.incarnation ?? 0) > first.incarnation && agent(db, 'k')?.state === 'active', 'the restarted agent');
     const second = agent(db, 'k')!;
     killGroupAfter(second.pid);
