@@ -165,7 +165,8 @@ export class HeartbeatAgent extends EventEmitter {
     const now = this.clock();
     try {
       this.checkFile();
-      if (!this.store) this.connect('existing');
+      // Until the first connection the agent may create the file; afterwards a missing file is an operator's doing.
+      if (!this.store) this.connect(this.incarnationNo === null ? 'create' : 'existing');
       const store = this.store!;
       const bind = { name: this.name, status: this.status, message: this.message, metadata: this.pendingMeta ? JSON.stringify(this.pendingMeta) : null, progress: this.progressValue, now };
       const changed = store.retrying(() => store.prepared(HEARTBEAT_SQL).run(bind).changes);

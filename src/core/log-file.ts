@@ -6,7 +6,7 @@ export const LOG_MAX_BYTES = 10 * 1024 * 1024;
 export const LOG_KEEP = 3;
 
 /**
- * An append-only log file rotated by size: when a write would take it past `maxBytes`, FILE becomes FILE.1 (FILE.1
+ * An append-only log file rotated by size: when it reaches `maxBytes`, FILE becomes FILE.1 (FILE.1
  * becomes FILE.2, …, the oldest is dropped) and a new FILE starts. Writes are synchronous, so nothing is lost
  * when the process exits right after.
  */
@@ -21,11 +21,16 @@ export class RotatingLog {
     if (this.size >= this.maxBytes) this.rotate();
   }
 
+  /** Appends `chunk`; a chunk that does not fit is split, so no file grows past `maxBytes`. */
   write(chunk: Buffer | string): void {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    if (this.size > 0 && this.size + buf.length > this.maxBytes) this.rotate();
-    writeSync(this.fd, buf);
-    this.size += buf.length;
+    let buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    while (buf.length) {
+      if (this.size >= this.maxBytes) this.rotate();
+      const n = Math.min(buf.length, this.maxBytes - this.size);
+      writeSync(this.fd, buf, 0, n);
+      this.size += n;
+      buf = buf.subarray(n);
+    }
   }
 
   close(): void {
