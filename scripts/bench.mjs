@@ -7,6 +7,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore } from '../dist/index.js';
 import { benchDiagnostics } from './bench-diagnostics.mjs';
+import { readFileSync } from 'node:fs';
+import { HeartbeatAgent, openStore } from '../dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -88,6 +90,63 @@ function startup() {
   goal('agentctl heartbeat ≤ 1.3× bare node start-up', cli / node <= 1.3, `${fmt(cli / node, 2)}×`);
 }
 
+/** Heartbeats through HeartbeatAgent.beat() (what its timer calls), against raw Store.heartbeat in the same run. */
+async function agentBeats() {
+  const db = join(dir, 'agent.db');
+  const n = 20_000;
+  const store = openStore({ path: db });
+  store.heartbeat({ name: 'raw' }, Date.now());
+  let t0 = performance.now();
+  for (let i = 0; i < n; i++) store.heartbeat({ name: 'raw', progress: i }, Date.now());
+  const raw = (n / (performance.now() - t0)) * 1000;
+  store.close();
+  const agent = new HeartbeatAgent({ name: 'lib', db, interval: '1h', handleSignals: false });
+  await agent.start();
+  t0 = performance.now();
+  let ok = 0;
+  for (let i = 0; i < n; i++) {
+    agent.progress(i);
+    if (agent.beat()) ok++;
+  }
+  const rate = (n / (performance.now() - t0)) * 1000;
+  await agent.stop();
+  if (ok !== n) throw new Error(`HeartbeatAgent: ${n - ok} of ${n} heartbeats failed`);
+  console.log(`HeartbeatAgent heartbeats: ${fmt(rate)}/s over ${fmt(n)} (raw Store.heartbeat ${fmt(raw)}/s → ${fmt(rate / raw, 2)}×)`);
+  goal('HeartbeatAgent ≥ 10,000 heartbeats/s', rate >= 10_000, `${fmt(rate)}/s`);
+  goal('HeartbeatAgent ≥ 0.5× raw Store.heartbeat', rate / raw >= 0.5, `${fmt(rate / raw, 2)}×`);
+}
+
+const TICKS = 100; // USER_HZ: /proc/PID/stat counts CPU time in 1/100 s on Linux
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS; // utime + stime of the process itself, not its children
+}
+
+/**
+ * CPU time of `agentctl run` wrapping a sleeping child, over a window after start-up, scaled to an hour; against
+ * an idle node process measured over the same window. Heartbeats every second (30× the default rate), so the
+ * figure is an upper bound for the default 30 s interval.
+ */
+async function runOverhead() {
+  const db = join(dir, 'run.db');
+  const windowMs = 10_000;
+  const wrapper = spawn(process.execPath, [join(root, 'bin/agentctl'), '--db', db, 'run', '--name', 'bench-run', '--interval', '1s', '--', 'sleep', '60'], { stdio: 'ignore' });
+  const idle = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 2000)); // past start-up
+  const w0 = cpuMs(wrapper.pid);
+  const i0 = cpuMs(idle.pid);
+  await new Promise((r) => setTimeout(r, windowMs));
+  const w = cpuMs(wrapper.pid) - w0;
+  const i = cpuMs(idle.pid) - i0;
+  idle.kill('SIGKILL');
+  wrapper.kill('SIGTERM');
+  await new Promise((r) => wrapper.once('exit', r));
+  const perHour = (ms) => (ms / windowMs) * 3600; // CPU seconds per hour
+  console.log(`agentctl run overhead: ${fmt(perHour(w), 1)} s CPU per hour of a sleeping child (1 s heartbeats; ${fmt(w)} ms over ${windowMs / 1000} s), idle node ${fmt(perHour(i), 1)} s/h`);
+  goal('agentctl run ≤ 36 s CPU per hour (1% of a core) at 1 s heartbeats', perHour(w) <= 36, `${fmt(perHour(w), 1)} s/h`);
+}
+
 try {
   console.log(`agentctl bench · node ${process.version} · ${new Date().toISOString()}\n`);
   inProcess();
@@ -98,6 +157,8 @@ try {
   goal('8-process aggregate ≥ 10× the lock-per-write baseline', plain / locked >= 10, `${fmt(plain / locked, 1)}×`);
   startup();
   benchDiagnostics(dir, join(root, 'bin/agentctl'));
+  await agentBeats();
+  await runOverhead();
   const missed = results.filter((r) => !r.ok).length;
   console.log(`\n${results.length - missed} of ${results.length} goals met`);
 } finally {

@@ -97,3 +97,16 @@ export class DatabaseReplacedError extends OperationError {
     this.path = path;
   }
 }
+
+/** A command was refused because its agent is offline or failed (nobody would claim it); `--queue` sends it anyway. */
+export class AgentUnavailableError extends AgentctlError {
+  constructor(name: string, state: string) {
+    super('E_AGENT_UNAVAILABLE', ExitCode.FAILED, `agent '${name}' is ${state}: nobody would run the command (send it with --queue to keep it for when the agent is back)`);
+  }
+}
+
+export class CommandNotFoundError extends AgentctlError {
+  constructor(id: number) {
+    super('E_NOT_FOUND', ExitCode.NOT_FOUND, `no command with id ${id} (see 'agentctl commands')`);
+  }
+}

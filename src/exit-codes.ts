@@ -9,6 +9,8 @@ export const ExitCode = {
   NOT_FOUND: 3,
   /** The database is unusable: not SQLite, corrupt, or a schema newer than this build. */
   DB_UNUSABLE: 4,
+  /** `run`: the command could not be started (as a shell says). Otherwise `run` exits with its child's code, or 128 + signal. */
+  NOT_STARTED: 127,
 } as const;
 
 /** Monitoring-plugin codes used by `agentctl check` (Nagios/Icinga convention). */
@@ -20,4 +22,5 @@ export const EXIT_CODES_HELP = `Exit codes:
   2  usage error (bad flag, name, duration, JSON); nothing was written
   3  agent not found
   4  database unusable (not SQLite, corrupt, or schema newer than this build)
+  run: the child's exit code, 128 + signal number if it died of a signal, 127 if it cannot start
   check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN`;

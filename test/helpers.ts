@@ -12,6 +12,12 @@ export const DIST = join(ROOT, 'dist');
 
 const dirs: string[] = [];
 const children = new Set<ChildProcess>();
+const groups = new Set<number>();
+
+/** Kills process group `pgid` (e.g. a child `agentctl run` started in its own session) after the test, if still there. */
+export function killGroupAfter(pgid: number | null | undefined): void {
+  if (pgid) groups.add(pgid);
+}
 
 /** A fresh temp directory, removed after the test. */
 export function tempDir(prefix = 'agentctl-test-'): string {
@@ -26,8 +32,19 @@ export function tempDb(): string {
 }
 
 afterEach(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    if (c.pid) groups.add(c.pid);
+  }
   children.clear();
+  for (const g of groups) {
+    try {
+      process.kill(-g, 'SIGKILL');
+    } catch {
+      // no such group any more
+    }
+  }
+  groups.clear();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -73,7 +90,8 @@ export function cliJson<T = any>(args: string[], opts: Parameters<typeof cli>[1]
 
 /** Starts a long-running child (CLI or fixture) that is killed after the test if still running. */
 export function start(command: string, args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}): ChildProcess & { output: () => string; errors: () => string } {
-  const child = spawn(command, args, { env: cleanEnv(opts.env), cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so that afterEach can kill it with everything it started.
+  const child = spawn(command, args, { env: cleanEnv(opts.env), cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.add(child);
   let out = '';
   let err = '';
@@ -107,3 +125,14 @@ export function exited(child: ChildProcess): Promise<{ code: number | null; sign
 export function fileHash(path: string): string {
   return existsSync(path) ? createHash('sha256').update(readFileSync(path)).digest('hex') : 'missing';
 }
+
+/** The JSON lines a child has printed so far (lines that are not JSON are skipped). */
+export function jsonLines(child: { output: () => string }): any[] {
+  return child
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
+}
+
+export const FIXTURES = join(ROOT, 'test', 'fixtures');

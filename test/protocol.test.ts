@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from '../src/store/protocol.js';
+import { CLAIM_SQL, COMPLETE_SQL, EXPIRE_SQL, GOODBYE_SQL, HEARTBEAT_SQL, SEND_SQL, START_SQL, registerSql } from '../src/store/protocol.js';
 import { cli, cliJson, cleanEnv, tempDb, tempDir, ROOT } from './helpers.js';
 
 const doc = readFileSync(join(ROOT, 'state_database.md'), 'utf8');
@@ -22,6 +22,14 @@ describe('state_database.md is the SQL agentctl runs', () => {
     expect(block('protocol:register')).toBe(DOC_REGISTER);
     expect(block('protocol:heartbeat')).toBe(HEARTBEAT_SQL);
     expect(block('protocol:goodbye')).toBe(GOODBYE_SQL);
+  });
+
+  it('quotes the start statement and the command channel verbatim', () => {
+    expect(block('protocol:start')).toBe(START_SQL);
+    expect(block('protocol:send')).toBe(SEND_SQL);
+    expect(block('protocol:expire')).toBe(EXPIRE_SQL);
+    expect(block('protocol:claim')).toBe(CLAIM_SQL);
+    expect(block('protocol:complete')).toBe(COMPLETE_SQL);
   });
 
   it('the Python and shell examples carry the same statements', () => {
@@ -99,5 +107,48 @@ print(db.execute(HEARTBEAT, dict(p, now=int(time.time() * 1000))).rowcount)
     const h = cli(['history', 'sh-backup'], { db });
     expect(h.stdout).toMatch(/sh-backup {2}\(new\) → initializing {2}registered/);
     expect(h.stdout).toMatch(/sh-backup {2}initializing → active {2}first heartbeat/);
+  });
+
+  it("a Python agent claims and completes commands with the documented SQL through python3's sqlite3; a stale token is refused", () => {
+    const db = tempDb();
+    expect(cli(['heartbeat', 'pycmd'], { db }).code).toBe(0);
+    const first = cli(['send', 'pycmd', '--', 'echo', 'one'], { db }).stdout.trim();
+    const second = cli(['send', 'pycmd', '--', 'echo', 'two'], { db }).stdout.trim();
+    const py = `
+import json, sqlite3, sys, time, uuid
+SQL = json.loads(sys.argv[2])
+db = sqlite3.connect(sys.argv[1], timeout=5.0, isolation_level=None)
+now = lambda: int(time.time() * 1000)
+name = "pycmd"
+inc = db.execute("SELECT incarnation FROM agents WHERE name = ?", (name,)).fetchone()[0]
+db.execute(SQL["expire"], {"name": name, "now": now()})
+tok = str(uuid.uuid4())
+cmd = db.execute(SQL["claim"], {"name": name, "incarnation": inc, "token": tok, "now": now()}).fetchone()
+out = {"claimed": cmd[1]}
+done = {"id": cmd[0], "token": tok, "state": "completed", "result": cmd[1].split(" ", 1)[1], "error": None, "now": now()}
+out["completed"] = db.execute(SQL["complete"], done).rowcount
+out["again"] = db.execute(SQL["complete"], dict(done, state="failed", result=None, error="x")).rowcount
+tok2 = str(uuid.uuid4())
+cmd2 = db.execute(SQL["claim"], {"name": name, "incarnation": inc, "token": tok2, "now": now()}).fetchone()
+# the same process starts again: a new incarnation; the command it was executing is cancelled
+db.execute(SQL["start"], {"name": name, "restarted": 0, "pid": None, "pid_start_time": None, "host": None, "boot_id": None,
+                          "reason": "started", "evidence": None, "now": now()})
+out["stale"] = db.execute(SQL["complete"], {"id": cmd2[0], "token": tok2, "state": "completed", "result": "late", "error": None, "now": now()}).rowcount
+out["old_claim"] = db.execute(SQL["claim"], {"name": name, "incarnation": inc, "token": "t", "now": now()}).fetchone()
+db.execute(SQL["send"], {"name": name, "payload": "from python", "deadline_at": None, "now": now()})
+print(json.dumps(out))
+`;
+    const sql = JSON.stringify({ expire: block('protocol:expire'), claim: block('protocol:claim'), complete: block('protocol:complete'), start: block('protocol:start'), send: block('protocol:send') });
+    const r = spawnSync('python3', ['-c', py, db, sql], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ claimed: 'echo one', completed: 1, again: 0, stale: 0, old_claim: null });
+    const list = cliJson(['commands', 'pycmd'], { db }) as any[];
+    expect(list.map((c) => [String(c.id), c.state, c.result ?? c.error])).toEqual([
+      [expect.any(String), 'queued', null],
+      [second, 'cancelled', 'agent restarted: claimed by incarnation 1, now 2'],
+      [first, 'completed', 'one'],
+    ]);
+    const history = cliJson(['history', 'pycmd'], { db }) as any[];
+    expect(history.at(-1)).toMatchObject({ fromState: 'active', toState: 'initializing', reason: 'started', evidence: { rule: 'start' } });
   });
 });

@@ -11,6 +11,7 @@ function agent(over: Partial<AgentRecord> = {}): AgentRecord {
     lastHeartbeatAt: T0, reportedStatus: 'ok', message: null, availability: 'available', metadata: {},
     progress: null, state: 'active', stateSince: T0, stateReason: 'first heartbeat', stateEvidence: null,
     maintenanceUntil: null, launch: null, restartCount: 0, createdAt: T0, startedAt: T0, updatedAt: T0,
+    supervisorPid: null, supervisorStartTime: null, restartPolicy: null, maxRestarts: null, restartAttempts: 0, lastRestartAt: null,
     deregisteredAt: null, ...over,
   };
 }

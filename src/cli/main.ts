@@ -18,6 +18,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   history: { summary: 'list state transitions with their evidence', load: () => import('./commands/history.js') },
   cleanup: { summary: 'purge gone agents and prune old history', load: () => import('./commands/cleanup.js') },
   'db-check': { summary: 'check the database file, and repair what is safe', load: () => import('./commands/db-check.js') },
+  run: { summary: 'run a command as an agent: heartbeat, restart, pass its exit on', load: () => import('./commands/run.js') },
+  restart: { summary: 'stop agents and start them again by their launch command', load: () => import('./commands/restart.js') },
+  send: { summary: 'send a command to an agent', load: () => import('./commands/send.js') },
+  commands: { summary: 'list commands sent to agents, or cancel one', load: () => import('./commands/commands.js') },
 };
 
 const ENV_HELP = `Environment:

@@ -1,4 +1,3 @@
-import lockfile from 'proper-lockfile';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { LockCompromisedError, LockHeldError, OperationError } from '../errors.js';
 import { hostName, pidExists, processStartTime } from '../core/host.js';
@@ -96,7 +95,7 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
   const staleMs = Math.max(2000, opts.staleMs ?? 30_000);
   const { lockPath, ownerPath } = lockPaths(dbPath, opts.name);
   const controller = new AbortController();
-  let retries: lockfile.LockOptions['retries'] = { retries: opts.retries ?? 0, factor: 1.5, minTimeout: 100, maxTimeout: 2000, randomize: true };
+  let retries: import('proper-lockfile').LockOptions['retries'] = { retries: opts.retries ?? 0, factor: 1.5, minTimeout: 100, maxTimeout: 2000, randomize: true };
   const held = inspectLock(dbPath, opts.name);
   if (held?.owner && holderIsDead(held.owner)) {
     // Proven dead (its pid is gone or belongs to another process): wait out the stale period instead of failing.
@@ -106,6 +105,9 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
   }
   let release: () => Promise<void>;
   try {
+    // Loaded here, not at the top: proper-lockfile installs signal-exit's SIGINT/SIGTERM listeners when it loads,
+    // and a process that merely imports agentctl (a HeartbeatAgent) must keep its own signal behaviour.
+    const { default: lockfile } = await import('proper-lockfile');
     release = await lockfile.lock(lockTarget(dbPath, opts.name), {
       lockfilePath: lockPath,
       realpath: false,

@@ -75,3 +75,69 @@ export function registerSql(defaults: { intervalMs: number; staleMultiplier: num
     .replace('{{stale_multiplier}}', String(Number(defaults.staleMultiplier)))
     .replace('{{offline_after_ms}}', String(Math.floor(defaults.offlineAfterMs)));
 }
+
+/**
+ * Start a new incarnation of an agent: a process (re)starting under a name it already has. The register statement
+ * starts one by itself when the pid differs; this one is for the same process starting again (a library agent's
+ * start() after stop()) and for a wrapper that restarts its child (then :restarted is 1 and restart_count counts
+ * it). Executing commands of earlier incarnations are cancelled by a trigger.
+ */
+export const START_SQL = `UPDATE agents SET
+  incarnation     = incarnation + 1,
+  restart_count   = restart_count + :restarted,
+  pid             = :pid,
+  pid_start_time  = :pid_start_time,
+  host            = :host,
+  boot_id         = :boot_id,
+  state           = 'initializing',
+  state_since     = :now,
+  state_reason    = :reason,
+  state_evidence  = COALESCE(:evidence, json_object('rule', 'start', 'pid', :pid, 'previous_pid', pid)),
+  started_at      = :now,
+  deregistered_at = NULL,
+  updated_at      = :now
+WHERE name = :name`;
+
+/** Queue a command for an agent. Zero rows inserted means there is no agent by that name. */
+export const SEND_SQL = `INSERT INTO commands (agent_id, payload, state, created_at, deadline_at)
+SELECT id, :payload, 'queued', :now, :deadline_at FROM agents WHERE name = :name`;
+
+/**
+ * Settle commands whose deadline has passed (for one agent, or all when :name is NULL): a queued one is cancelled,
+ * an executing one failed. An agent runs it before claiming, so it never starts work nobody waits for any more.
+ */
+export const EXPIRE_SQL = `UPDATE commands SET
+  state       = CASE state WHEN 'queued' THEN 'cancelled' ELSE 'failed' END,
+  error       = CASE state WHEN 'queued' THEN 'deadline passed before the agent claimed it'
+                ELSE 'deadline passed while executing' END,
+  finished_at = :now
+WHERE state IN ('queued', 'executing') AND deadline_at <= :now
+  AND (:name IS NULL OR agent_id = (SELECT id FROM agents WHERE name = :name))`;
+
+/**
+ * Claim the oldest queued command of an agent: queued → executing, fenced by a token the claimer makes up (a random
+ * UUID) and by the incarnation it belongs to. Returns the claimed row, or nothing. An incarnation that is no longer
+ * current, or an agent that is offline or failed, claims nothing.
+ */
+export const CLAIM_SQL = `UPDATE commands SET
+  state                  = 'executing',
+  claim_token            = :token,
+  claimed_by_incarnation = :incarnation,
+  claimed_at             = :now
+WHERE id = (SELECT c.id FROM commands c JOIN agents a ON a.id = c.agent_id
+            WHERE a.name = :name AND a.incarnation = :incarnation AND a.state NOT IN ('offline', 'failed')
+              AND c.state = 'queued' AND (c.deadline_at IS NULL OR c.deadline_at > :now)
+            ORDER BY c.id LIMIT 1)
+RETURNING id, payload, created_at, deadline_at`;
+
+/**
+ * Finish a claimed command: :state is 'completed' (with :result) or 'failed' (with :error). One row changed means
+ * accepted; zero means rejected — the command was cancelled (its agent went offline or restarted, an operator
+ * cancelled it, its deadline passed) or the token is stale (another claim holds it). The caller must drop its result.
+ */
+export const COMPLETE_SQL = `UPDATE commands SET
+  state       = :state,
+  result      = :result,
+  error       = :error,
+  finished_at = :now
+WHERE id = :id AND claim_token = :token AND state = 'executing' AND :state IN ('completed', 'failed')`;

@@ -4,6 +4,10 @@ export const AGENT_STATES = ['initializing', 'active', 'stale', 'offline', 'erro
 export type AgentState = (typeof AGENT_STATES)[number];
 export type Availability = 'available' | 'busy';
 export type ReportedStatusValue = 'ok' | 'busy' | 'error';
+export const RESTART_POLICIES = ['never', 'on-failure', 'always'] as const;
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
+export const COMMAND_STATES = ['queued', 'executing', 'completed', 'failed', 'cancelled'] as const;
+export type CommandState = (typeof COMMAND_STATES)[number];
 
 /** An agent as stored: its contract, identity, last report and persisted state. */
 export interface AgentRecord {
@@ -33,6 +37,14 @@ export interface AgentRecord {
   maintenanceUntil: number | null;
   launch: { argv: string[]; cwd: string | null } | null;
   restartCount: number;
+  /** The `agentctl run` process supervising the agent, when there is one (pid and start time). */
+  supervisorPid: number | null;
+  supervisorStartTime: number | null;
+  restartPolicy: RestartPolicy | null;
+  maxRestarts: number | null;
+  /** Restarts in a row that did not stay up for the stable period (drives backoff and `failed`). */
+  restartAttempts: number;
+  lastRestartAt: number | null;
   createdAt: number;
   startedAt: number;
   updatedAt: number;
@@ -92,6 +104,12 @@ export function toAgentRecord(r: Row): AgentRecord {
     maintenanceUntil: numOrNull(r.maintenance_until),
     launch: Array.isArray(argv) ? { argv: argv.map(String), cwd: strOrNull(r.launch_cwd) } : null,
     restartCount: num(r.restart_count),
+    supervisorPid: numOrNull(r.supervisor_pid),
+    supervisorStartTime: numOrNull(r.supervisor_start_time),
+    restartPolicy: (r.restart_policy ?? null) as RestartPolicy | null,
+    maxRestarts: numOrNull(r.max_restarts),
+    restartAttempts: num(r.restart_attempts ?? 0),
+    lastRestartAt: numOrNull(r.last_restart_at),
     createdAt: num(r.created_at),
     startedAt: num(r.started_at),
     updatedAt: num(r.updated_at),
@@ -109,5 +127,40 @@ export function toEventRecord(r: Row): EventRecord {
     toState: r.to_state as AgentState,
     reason: strOrNull(r.reason),
     evidence: json<Record<string, unknown> | null>(r.evidence, null),
+  };
+}
+
+/** A command sent to an agent (seed 001's command records). */
+export interface CommandRecord {
+  id: number;
+  agentId: number;
+  agentName: string;
+  payload: string;
+  state: CommandState;
+  claimToken: string | null;
+  claimedByIncarnation: number | null;
+  createdAt: number;
+  deadlineAt: number | null;
+  claimedAt: number | null;
+  finishedAt: number | null;
+  result: string | null;
+  error: string | null;
+}
+
+export function toCommandRecord(r: Row): CommandRecord {
+  return {
+    id: num(r.id),
+    agentId: num(r.agent_id),
+    agentName: String(r.agent_name ?? ''),
+    payload: String(r.payload),
+    state: r.state as CommandState,
+    claimToken: strOrNull(r.claim_token),
+    claimedByIncarnation: numOrNull(r.claimed_by_incarnation),
+    createdAt: num(r.created_at),
+    deadlineAt: numOrNull(r.deadline_at),
+    claimedAt: numOrNull(r.claimed_at),
+    finishedAt: numOrNull(r.finished_at),
+    result: strOrNull(r.result),
+    error: strOrNull(r.error),
   };
 }

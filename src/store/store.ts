@@ -101,6 +101,11 @@ export class Store {
     this.file.size = st.size;
   }
 
+  /** The statement for `sql`, prepared once per connection (for the store modules beside this one). */
+  prepared(sql: string): Database.Statement {
+    return this.stmt(sql);
+  }
+
   private stmt(sql: string): Database.Statement {
     let s = this.stmts.get(sql);
     if (!s) {
@@ -253,7 +258,8 @@ export class Store {
   }
 }
 
-function registerBindings(p: RegisterParams, now: number): Record<string, unknown> {
+/** The named parameters of the register statement for `p`. */
+export function registerBindings(p: RegisterParams, now: number): Record<string, unknown> {
   return {
     name: p.name,
     group_name: p.group ?? null,

@@ -1,0 +1,69 @@
+import { AgentNotFoundError, AgentUnavailableError, CommandNotFoundError, UsageError } from '../errors.js';
+import { cancelCommandRow, expireCommands, getCommand, insertCommand, selectCommands } from '../store/commands.js';
+import { COMMAND_STATES, type CommandRecord, type CommandState } from '../store/rows.js';
+import type { Store } from '../store/store.js';
+import { MAX_DURATION_MS } from './duration.js';
+import { deriveState } from './state.js';
+import { PAYLOAD_MAX, validateMessage, validateName } from './validate.js';
+
+/** The command channel as operators and tools use it: send, list, cancel, wait. Agents claim through HeartbeatAgent.onCommand. */
+
+export interface SendOptions {
+  /** The command must be finished within this long (deadline_at); a queued one is cancelled after it, an executing one failed. */
+  timeoutMs?: number | undefined;
+  /** Queue it even when the agent is offline or failed (it waits for the agent's return). */
+  queue?: boolean | undefined;
+}
+
+/** Queues a command for an agent. Refused (AgentUnavailableError) when the agent is offline or failed, unless `queue`. */
+export function sendCommand(store: Store, name: string, payload: string, now: number, opts: SendOptions = {}): CommandRecord {
+  validateName(name);
+  if (typeof payload !== 'string' || payload.length === 0) throw new UsageError('the payload is empty: put it after --, as in agentctl send NAME -- PAYLOAD');
+  if (Buffer.byteLength(payload) > PAYLOAD_MAX) throw new UsageError(`payload too large: ${Buffer.byteLength(payload)} bytes, the limit is ${PAYLOAD_MAX}`);
+  if (opts.timeoutMs !== undefined && (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs <= 0 || opts.timeoutMs > MAX_DURATION_MS)) throw new UsageError(`invalid timeout ${opts.timeoutMs}`);
+  const agent = store.getAgent(name);
+  if (!agent) throw new AgentNotFoundError(name);
+  const state = deriveState(agent, now).state;
+  if ((state === 'offline' || state === 'failed') && !opts.queue) throw new AgentUnavailableError(name, state);
+  return insertCommand(store, name, payload, opts.timeoutMs !== undefined ? now + opts.timeoutMs : null, now);
+}
+
+/** Parses a comma-separated list of command states. */
+export function parseCommandStates(text: string): CommandState[] {
+  const states = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of states) if (!(COMMAND_STATES as readonly string[]).includes(s)) throw new UsageError(`invalid command state '${s}': use ${COMMAND_STATES.join(', ')}`);
+  if (!states.length) throw new UsageError('--state needs at least one state');
+  return states as CommandState[];
+}
+
+/** Commands, newest first, after settling the ones past their deadline (so what is listed is true now). */
+export function listCommands(store: Store, now: number, q: { agent?: string | undefined; states?: CommandState[] | undefined; limit?: number | undefined } = {}): CommandRecord[] {
+  if (q.agent !== undefined) {
+    validateName(q.agent);
+    if (!store.getAgent(q.agent)) throw new AgentNotFoundError(q.agent);
+  }
+  expireCommands(store, null, now);
+  return selectCommands(store, { ...(q.agent !== undefined ? { agent: q.agent } : {}), ...(q.states ? { states: q.states } : {}), limit: q.limit ?? 100 });
+}
+
+/** Cancels a queued or executing command (an agent running it sees its signal abort; its result will be refused). */
+export function cancelCommand(store: Store, id: number, now: number, reason = 'cancelled by operator'): { command: CommandRecord; cancelled: boolean } {
+  validateMessage(reason);
+  if (!getCommand(store, id)) throw new CommandNotFoundError(id);
+  const cancelled = cancelCommandRow(store, id, reason, now);
+  return { command: getCommand(store, id)!, cancelled };
+}
+
+/** Waits until a command is finished (completed, failed or cancelled), or `timeoutMs` passes; returns it as it then is. */
+export async function waitForCommand(store: Store, id: number, timeoutMs: number, opts: { everyMs?: number; now?: () => number } = {}): Promise<CommandRecord> {
+  const now = opts.now ?? Date.now;
+  const until = now() + timeoutMs;
+  for (;;) {
+    expireCommands(store, null, now());
+    const c = getCommand(store, id);
+    if (!c) throw new CommandNotFoundError(id);
+    if (c.state !== 'queued' && c.state !== 'executing') return c;
+    if (now() >= until) return c;
+    await new Promise((r) => setTimeout(r, opts.everyMs ?? 50));
+  }
+}

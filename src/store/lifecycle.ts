@@ -1,0 +1,83 @@
+import { AgentNotFoundError } from '../errors.js';
+import { START_SQL, registerSql } from './protocol.js';
+import type { AgentRecord, RestartPolicy } from './rows.js';
+import { type RegisterParams, type Store, registerBindings } from './store.js';
+
+/** An agent process's life in the database: starting an incarnation, exiting, failing, and who supervises it. */
+
+export interface StartRowParams {
+  register: RegisterParams;
+  /** Force a new incarnation with this reason (a wrapper's restart); otherwise one starts when the process is new or the same one starts again. */
+  reason?: string;
+  evidence?: Record<string, unknown>;
+  /** Count this start as a restart (restart_count + 1). */
+  restarted?: boolean;
+  supervision?: { pid: number; startTime: number | null; policy: RestartPolicy; maxRestarts: number } | null;
+}
+
+/**
+ * Registers an agent process and makes sure its start is a new incarnation, in one transaction. The register
+ * statement starts one when the pid is new; when it is not (the same process starting again) or a reason is
+ * given, the start statement runs first, so there is exactly one incarnation and one event per start.
+ */
+export function startAgentRow(store: Store, p: StartRowParams, now: number): AgentRecord {
+  return store.immediate(() => {
+    const r = p.register;
+    const before = store.getAgent(r.name);
+    const samePid = before !== undefined && r.pid != null && before.pid === r.pid && before.pidStartTime === (r.pidStartTime ?? null);
+    if (before && (p.reason !== undefined || samePid)) {
+      store.prepared(START_SQL).run({
+        name: r.name,
+        restarted: p.restarted ? 1 : 0,
+        pid: r.pid ?? null,
+        pid_start_time: r.pid == null ? null : (r.pidStartTime ?? null),
+        host: r.host ?? null,
+        boot_id: r.bootId ?? null,
+        reason: p.reason ?? 'started',
+        evidence: p.evidence ? JSON.stringify(p.evidence) : null,
+        now,
+      });
+    }
+    store.prepared(registerSql(store.contract)).run(registerBindings(r, now));
+    if (p.supervision !== undefined) {
+      const s = p.supervision;
+      store
+        .prepared(`UPDATE agents SET supervisor_pid = :pid, supervisor_start_time = :start, restart_policy = COALESCE(:policy, restart_policy),
+                     max_restarts = COALESCE(:max, max_restarts) WHERE name = :name`)
+        .run({ name: r.name, pid: s?.pid ?? null, start: s?.startTime ?? null, policy: s?.policy ?? null, max: s?.maxRestarts ?? null });
+    }
+    return store.getAgent(r.name)!;
+  });
+}
+
+/**
+ * Marks the process of one incarnation offline because it exited, with the exit in the event. Does nothing if a
+ * newer incarnation has started meanwhile or the agent is already offline or failed. Returns whether it changed.
+ */
+export function markExited(store: Store, name: string, incarnation: number, reason: string, evidence: Record<string, unknown>, now: number): boolean {
+  const sql = `UPDATE agents SET state = 'offline', state_since = :now, state_reason = :reason, state_evidence = :evidence, updated_at = :now
+               WHERE name = :name AND incarnation = :incarnation AND state NOT IN ('offline', 'failed')`;
+  return store.retrying(() => store.prepared(sql).run({ name, incarnation, reason, evidence: JSON.stringify(evidence), now }).changes) === 1;
+}
+
+/** Marks an agent failed (restart attempts exhausted), with the evidence; its executing commands are cancelled by the trigger. */
+export function markFailed(store: Store, name: string, reason: string, evidence: Record<string, unknown>, now: number): boolean {
+  const sql = `UPDATE agents SET state = 'failed', state_since = :now, state_reason = :reason, state_evidence = :evidence, updated_at = :now
+               WHERE name = :name AND state <> 'failed'`;
+  return store.retrying(() => store.prepared(sql).run({ name, reason, evidence: JSON.stringify(evidence), now }).changes) === 1;
+}
+
+/** Forgets the supervisor of an agent, if it is still the one given (a wrapper that is exiting). */
+export function clearSupervisor(store: Store, name: string, supervisorPid: number): void {
+  store.retrying(() =>
+    store.prepared('UPDATE agents SET supervisor_pid = NULL, supervisor_start_time = NULL WHERE name = :name AND supervisor_pid = :pid').run({ name, pid: supervisorPid }),
+  );
+}
+
+/** Records a restart decision: the unstable-restart count and when it was made (for the backoff of the next one). */
+export function noteRestartAttempt(store: Store, name: string, attempts: number, now: number): void {
+  const changed = store.retrying(() =>
+    store.prepared('UPDATE agents SET restart_attempts = :attempts, last_restart_at = :now, updated_at = :now WHERE name = :name').run({ name, attempts, now }).changes,
+  );
+  if (changed !== 1) throw new AgentNotFoundError(name);
+}

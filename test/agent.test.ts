@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { HeartbeatAgent } from '../src/core/heartbeat-agent.js';
+import { openStore } from '../src/store/store.js';
+import { ValidationError } from '../src/errors.js';
+import { cli, exited, FIXTURES, jsonLines, start, tempDb, waitFor } from './helpers.js';
+
+const T0 = 1_800_000_000_000;
+
+function read<T>(db: string, fn: (s: ReturnType<typeof openStore>) => T): T {
+  const s = openStore({ path: db, mode: 'existing' });
+  try {
+    return fn(s);
+  } finally {
+    s.close();
+  }
+}
+const agentRow = (db: string, name: string) => (existsSync(db) ? read(db, (s) => s.getAgent(name)) : undefined);
+
+describe('HeartbeatAgent options', () => {
+  it('reports every invalid option at construction, at once', () => {
+    let err: unknown;
+    try {
+      new HeartbeatAgent({ name: 'bad name!', db: '', interval: 5, staleAfter: 0.5 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ValidationError);
+    const problems = (err as ValidationError).problems.join('\n');
+    expect(problems).toMatch(/invalid agent name "bad name!"/);
+    expect(problems).toMatch(/db: give the path/);
+    expect(problems).toMatch(/interval 5 is below 10 ms: a heartbeat write cannot be sustained that often/);
+    expect(problems).toMatch(/invalid staleAfter 0.5/);
+    expect(() => new HeartbeatAgent({ name: 'a', db: 'x.db', interval: 0 })).toThrow(/invalid interval 0/);
+    expect(() => new HeartbeatAgent({ name: 'a', db: 'x.db', interval: -30 })).toThrow(/invalid interval -30/);
+    expect(() => new HeartbeatAgent({ name: 'a', db: 'x.db', interval: 'soon' })).toThrow(/invalid interval 'soon'/);
+    expect(() => new HeartbeatAgent({ name: 'a', db: 'x.db', interval: '10s', offlineAfter: '5s' })).toThrow(/shorter than the interval/);
+    expect(() => new HeartbeatAgent({ name: 'a', db: 'x.db', interval: '30s', meta: [] as any })).toThrow(/must be a JSON object/);
+  });
+});
+
+describe('HeartbeatAgent in process', () => {
+  it('registers a new incarnation at every start, beats, reports status, progress and metadata, and says goodbye', async () => {
+    const db = tempDb();
+    let now = T0;
+    const agent = new HeartbeatAgent({ name: 'lib', db, interval: '1h', handleSignals: false, clock: () => now, meta: { role: 'test' } });
+    await agent.start();
+    let row = agentRow(db, 'lib')!;
+    expect(row).toMatchObject({ state: 'active', pid: process.pid, incarnation: 1, intervalMs: 3_600_000, metadata: { role: 'test' }, heartbeatSeq: 1 });
+    expect(row.pidStartTime).toBeGreaterThan(0);
+    expect(agent.connectionHealth()).toEqual({ healthy: true, lastHeartbeatAck: T0, secondsSinceAck: 0, consecutiveFailures: 0 });
+    now += 1000;
+    agent.setStatus('error', 'disk full');
+    expect(agentRow(db, 'lib')).toMatchObject({ state: 'error', message: 'disk full', reportedStatus: 'error' });
+    agent.progress(7);
+    agent.setMeta({ jobs: 3 });
+    agent.setStatus('busy');
+    row = agentRow(db, 'lib')!;
+    expect(row).toMatchObject({ state: 'active', availability: 'busy', progress: 7, metadata: { role: 'test', jobs: 3 }, message: null });
+    expect(() => agent.setStatus('sleepy' as any)).toThrow(/invalid status/);
+    await agent.stop('maintenance window');
+    expect(agentRow(db, 'lib')).toMatchObject({ state: 'offline', stateReason: 'goodbye', message: 'maintenance window' });
+    expect(agent.connectionHealth().healthy).toBe(false);
+    // The same process starting again is a new incarnation, with an event.
+    now += 1000;
+    await agent.start();
+    expect(agentRow(db, 'lib')).toMatchObject({ state: 'active', incarnation: 2 });
+    await agent.stop();
+    const events = read(db, (s) => s.listEvents({ agent: 'lib' }).map((e) => `${e.fromState}>${e.toState}:${e.reason}`));
+    expect(events).toEqual([
+      'null>initializing:registered',
+      'initializing>active:first heartbeat',
+      'active>error:reported error',
+      'error>active:error cleared',
+      'active>offline:goodbye',
+      'offline>initializing:started',
+      'initializing>active:first heartbeat',
+      'active>offline:goodbye',
+    ]);
+  });
+});
+
+describe('HeartbeatAgent as a process', () => {
+  it('stops on SIGTERM with a goodbye, then dies of the signal as it would have', async () => {
+    const db = tempDb();
+    const p = start(process.execPath, [join(FIXTURES, 'agent-beat.mjs'), db, 'sig', '50']);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'started'), 'the agent to start');
+    p.kill('SIGTERM');
+    expect(await exited(p)).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(agentRow(db, 'sig')).toMatchObject({ state: 'offline', stateReason: 'goodbye', message: 'received SIGTERM' });
+  });
+
+  it('keeps its host process alive while another process holds the database locked, and recovers', async () => {
+    const db = tempDb();
+    const p = start(process.execPath, [join(FIXTURES, 'agent-beat.mjs'), db, 'locked', '20']);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'started'), 'the agent to start');
+    const holder = start(process.execPath, [join(FIXTURES, 'hold-write-lock.mjs'), db, '1500']);
+    await waitFor(() => holder.output().includes('locked'), 'the lock');
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'writeFailed'), 'a failed heartbeat');
+    const failed = jsonLines(p).find((l) => l.event === 'writeFailed');
+    expect(failed.message).toMatch(/busy/);
+    expect(failed.health).toMatchObject({ healthy: false, consecutiveFailures: 1 });
+    expect(p.exitCode).toBeNull();
+    await waitFor(() => holder.output().includes('released'), 'the lock to be released');
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'reconnected'), 'the agent to recover');
+    const seq = agentRow(db, 'locked')!.heartbeatSeq;
+    await waitFor(() => agentRow(db, 'locked')!.heartbeatSeq > seq + 2, 'heartbeats to continue');
+    expect(agentRow(db, 'locked')).toMatchObject({ state: 'active', incarnation: 1 });
+    expect(p.exitCode).toBeNull();
+    expect(p.errors()).toBe('');
+  });
+
+  it('keeps its host process alive when the database is deleted, and recovers when it is recreated', async () => {
+    const db = tempDb();
+    const p = start(process.execPath, [join(FIXTURES, 'agent-beat.mjs'), db, 'phoenix', '20']);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'started'), 'the agent to start');
+    for (const f of [db, `${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'writeFailed' && /was deleted while in use/.test(l.message)), 'the agent to notice');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(existsSync(db)).toBe(false); // the agent does not create a database an operator removed
+    expect(p.exitCode).toBeNull();
+    expect(cli(['register', 'other'], { db }).code).toBe(0);
+    await waitFor(() => agentRow(db, 'phoenix')?.state === 'active', 'the agent in the new file');
+    expect(jsonLines(p).some((l) => l.event === 'reconnected')).toBe(true);
+    expect(agentRow(db, 'phoenix')).toMatchObject({ pid: p.pid, metadata: { fixture: 'agent-beat' } });
+    expect(p.exitCode).toBeNull();
+  });
+});

@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { openStore } from '../src/store/store.js';
+import { claimCommand, expireCommands, finishCommand, getCommand } from '../src/store/commands.js';
+import { registerAgent, updateAgentState, updateHeartbeat } from '../src/core/agents.js';
+import { cancelCommand, sendCommand } from '../src/core/commands.js';
+import { AgentUnavailableError } from '../src/errors.js';
+import { cli, cliJson, FIXTURES, jsonLines, start, tempDb, waitFor } from './helpers.js';
+
+const T0 = 1_800_000_000_000;
+
+function fresh() {
+  const store = openStore({ path: tempDb() });
+  registerAgent(store, { name: 'w', pid: process.pid }, T0);
+  updateHeartbeat(store, { name: 'w' }, T0);
+  return store;
+}
+
+describe('the command protocol', () => {
+  it('claims with a fencing token and accepts only the completion that carries it', () => {
+    const store = fresh();
+    const sent = sendCommand(store, 'w', 'ping', T0);
+    expect(sent).toMatchObject({ state: 'queued', agentName: 'w', payload: 'ping', deadlineAt: null });
+    expect(claimCommand(store, 'w', 99, 'tok-x', T0)).toBeUndefined(); // not the current incarnation
+    const claimed = claimCommand(store, 'w', 1, 'tok-a', T0 + 1)!;
+    expect(claimed).toMatchObject({ id: sent.id, payload: 'ping' });
+    expect(claimCommand(store, 'w', 1, 'tok-b', T0 + 2)).toBeUndefined(); // nothing else queued
+    expect(getCommand(store, sent.id)).toMatchObject({ state: 'executing', claimToken: 'tok-a', claimedByIncarnation: 1, claimedAt: T0 + 1 });
+    expect(finishCommand(store, { id: sent.id, token: 'tok-b', state: 'completed', result: 'forged' }, T0 + 3)).toBe(false);
+    expect(finishCommand(store, { id: sent.id, token: 'tok-a', state: 'completed', result: 'pong' }, T0 + 3)).toBe(true);
+    expect(finishCommand(store, { id: sent.id, token: 'tok-a', state: 'failed', error: 'again' }, T0 + 4)).toBe(false);
+    expect(getCommand(store, sent.id)).toMatchObject({ state: 'completed', result: 'pong', finishedAt: T0 + 3 });
+    store.close();
+  });
+
+  it('cancels executing commands when the agent goes offline, and rejects the presumed-dead process\'s completion', () => {
+    const store = fresh();
+    const c = sendCommand(store, 'w', 'long job', T0);
+    claimCommand(store, 'w', 1, 'tok-old', T0);
+    // What the health loop does when it convicts the agent (a dead pid, or silence past the offline threshold).
+    updateAgentState(store, 'w', 'offline', T0 + 10, { reason: 'pid 1234 is dead' });
+    expect(getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent offline: pid 1234 is dead', finishedAt: T0 + 10 });
+    expect(finishCommand(store, { id: c.id, token: 'tok-old', state: 'completed', result: 'late' }, T0 + 20)).toBe(false);
+    expect(getCommand(store, c.id)!.result).toBeNull();
+    expect(() => sendCommand(store, 'w', 'more', T0 + 30)).toThrow(AgentUnavailableError);
+    expect(sendCommand(store, 'w', 'more', T0 + 30, { queue: true }).state).toBe('queued');
+    store.close();
+  });
+
+  it('a new incarnation cancels what an earlier one was executing; the old token is refused', () => {
+    const store = fresh();
+    const c = sendCommand(store, 'w', 'job', T0);
+    claimCommand(store, 'w', 1, 'tok-1', T0);
+    // A new process registers under the name (the old one was presumed dead and replaced).
+    store.db.prepare("UPDATE agents SET pid_start_time = pid_start_time + 1 WHERE name = 'w'").run();
+    registerAgent(store, { name: 'w', pid: process.pid }, T0 + 5);
+    expect(store.getAgent('w')!.incarnation).toBe(2);
+    expect(getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent restarted: claimed by incarnation 1, now 2' });
+    const again = sendCommand(store, 'w', 'job', T0 + 6);
+    expect(claimCommand(store, 'w', 1, 'tok-1b', T0 + 6)).toBeUndefined();
+    claimCommand(store, 'w', 2, 'tok-2', T0 + 7);
+    expect(finishCommand(store, { id: again.id, token: 'tok-1', state: 'completed' }, T0 + 8)).toBe(false);
+    expect(finishCommand(store, { id: again.id, token: 'tok-2', state: 'completed' }, T0 + 8)).toBe(true);
+    store.close();
+  });
+
+  it('settles commands past their deadline: queued ones cancelled, executing ones failed', () => {
+    const store = fresh();
+    const q = sendCommand(store, 'w', 'a', T0, { timeoutMs: 100 });
+    const e = sendCommand(store, 'w', 'b', T0, { timeoutMs: 1000 });
+    claimCommand(store, 'w', 1, 'tok', T0); // claims the oldest: q
+    expect(claimCommand(store, 'w', 1, 'tok2', T0 + 1)).toMatchObject({ id: e.id });
+    expect(expireCommands(store, 'w', T0 + 100)).toBe(1);
+    expect(getCommand(store, q.id)).toMatchObject({ state: 'failed', error: 'deadline passed while executing' });
+    const late = sendCommand(store, 'w', 'c', T0 + 200, { timeoutMs: 50 });
+    expect(expireCommands(store, null, T0 + 250)).toBe(1);
+    expect(getCommand(store, late.id)).toMatchObject({ state: 'cancelled', error: 'deadline passed before the agent claimed it' });
+    expect(claimCommand(store, 'w', 1, 'tok3', T0 + 300)).toBeUndefined();
+    expect(cancelCommand(store, e.id, T0 + 300)).toMatchObject({ cancelled: true, command: { state: 'cancelled', error: 'cancelled by operator' } });
+    expect(cancelCommand(store, e.id, T0 + 301).cancelled).toBe(false);
+    store.close();
+  });
+});
+
+describe('agentctl send and commands', () => {
+  it('a round trip through a library agent: send --wait prints the result; a failing command exits 1', async () => {
+    const db = tempDb();
+    const p = start(process.execPath, [join(FIXTURES, 'agent-beat.mjs'), db, 'echoer', '50']);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'started'), 'the agent to start');
+    const r = cli(['send', 'echoer', '--wait', '--timeout', '20s', '--', 'echo', 'hello', 'world'], { db });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('hello world\n');
+    const f = cli(['send', 'echoer', '--wait', '--timeout', '20s', '--', 'fail'], { db });
+    expect(f.code).toBe(1);
+    expect(f.stderr).toMatch(/^agentctl: command \d+ failed: asked to fail$/m);
+    const id = cli(['send', 'echoer', '--', 'echo', 'later'], { db }).stdout.trim();
+    expect(id).toMatch(/^\d+$/);
+    await waitFor(() => cliJson(['commands', 'echoer'], { db }).find((c: any) => String(c.id) === id)?.state === 'completed', 'the third command');
+    const list = cliJson(['commands', 'echoer'], { db }) as any[];
+    expect(list.map((c) => [c.payload, c.state, c.result ?? c.error])).toEqual([
+      ['echo later', 'completed', 'later'],
+      ['fail', 'failed', 'asked to fail'],
+      ['echo hello world', 'completed', 'hello world'],
+    ]);
+    expect(list[0].claimToken).toBeUndefined();
+    const table = cli(['commands', '--state', 'failed'], { db });
+    expect(table.stdout).toMatch(/ID\s+AGENT\s+STATE\s+SENT\s+PAYLOAD\s+RESULT \/ ERROR\n\d+\s+echoer\s+failed\s+.* ago\s+fail\s+asked to fail/);
+  });
+
+  it('an executing command is cancelled when its agent goes offline; a new one is refused unless --queue', async () => {
+    const db = tempDb();
+    const p = start(process.execPath, [join(FIXTURES, 'agent-beat.mjs'), db, 'sleeper', '50']);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'started'), 'the agent to start');
+    const id = Number(cli(['send', 'sleeper', '--', 'sleep', '60000'], { db }).stdout);
+    await waitFor(() => cliJson(['commands', 'sleeper'], { db })[0].state === 'executing', 'the command to be claimed');
+    p.kill('SIGKILL');
+    // The health loop's conviction, as set-status does it: offline, with the reason.
+    expect(cli(['set-status', 'sleeper', 'offline', '--reason', 'pid is dead'], { db }).code).toBe(0);
+    const [c] = cliJson(['commands', 'sleeper'], { db });
+    expect(c).toMatchObject({ id, state: 'cancelled', error: 'agent offline: pid is dead' });
+    const refused = cli(['send', 'sleeper', '--', 'echo', 'hi'], { db });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/agent 'sleeper' is offline: nobody would run the command \(send it with --queue/);
+    expect(cli(['send', 'sleeper', '--queue', '--', 'echo', 'hi'], { db }).code).toBe(0);
+  });
+
+  it('an operator cancels a running command: the handler sees its signal abort and its result is refused', async () => {
+    const db = tempDb();
+    const p = start(process.execPath, [join(FIXTURES, 'agent-beat.mjs'), db, 'busy', '50']);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'started'), 'the agent to start');
+    const id = Number(cli(['send', 'busy', '--', 'sleep', '60000'], { db }).stdout);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'command' && l.id === id), 'the command to run');
+    expect(cli(['commands', 'cancel', String(id), '--reason', 'changed my mind'], { db }).code).toBe(0);
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'commandRejected' && l.id === id), 'the refused completion');
+    expect(cliJson(['commands', 'busy'], { db })[0]).toMatchObject({ id, state: 'cancelled', error: 'changed my mind', result: null });
+    // The agent goes on: the next command runs.
+    expect(cli(['send', 'busy', '--wait', '--', 'echo', 'next'], { db }).stdout).toBe('next\n');
+  });
+
+  it('cancels by id, and says why when it cannot', () => {
+    const db = tempDb();
+    cli(['heartbeat', 'w'], { db });
+    const id = cli(['send', 'w', '--', 'x'], { db }).stdout.trim();
+    const r = cli(['commands', 'cancel', id], { db });
+    expect(r.stdout).toBe(`cancelled command ${id}\n`);
+    const again = cli(['commands', 'cancel', id], { db });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/already cancelled/);
+    expect(cli(['commands', 'cancel', '999'], { db }).code).toBe(3);
+    expect(cli(['send', 'nobody', '--', 'x'], { db }).code).toBe(3);
+    expect(cli(['send', 'w', 'x'], { db }).code).toBe(2);
+    expect(cli(['commands', '--state', 'weird'], { db }).code).toBe(2);
+  });
+});
