@@ -59,6 +59,8 @@ function buildProgram(): Command {
     .option('--no-color', 'no colours (also NO_COLOR, or when stdout is not a terminal)')
     .option('--debug', 'print stack traces of errors')
     .showSuggestionAfterError(true)
+    // Descriptions carry their own line breaks; wrapping them again at 80 columns would leave ragged lines.
+    .configureHelp({ helpWidth: Math.max(120, process.stdout.columns ?? 0) })
     .exitOverride()
     .configureOutput({
       // One line, whatever commander says: its suggestion ("Did you mean …?") joins the message.
