@@ -16,6 +16,9 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   'set-status': { summary: 'set available, busy, offline or maintenance by hand', load: () => import('./commands/set-status.js') },
   deregister: { summary: 'remove an agent from the fleet', load: () => import('./commands/deregister.js') },
   history: { summary: 'list state transitions with their evidence', load: () => import('./commands/history.js') },
+  monitor: { summary: 'the health loop (daemon, or --once for cron) with alerts', load: () => import('./commands/monitor.js') },
+  map: { summary: 'the seed-003 heartbeat map as JSON', load: () => import('./commands/map.js') },
+  metrics: { summary: 'Prometheus metrics of the fleet and the health loop', load: () => import('./commands/metrics.js') },
 };
 
 const ENV_HELP = `Environment:
@@ -27,6 +30,8 @@ const ENV_HELP = `Environment:
   AGENTCTL_HEARTBEAT_INTERVAL (HEARTBEAT_INTERVAL)  default heartbeat interval (default 30s)
   AGENTCTL_STALE_MULTIPLIER (STALE_THRESHOLD in seconds)  default stale multiplier (default 3)
   AGENTCTL_OFFLINE_AFTER                   default offline threshold (default 300s)
+  AGENTCTL_LOG_DIR                         monitor's daily log files (default: logs/ beside the database)
+  AGENTCTL_LOG_LEVEL (LOG_LEVEL)           debug, info, warn, error (default info)
   NO_COLOR                                 no colours
 Durations: 250ms, 30s, 5m, 1h, 2d; a bare number means seconds.`;
 
