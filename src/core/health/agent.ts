@@ -62,7 +62,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
   private stopping = false;
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
-  private last: { wall: number; mono: number } | null = null;
+  /** When the previous pass ended, and how long it took (monotonic ms). */
+  private last: { wall: number; mono: number; tookMs: number } | null = null;
 
   constructor(opts: HealthAgentOptions) {
     super();
@@ -198,6 +199,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
     const wallGap = wall - prev.wall;
     const monoGap = mono - prev.mono;
     const limit = Math.max(3 * this.everyMs, this.everyMs + (this.opts.pauseToleranceMs ?? 2000));
+    // A pause in the middle of the previous pass shows only as that pass taking far too long.
+    if (prev.tookMs > limit) return `the health loop was paused during its last pass (${formatDuration(prev.tookMs)})`;
     if (monoGap > limit) return `the health loop was paused: ${formatDuration(monoGap)} since its last pass (every ${formatDuration(this.everyMs)})`;
     if (Math.abs(wallGap - monoGap) > Math.max(2000, this.opts.pauseToleranceMs ?? 0)) {
       return wallGap > monoGap ? `the wall clock jumped ${formatDuration(wallGap - monoGap)} ahead (or the machine slept)` : `the wall clock stepped ${formatDuration(monoGap - wallGap)} back`;
@@ -206,13 +209,15 @@ export class HeartbeatHealthAgent extends EventEmitter {
   }
 
   private async guardedPass(suspect: string | null): Promise<void> {
+    const started = this.clock.monotonic();
     try {
       await this.checkAgentHealth(suspect);
     } catch (err) {
       this.log.error(`pass failed: ${(err as Error).message}`);
       if (this.listenerCount('error')) this.emit('error', err);
     } finally {
-      this.last = { wall: this.clock.now(), mono: this.clock.monotonic() };
+      const mono = this.clock.monotonic();
+      this.last = { wall: this.clock.now(), mono, tookMs: mono - started };
     }
   }
 

@@ -70,8 +70,13 @@ CREATE TABLE alert_deliveries (
 
 CREATE INDEX alert_deliveries_open ON alert_deliveries (target, alert_id) WHERE status IN ('pending', 'sending');
 
--- A pass reads only what is due: live agents past their stale deadline (agents_due_live), expired maintenance
--- windows, and agents whose process this host can check. Offline and failed agents stay out of all three.
-CREATE INDEX agents_due_live ON agents (due_at) WHERE state NOT IN ('offline', 'failed', 'maintenance');
+-- When the health loop must next look at an agent unless it beats: the earlier of its stale and offline deadlines
+-- (due_at is only the stale one, and an agent's offline threshold may be the shorter).
+ALTER TABLE agents ADD COLUMN check_at INTEGER GENERATED ALWAYS AS
+  (COALESCE(last_heartbeat_at, started_at) + MIN(CAST(interval_ms * stale_multiplier AS INTEGER), offline_after_ms)) VIRTUAL;
+
+-- A pass reads only what is due: live agents past a deadline (agents_check_live), expired maintenance windows,
+-- and agents whose process this host can check. Offline and failed agents stay out of all three.
+CREATE INDEX agents_check_live ON agents (check_at) WHERE state NOT IN ('offline', 'failed', 'maintenance');
 CREATE INDEX agents_maintenance_until ON agents (maintenance_until) WHERE state = 'maintenance';
 CREATE INDEX agents_local_pid ON agents (host) WHERE pid IS NOT NULL AND state NOT IN ('offline', 'failed', 'maintenance');
