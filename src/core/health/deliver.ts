@@ -156,7 +156,8 @@ export async function deliverAlerts(store: Store, targets: readonly AlertTarget[
           finishDelivery(store, d, 'sent', now, null);
           result.sent.push({ alertId: d.alertId, target: id });
         } catch (err) {
-          const gaveUp = now - d.createdAt > (opts.maxAgeMs ?? 86_400_000);
+          // A test alert is one-shot: it tells whether the receivers work now, and is never retried later.
+          const gaveUp = d.payload.kind === 'test' || now - d.createdAt > (opts.maxAgeMs ?? 86_400_000);
           const error = (err as Error).message ?? String(err);
           finishDelivery(store, d, gaveUp ? 'failed' : 'pending', now, error);
           result.failed.push({ alertId: d.alertId, target: id, error, gaveUp });
