@@ -272,3 +272,23 @@ describe('the shared conviction rule', () => {
     s.close();
   });
 });
+
+describe('the daily log', () => {
+  it('appends to health-YYYY-MM-DD.log, honours the level, and removes files past the retention', async () => {
+    const { dailyFileLogger } = await import('../dist/index.js');
+    const { mkdirSync, readdirSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dir = join(tempDb(), '..', 'logs');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'health-2023-10-01.log'), 'old\n');
+    writeFileSync(join(dir, 'health-2023-11-10.log'), 'recent\n');
+    writeFileSync(join(dir, 'notes.txt'), 'kept\n');
+    const echoed: string[] = [];
+    const log = dailyFileLogger({ dir, level: 'warn', keepDays: 14, now: () => T0, echo: (l) => echoed.push(l) });
+    log.info('not at this level');
+    log.warn('pass 1: convicting no one');
+    expect(readdirSync(dir).sort()).toEqual(['health-2023-11-10.log', 'health-2023-11-14.log', 'notes.txt']);
+    expect(readFileSync(join(dir, 'health-2023-11-14.log'), 'utf8')).toBe('2023-11-14T22:13:20.000Z WARN  pass 1: convicting no one\n');
+    expect(echoed).toEqual(['2023-11-14T22:13:20.000Z WARN  pass 1: convicting no one\n']);
+  });
+});
