@@ -71,12 +71,17 @@ CREATE TABLE alert_deliveries (
 CREATE INDEX alert_deliveries_open ON alert_deliveries (target, alert_id) WHERE status IN ('pending', 'sending');
 
 -- When the health loop must next look at an agent unless it beats: the earlier of its stale and offline deadlines
--- (due_at is only the stale one, and an agent's offline threshold may be the shorter).
+-- (due_at is only the stale one, and an agent's offline threshold may be the shorter). NULL while the clock cannot
+-- change the agent's state (offline, failed, maintenance: ended maintenance is found through maintenance_until),
+-- so dead agents never count as due.
 ALTER TABLE agents ADD COLUMN check_at INTEGER GENERATED ALWAYS AS
-  (COALESCE(last_heartbeat_at, started_at) + MIN(CAST(interval_ms * stale_multiplier AS INTEGER), offline_after_ms)) VIRTUAL;
+  (CASE WHEN state IN ('offline', 'failed', 'maintenance') THEN NULL
+        ELSE COALESCE(last_heartbeat_at, started_at) + MIN(CAST(interval_ms * stale_multiplier AS INTEGER), offline_after_ms) END) VIRTUAL;
 
--- A pass reads only what is due: live agents past a deadline (agents_check_live), expired maintenance windows,
--- and agents whose process this host can check. Offline and failed agents stay out of all three.
-CREATE INDEX agents_check_live ON agents (check_at) WHERE state NOT IN ('offline', 'failed', 'maintenance');
+-- A pass reads only what is due: agents past a deadline (agents_check), expired maintenance windows, and agents
+-- whose process this host can check. agents_check replaces agents_due: every heartbeat rewrites its agent's entry
+-- in a deadline index, so keeping both would slow each heartbeat by a quarter (a partial index, by a tenth).
+DROP INDEX agents_due;
+CREATE INDEX agents_check ON agents (check_at);
 CREATE INDEX agents_maintenance_until ON agents (maintenance_until) WHERE state = 'maintenance';
 CREATE INDEX agents_local_pid ON agents (host) WHERE pid IS NOT NULL AND state NOT IN ('offline', 'failed', 'maintenance');
