@@ -2,15 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { ROOT, cli, cliJson, exited, startCli, tempDb, tempDir, waitFor } from './helpers.js';
-import { cliAsync, freePort, receiver } from './receiver.js';
+import { beatOnce, cliAsync, freePort, receiver } from './receiver.js';
 
 const SINK = join(ROOT, 'test', 'fixtures', 'alert-sink.mjs');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Registers an agent that is offline (by its clock) 150 ms from now. */
+/** Registers an agent that is offline (by its clock) 150 ms from now: contract and first beat in one write. */
 async function dying(db: string, name: string) {
-  cli(['register', name, '--interval', '50ms', '--stale-after', '1', '--offline-after', '100ms'], { db });
-  cli(['heartbeat', name], { db });
+  beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
   await sleep(150);
 }
 
@@ -49,7 +48,7 @@ describe('alerts', () => {
     const hook = await receiver();
     const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-cooldown', '1s'], { db });
     await once();
-    cli(['heartbeat', 'paused', '--interval', '50ms', '--offline-after', '100ms'], { db });
+    beatOnce(db, 'paused', { intervalMs: 50, offlineAfterMs: 100 });
     cli(['set-status', 'paused', 'maintenance'], { db });
     await dying(db, 'down');
     await once();
@@ -110,8 +109,7 @@ describe('alerts', () => {
     const cmd = `'${process.execPath}' '${SINK}' '${out}'`;
     const once = () => cliAsync(['monitor', '--once', '--alert-exec', cmd, '--alert-on', 'stale'], { db });
     await once();
-    cli(['register', 'slow', '--interval', '100ms', '--stale-after', '1', '--offline-after', '400ms'], { db });
-    cli(['heartbeat', 'slow'], { db });
+    beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 400 });
     await sleep(150);
     await once();
     await sleep(300);

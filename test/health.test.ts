@@ -196,6 +196,17 @@ describe('a health pass with an injected clock', () => {
     s.close();
   });
 
+  it('no alert for a down spell that was already over when the pass saw it', () => {
+    const s = fresh();
+    beating(s, 'back');
+    pass(s, T0, { targets: ['webhook:http://x'] });
+    updateHeartbeat(s, { name: 'back' }, T0 + 20_000); // silent past its offline threshold, then back, between passes
+    expect(s.listEvents({ agent: 'back' }).map((e) => e.toState).slice(-2)).toEqual(['offline', 'active']);
+    pass(s, T0 + 20_001, { targets: ['webhook:http://x'] });
+    expect(recentAlerts(s)).toEqual([]);
+    s.close();
+  });
+
   it('alerts on more states with alertOn, escalating within the cooldown; goodbyes and operators never alert', () => {
     const s = fresh();
     beating(s, 'e');

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { readFileSync, readdirSync } from 'node:fs';
-import Ajv from 'ajv';
+import AjvModule from 'ajv';
 import { ROOT, cli, exited, startCli, tempDb, tempDir, waitFor } from './helpers.js';
 
 const schema = JSON.parse(readFileSync(join(ROOT, 'src', 'schemas', 'heartbeat-map.schema.json'), 'utf8'));
 
 function validator() {
-  const ajv = new Ajv({ allErrors: true, strict: true });
+  // ajv is CommonJS: under NodeNext its default export is the module object.
+  const Ajv = (AjvModule as unknown as { default: typeof AjvModule }).default ?? AjvModule;
+  const ajv = new (Ajv as any)({ allErrors: true, strict: true });
   ajv.addFormat('date-time', (s: string) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(s) && !Number.isNaN(Date.parse(s)));
   return ajv.compile(schema);
 }

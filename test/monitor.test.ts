@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { ROOT, cli, cliJson, exited, start, startCli, tempDb, waitFor } from './helpers.js';
+import { beatOnce } from './receiver.js';
 
 const AGENT = join(ROOT, 'test', 'fixtures', 'agent.mjs');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -35,8 +36,7 @@ describe('agentctl monitor', () => {
 
   it('an agent that stops beating goes stale, then offline, at its thresholds, and back to active on its next beat', async () => {
     const db = tempDb();
-    cli(['register', 'quiet', '--interval', '100ms', '--stale-after', '3', '--offline-after', '1s'], { db });
-    cli(['heartbeat', 'quiet'], { db });
+    beatOnce(db, 'quiet', { intervalMs: 100, staleMultiplier: 3, offlineAfterMs: 1000 });
     const monitor = startCli(['monitor', '--every', '50ms', '--json'], { db });
     await waitFor(() => history(db, 'quiet').some((e) => e.toState === 'offline'), 'the offline conviction');
     const events = history(db, 'quiet');

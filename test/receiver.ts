@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach } from 'vitest';
 import { exited, startCli } from './helpers.js';
+import { openStore, registerAgent, updateHeartbeat } from '../dist/index.js';
 
 const servers = new Set<Server>();
 
@@ -53,4 +54,13 @@ export async function cliAsync(args: string[], opts: { db?: string } = {}): Prom
   // 'exit' can come before the last output: wait for the streams to end too.
   await Promise.all([child.stdout, child.stderr].map((s) => (s!.readableEnded ? undefined : new Promise((r) => s!.once('end', r)))));
   return { code, stdout: child.output(), stderr: child.errors() };
+}
+
+/** Registers NAME with a contract and beats once, both at the same instant (a slow machine cannot slip a gap in). */
+export function beatOnce(db: string, name: string, contract: { intervalMs: number; staleMultiplier?: number; offlineAfterMs?: number }): void {
+  const store = openStore({ path: db });
+  const now = Date.now();
+  registerAgent(store, { name, ...contract }, now);
+  updateHeartbeat(store, { name }, now);
+  store.close();
 }

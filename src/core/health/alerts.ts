@@ -104,6 +104,9 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
     }
     if (inMaintenance(a, now)) continue;
     if (policy.alertOn.includes(e.toState)) {
+      // A down spell that is already over (a heartbeat recorded the silence and the return together): history has
+      // it; an alert and a recovery notice for it now would only be noise.
+      if (!(SEVERITY[a.state] ?? 0)) continue;
       const escalation = Boolean(cd?.downState) && (SEVERITY[e.toState] ?? 0) > (SEVERITY[cd!.downState!] ?? 0);
       if (cd?.downState && !escalation) continue; // already down and alerted: reminders take it from here
       const downSince = cd?.downState ? cd.downSince : e.at;
