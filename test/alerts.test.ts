@@ -46,7 +46,7 @@ describe('alerts', () => {
   it('reminds once per cooldown while an agent stays down, and never alerts about an agent in maintenance', async () => {
     const db = tempDb();
     const hook = await receiver();
-    const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-cooldown', '1s'], { db });
+    const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-cooldown', '2s'], { db });
     await once();
     beatOnce(db, 'paused', { intervalMs: 50, offlineAfterMs: 100 });
     cli(['set-status', 'paused', 'maintenance'], { db });
@@ -55,7 +55,7 @@ describe('alerts', () => {
     expect(hook.bodies.map((b) => `${b.kind}:${b.agent.name}`)).toEqual(['alert:down']);
     await once();
     expect(hook.bodies).toHaveLength(1);
-    await sleep(1100);
+    await sleep(2100);
     await once();
     expect(hook.bodies.map((b) => b.kind)).toEqual(['alert', 'reminder']);
     expect(hook.bodies[1].message).toMatch(/^down is still offline \(down for \d+s/);
@@ -109,10 +109,10 @@ describe('alerts', () => {
     const cmd = `'${process.execPath}' '${SINK}' '${out}'`;
     const once = () => cliAsync(['monitor', '--once', '--alert-exec', cmd, '--alert-on', 'stale'], { db });
     await once();
-    beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 400 });
+    beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 2000 });
     await sleep(150);
     await once();
-    await sleep(300);
+    await sleep(2000);
     await once();
     const got = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(got.map((g) => `${g.payload.kind}:${g.payload.state}`)).toEqual(['alert:stale', 'alert:offline']);
