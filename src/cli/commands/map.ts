@@ -6,10 +6,10 @@ import { cliContext } from '../context.js';
 export function define(program: Command): void {
   program
     .command('map')
-    .summary('the seed-003 heartbeat map as JSON (schema: src/schemas/heartbeat-map.schema.json)')
+    .summary('the seed-003 heartbeat map as JSON')
     .description(
-      'Print the heartbeat map: every agent with its seed status (online/offline/unknown), rich state, last heartbeat,\n' +
-        'seconds since, and metadata; the alerts standing for agents that are down; summary counts. States are\n' +
+      'Print the heartbeat map: every agent with its seed status (online/offline/unknown), rich state, last heartbeat, ' +
+        'seconds since, and metadata; the alerts standing for agents that are down; summary counts. States are ' +
         'computed now, so the map is right even when no health loop runs. --out writes the file atomically instead.',
     )
     .option('--out <file>', 'write the map to FILE (temp file + rename) instead of stdout')

@@ -8,8 +8,8 @@ export function define(program: Command): void {
     .command('metrics')
     .summary('Prometheus text exposition of the fleet and the health loop')
     .description(
-      'Print metrics in the Prometheus text format: agents per state, per-agent up and heartbeat age, the health\n' +
-        "loop's counters (transitions, heartbeat timeouts, alerts sent and failed, held convictions) and its last pass.\n" +
+      'Print metrics in the Prometheus text format: agents per state, per-agent up and heartbeat age, the health ' +
+        "loop's counters (transitions, heartbeat timeouts, alerts sent and failed, held convictions) and its last pass. " +
         "--out writes the file atomically, for node_exporter's textfile collector.",
     )
     .option('--out <file>', 'write to FILE (temp file + rename) instead of stdout')

@@ -42,15 +42,15 @@ export function define(program: Command): void {
     .command('monitor')
     .summary('the health loop: convict stale and crashed agents, send alerts (daemon or --once for cron)')
     .description(
-      'Run the health loop (seed 002\'s HeartbeatHealthAgent): every --every, mark agents stale or offline by their own\n' +
-        'contract, offline at once when their process is proven gone (pid with start time, boot id), cancel the work of\n' +
-        'offline agents, end expired maintenance, send alerts, and rewrite the map and metrics files. Stops on\n' +
+      'Run the health loop (seed 002\'s HeartbeatHealthAgent): every --every, mark agents stale or offline by their own ' +
+        'contract, offline at once when their process is proven gone (pid with start time, boot id), cancel the work of ' +
+        'offline agents, end expired maintenance, send alerts, and rewrite the map and metrics files. Stops on ' +
         'SIGINT/SIGTERM after the current pass. Only one health loop runs at a time: another one exits 0 at once.',
     )
     .option('--once', 'one pass, then exit (for cron)')
     .option('--every <dur>', 'time between passes (with --once: how often cron runs it, for the status warning)', '30s')
-    .option('--alert-webhook <url>', 'POST each alert as JSON to this URL (repeatable)', collect, [])
-    .option('--alert-exec <cmd>', 'run this command for each alert, without a shell: JSON on stdin, AGENTCTL_* variables (repeatable)', collect, [])
+    .option('--alert-webhook <url>', 'POST each alert as JSON to this URL (repeatable)', collect)
+    .option('--alert-exec <cmd>', 'run this command for each alert, without a shell: JSON on stdin, AGENTCTL_* variables (repeatable)', collect)
     .option('--alert-on <states>', `alert when agents enter these states besides offline (${ALERTABLE.join(',')})`)
     .option('--alert-cooldown <dur>', 'at most one down alert per agent per this long, and a reminder as often while it stays down', '30m')
     .option('--alert-timeout <dur>', 'timeout of one webhook request or command', '5s')
@@ -63,10 +63,10 @@ export function define(program: Command): void {
     .option('--lock-stale <dur>', 'take over the lock of a monitor that stopped refreshing it this long ago', '30s')
     .addHelpText(
       'after',
-      '\nExamples:\n' +
-        '  * * * * * agentctl --db /var/lib/agents/agentctl.db monitor --once --every 1m\n' +
-        '  agentctl monitor --every 10s --alert-webhook https://hooks.example.org/agents --map /srv/www/agents.json\n' +
-        "  agentctl monitor --alert-exec '/usr/local/bin/page-oncall --team infra' --alert-on stale,failed\n" +
+      '\nExamples: ' +
+        '  * * * * * agentctl --db /var/lib/agents/agentctl.db monitor --once --every 1m ' +
+        '  agentctl monitor --every 10s --alert-webhook https://hooks.example.org/agents --map /srv/www/agents.json ' +
+        "  agentctl monitor --alert-exec '/usr/local/bin/page-oncall --team infra' --alert-on stale,failed " +
         '  agentctl monitor --alert-webhook http://127.0.0.1:9000/hook --test-alert',
     )
     .action(async (flags: Flags, cmd: Command) => {
