@@ -9,6 +9,7 @@ import { openStore } from '../dist/index.js';
 import { benchDiagnostics } from './bench-diagnostics.mjs';
 import { readFileSync } from 'node:fs';
 import { HeartbeatAgent, openStore } from '../dist/index.js';
+import { checkHealth, openStore } from '../dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -145,10 +146,47 @@ async function runOverhead() {
   const perHour = (ms) => (ms / windowMs) * 3600; // CPU seconds per hour
   console.log(`agentctl run overhead: ${fmt(perHour(w), 1)} s CPU per hour of a sleeping child (1 s heartbeats; ${fmt(w)} ms over ${windowMs / 1000} s), idle node ${fmt(perHour(i), 1)} s/h`);
   goal('agentctl run ≤ 36 s CPU per hour (1% of a core) at 1 s heartbeats', perHour(w) <= 36, `${fmt(perHour(w), 1)} s/h`);
+/** A database with `n` registered agents that all beat just now (healthy), written in one transaction. */
+function healthyFleet(n) {
+  const store = openStore({ path: join(dir, `fleet-${n}.db`) });
+  const now = Date.now();
+  const insert = store.db.prepare(
+    `INSERT INTO agents (name, state, state_since, state_reason, created_at, started_at, updated_at, last_heartbeat_at, heartbeat_seq)
+     VALUES (?, 'active', ?, 'first heartbeat', ?, ?, ?, ?, 1)`,
+  );
+  store.db.transaction(() => {
+    for (let i = 0; i < n; i++) insert.run(`agent-${i}`, now, now, now, now, now);
+  })();
+  return store;
+}
+
+/** Median wall time of one health pass (checkHealth) over a healthy fleet of `n` agents, after a warm-up pass. */
+function passTime(n) {
+  const store = healthyFleet(n);
+  checkHealth(store, Date.now());
+  const times = [];
+  for (let i = 0; i < 41; i++) {
+    const t = performance.now();
+    const r = checkHealth(store, Date.now());
+    times.push(performance.now() - t);
+    if (r.transitions.length) throw new Error(`a healthy fleet had ${r.transitions.length} transitions`);
+  }
+  store.close();
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+function healthPass() {
+  const small = passTime(1_000);
+  const large = passTime(100_000);
+  const ratio = large / small;
+  console.log(`health pass over healthy agents (median of 41): 1,000 agents ${fmt(small, 3)} ms, 100,000 agents ${fmt(large, 3)} ms → ${fmt(ratio, 2)}×`);
+  goal('a pass over 100,000 healthy agents ≤ 3× a pass over 1,000 (it costs what is due)', ratio <= 3, `${fmt(ratio, 2)}×`);
 }
 
 try {
   console.log(`agentctl bench · node ${process.version} · ${new Date().toISOString()}\n`);
+  healthPass();
   inProcess();
   const plain = await processes('plain', 5000);
   goal('8-process aggregate ≥ 20,000 heartbeats/s', plain >= 20_000, `${fmt(plain)}/s`);

@@ -40,3 +40,21 @@ export { RESTART_BACKOFF, restartDelay, nextRestart, policyRestarts } from './co
 export { REGISTER_SQL, HEARTBEAT_SQL, GOODBYE_SQL, START_SQL, SEND_SQL, EXPIRE_SQL, CLAIM_SQL, COMPLETE_SQL } from './store/protocol.js';
 export * from './errors.js';
 export { ExitCode, CheckCode } from './exit-codes.js';
+// The health loop (seed 002's HeartbeatHealthAgent) and its parts.
+export { HeartbeatHealthAgent, systemClock } from './core/health/agent.js';
+export type { HealthAgentOptions, Clock, PassOutcome } from './core/health/agent.js';
+export { checkHealth } from './core/health/pass.js';
+export type { HealthPolicy, HealthReport } from './core/health/pass.js';
+export { convict, findVerdicts, DEFAULT_HOLD } from './core/health/convict.js';
+export type { ConvictOptions, ConvictResult, AppliedTransition, HoldRule } from './core/health/convict.js';
+export { judgeAgent, checkPid, thisHost } from './core/health/judge.js';
+export type { LocalHost, Verdict, PidCheck } from './core/health/judge.js';
+export { webhookTarget, execTarget, deliverAlerts, splitCommand } from './core/health/deliver.js';
+export type { AlertTarget, DeliveryOptions, DeliveryResult } from './core/health/deliver.js';
+export { buildHeartbeatMap } from './core/health/map.js';
+export { renderMetrics } from './core/health/metrics.js';
+export { healthLoopStatus } from './core/health/loop-status.js';
+export type { HealthLoopStatus } from './core/health/loop-status.js';
+export { dailyFileLogger } from './core/health/log.js';
+export { recentAlerts } from './store/alerts.js';
+export { readCounters, readMonitor } from './store/monitor.js';

@@ -22,6 +22,9 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   restart: { summary: 'stop agents and start them again by their launch command', load: () => import('./commands/restart.js') },
   send: { summary: 'send a command to an agent', load: () => import('./commands/send.js') },
   commands: { summary: 'list commands sent to agents, or cancel one', load: () => import('./commands/commands.js') },
+  monitor: { summary: 'the health loop (daemon, or --once for cron) with alerts', load: () => import('./commands/monitor.js') },
+  map: { summary: 'the seed-003 heartbeat map as JSON', load: () => import('./commands/map.js') },
+  metrics: { summary: 'Prometheus metrics of the fleet and the health loop', load: () => import('./commands/metrics.js') },
 };
 
 const ENV_HELP = `Environment:
@@ -34,6 +37,8 @@ const ENV_HELP = `Environment:
   AGENTCTL_HEARTBEAT_INTERVAL (HEARTBEAT_INTERVAL)  default heartbeat interval (default 30s)
   AGENTCTL_STALE_MULTIPLIER (STALE_THRESHOLD in seconds)  default stale multiplier (default 3)
   AGENTCTL_OFFLINE_AFTER                   default offline threshold (default 300s)
+  AGENTCTL_LOG_DIR                         monitor's daily log files (default: logs/ beside the database)
+  AGENTCTL_LOG_LEVEL (LOG_LEVEL)           debug, info, warn, error (default info)
   NO_COLOR                                 no colours
 Durations: 250ms, 30s, 5m, 1h, 2d; a bare number means seconds.`;
 

@@ -130,14 +130,7 @@ export function openDatabase(path: string, opts: OpenOptions): Database.Database
   try {
     // busy_timeout first: everything after it may meet another writer.
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs))}`);
-    let version: number;
-    let appId: number;
-    try {
-      appId = db.pragma('application_id', { simple: true }) as number;
-      version = db.pragma('user_version', { simple: true }) as number;
-    } catch (err) {
-      throw describeSqliteError(err, path, 1);
-    }
+    const { appId, version, tables } = readHeader(db, path, opts.retry);
     if (appId !== APPLICATION_ID && appId !== 0) {
       throw new DatabaseUnusableError(path, `it belongs to another application (application_id ${appId}); it was left untouched`);
     }
@@ -145,9 +138,8 @@ export function openDatabase(path: string, opts: OpenOptions): Database.Database
       throw new DatabaseUnusableError(path, `its schema version ${version} is newer than this agentctl (${SCHEMA_VERSION}); upgrade agentctl. The file was left untouched`);
     }
     if (version < SCHEMA_VERSION && opts.migrate === false) throw new MigrationNeededError(path, version);
-    if (appId === 0 && version === 0) {
-      const tables = withRetry(opts.retry, path, () => db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").get() as { n: number });
-      if (tables.n > 0) throw new DatabaseUnusableError(path, 'it is an SQLite database of another application (it has tables but no agentctl mark); it was left untouched');
+    if (appId === 0 && version === 0 && tables > 0) {
+      throw new DatabaseUnusableError(path, 'it is an SQLite database of another application (it has tables but no agentctl mark); it was left untouched');
     }
     withRetry(opts.retry, path, () => {
       if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') db.pragma('journal_mode = WAL');
@@ -160,6 +152,24 @@ export function openDatabase(path: string, opts: OpenOptions): Database.Database
     db.close();
     throw err;
   }
+}
+
+/**
+ * The application id, schema version and table count, read in one snapshot: read one by one, a migration committed
+ * by another process in between would make a half-read new file look like another application's.
+ */
+function readHeader(db: Database.Database, path: string, retry: RetryPolicy): { appId: number; version: number; tables: number } {
+  return withRetry(retry, path, () => {
+    db.exec('BEGIN');
+    try {
+      const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").get() as { n: number }).n;
+      const appId = db.pragma('application_id', { simple: true }) as number;
+      const version = db.pragma('user_version', { simple: true }) as number;
+      return { appId, version, tables };
+    } finally {
+      db.exec('COMMIT');
+    }
+  });
 }
 
 function migrate(db: Database.Database, path: string, retry: RetryPolicy): void {

@@ -7,6 +7,7 @@ import { AgentctlError, AgentNotFoundError } from '../../errors.js';
 import { CheckCode } from '../../exit-codes.js';
 import { cliContext } from '../context.js';
 import { countStates, summaryLine } from '../render.js';
+import { healthLoopStatus } from '../../core/health/loop-status.js';
 
 const LABELS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;
 
@@ -47,6 +48,10 @@ export function define(program: Command): void {
         try {
           const agents = getRegisteredAgents(store, ctx.now(), { names, ...(flags.group !== undefined ? { group: flags.group } : {}) });
           result = { ...verdict(agents), agents };
+          // A health loop that has run here and then stopped is a problem of its own; a site without one is not warned.
+          const loop = healthLoopStatus(store, ctx.now());
+          if (loop.ran && loop.warning && result.code < CheckCode.WARNING) result = { ...result, code: CheckCode.WARNING };
+          if (loop.ran && loop.warning && result.code !== CheckCode.UNKNOWN) result = { ...result, line: `${loop.warning}; ${result.line}` };
         } finally {
           store.close();
         }

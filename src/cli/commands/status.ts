@@ -8,6 +8,7 @@ import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import type { Store } from '../../store/store.js';
 import { type CliContext, cliContext } from '../context.js';
 import { agentJson, countStates, lastSeen, paintState, painter, summaryLine } from '../render.js';
+import { healthLoopStatus } from '../../core/health/loop-status.js';
 import { untilSignal } from '../signals.js';
 
 interface Flags {
@@ -85,7 +86,7 @@ function render(ctx: CliContext, store: Store | undefined, q: Query, refreshMs?:
   const agents = store ? getRegisteredAgents(store, now, q) : [];
   if (ctx.json) {
     return JSON.stringify(
-      { generatedAt: new Date(now).toISOString(), database: ctx.config.dbPath, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) } },
+      { generatedAt: new Date(now).toISOString(), database: ctx.config.dbPath, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) }, healthLoop: store ? healthLoopStatus(store, now) : null },
       null,
       2,
     );
@@ -102,6 +103,9 @@ function render(ctx: CliContext, store: Store | undefined, q: Query, refreshMs?:
     return lines.join('\n');
   }
   lines.push(table(agents, c, now), summaryLine(agents, c));
+  // Principle 4: status is right without a health loop, but nobody persists, alerts or cancels: say so.
+  const loop = healthLoopStatus(store, now);
+  if (loop.warning) lines.push(c.yellow(`warning: ${loop.warning}`));
   return lines.join('\n');
 }
 

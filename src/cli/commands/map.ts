@@ -1,0 +1,28 @@
+import type { Command } from 'commander';
+import { buildHeartbeatMap } from '../../core/health/map.js';
+import { writeFileAtomic } from '../../core/health/files.js';
+import { cliContext } from '../context.js';
+
+export function define(program: Command): void {
+  program
+    .command('map')
+    .summary('the seed-003 heartbeat map as JSON')
+    .description(
+      'Print the heartbeat map: every agent with its seed status (online/offline/unknown), rich state, last heartbeat, ' +
+        'seconds since, and metadata; the alerts standing for agents that are down; summary counts. States are ' +
+        'computed now, so the map is right even when no health loop runs. --out writes the file atomically instead.',
+    )
+    .option('--out <file>', 'write the map to FILE (temp file + rename) instead of stdout')
+    .addHelpText('after', "\nExamples:\n  agentctl map | jq '.summary'\n  agentctl map --out /srv/www/agent_heartbeat.json")
+    .action((flags: { out?: string }, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const store = ctx.open('existing');
+      try {
+        const text = `${JSON.stringify(buildHeartbeatMap(store, ctx.now()), null, 2)}\n`;
+        if (flags.out !== undefined) writeFileAtomic(flags.out, text);
+        else process.stdout.write(text);
+      } finally {
+        store.close();
+      }
+    });
+}

@@ -1,0 +1,131 @@
+import type { Command } from 'commander';
+import { parseDuration } from '../../core/duration.js';
+import { parseCount } from '../../core/validate.js';
+import { HeartbeatHealthAgent } from '../../core/health/agent.js';
+import { type AlertTarget, execTarget, webhookTarget } from '../../core/health/deliver.js';
+import { dailyFileLogger } from '../../core/health/log.js';
+import { LockHeldError, UsageError } from '../../errors.js';
+import { AGENT_STATES, type AgentState } from '../../store/rows.js';
+import { cliContext, collect } from '../context.js';
+
+interface Flags {
+  once?: boolean;
+  every?: string;
+  alertWebhook?: string[];
+  alertExec?: string[];
+  alertOn?: string;
+  alertCooldown?: string;
+  alertTimeout?: string;
+  alertRetries?: string;
+  testAlert?: boolean;
+  map?: string;
+  metrics?: string;
+  logDir?: string;
+  logKeep?: string;
+  lockStale?: string;
+}
+
+const ALERTABLE: AgentState[] = ['offline', 'stale', 'error', 'failed'];
+
+/** Parses --alert-on: offline is always included (it is the default, and the reason alerts exist). */
+export function parseAlertOn(text: string | undefined): AgentState[] {
+  const states = new Set<AgentState>(['offline']);
+  for (const s of (text ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!(ALERTABLE as string[]).includes(s)) throw new UsageError(`invalid state '${s}' in --alert-on: use ${ALERTABLE.join(', ')}`);
+    states.add(s as AgentState);
+  }
+  return [...states].filter((s) => (AGENT_STATES as readonly string[]).includes(s));
+}
+
+export function define(program: Command): void {
+  program
+    .command('monitor')
+    .summary('the health loop: convict stale and crashed agents, send alerts (daemon or --once for cron)')
+    .description(
+      'Run the health loop (seed 002\'s HeartbeatHealthAgent): every --every, mark agents stale or offline by their own ' +
+        'contract, offline at once when their process is proven gone (pid with start time, boot id), cancel the work of ' +
+        'offline agents, end expired maintenance, send alerts, and rewrite the map and metrics files. Stops on ' +
+        'SIGINT/SIGTERM after the current pass. Only one health loop runs at a time: another one exits 0 at once.',
+    )
+    .option('--once', 'one pass, then exit (for cron)')
+    .option('--every <dur>', 'time between passes (with --once: how often cron runs it, for the status warning)', '30s')
+    .option('--alert-webhook <url>', 'POST each alert as JSON to this URL (repeatable)', collect)
+    .option('--alert-exec <cmd>', 'run this command for each alert, without a shell: JSON on stdin, AGENTCTL_* variables (repeatable)', collect)
+    .option('--alert-on <states>', `alert when agents enter these states besides offline (${ALERTABLE.join(',')})`)
+    .option('--alert-cooldown <dur>', 'at most one down alert per agent per this long, and a reminder as often while it stays down', '30m')
+    .option('--alert-timeout <dur>', 'timeout of one webhook request or command', '5s')
+    .option('--alert-retries <n>', 'further tries within a pass; later passes retry again', '2')
+    .option('--test-alert', 'send one synthetic alert to the receivers and exit (1 if any did not get it)')
+    .option('--map <file>', 'rewrite the seed-003 heartbeat map JSON here after every pass')
+    .option('--metrics <file>', 'rewrite Prometheus metrics here after every pass (node_exporter textfile collector)')
+    .option('--log-dir <dir>', 'directory of the daily health-YYYY-MM-DD.log files (else AGENTCTL_LOG_DIR, else logs/ beside the database)')
+    .option('--log-keep <days>', 'days of log files to keep', '14')
+    .option('--lock-stale <dur>', 'take over the lock of a monitor that stopped refreshing it this long ago', '30s')
+    .addHelpText(
+      'after',
+      '\nExamples: ' +
+        '  * * * * * agentctl --db /var/lib/agents/agentctl.db monitor --once --every 1m ' +
+        '  agentctl monitor --every 10s --alert-webhook https://hooks.example.org/agents --map /srv/www/agents.json ' +
+        "  agentctl monitor --alert-exec '/usr/local/bin/page-oncall --team infra' --alert-on stale,failed " +
+        '  agentctl monitor --alert-webhook http://127.0.0.1:9000/hook --test-alert',
+    )
+    .action(async (flags: Flags, cmd: Command) => {
+      const ctx = cliContext(cmd, flags.logDir !== undefined ? { logDir: flags.logDir } : {});
+      const everyMs = parseDuration(flags.every ?? '30s', '--every');
+      const cooldownMs = parseDuration(flags.alertCooldown ?? '30m', '--alert-cooldown', { allowZero: true });
+      const timeoutMs = parseDuration(flags.alertTimeout ?? '5s', '--alert-timeout');
+      const retries = parseCount(flags.alertRetries ?? '2', '--alert-retries', { min: 0, max: 10 });
+      const keepDays = parseCount(flags.logKeep ?? '14', '--log-keep', { min: 1, max: 3650 });
+      const lockStaleMs = parseDuration(flags.lockStale ?? '30s', '--lock-stale');
+      if (lockStaleMs < 2000) throw new UsageError(`invalid --lock-stale '${flags.lockStale}': at least 2s`);
+      const alertOn = parseAlertOn(flags.alertOn);
+      const targets: AlertTarget[] = [
+        ...(flags.alertWebhook ?? []).map((u) => webhookTarget(u, { timeoutMs, retries })),
+        ...(flags.alertExec ?? []).map((c) => execTarget(c, { timeoutMs, retries })),
+      ];
+      if (flags.testAlert && !targets.length) throw new UsageError('--test-alert needs --alert-webhook or --alert-exec');
+      const logger = dailyFileLogger({ dir: ctx.config.logDir, level: ctx.config.logLevel, keepDays, echo: (line) => process.stderr.write(line) });
+      const store = ctx.open('create');
+      const agent = new HeartbeatHealthAgent({
+        store,
+        everyMs,
+        policy: { alertOn, alertCooldownMs: cooldownMs },
+        alertTargets: targets,
+        alertTimeoutMs: timeoutMs,
+        alertRetries: retries,
+        ...(flags.map !== undefined ? { mapFile: flags.map } : {}),
+        ...(flags.metrics !== undefined ? { metricsFile: flags.metrics } : {}),
+        logger,
+        lockStaleMs,
+      });
+      if (ctx.json) agent.on('pass', (outcome) => ctx.out(JSON.stringify(outcome)));
+      try {
+        if (flags.testAlert) {
+          const r = await agent.sendTestAlert();
+          for (const s of r.sent) ctx.err(`test alert delivered to ${s.target}`);
+          for (const f of r.failed) ctx.err(`test alert NOT delivered to ${f.target}: ${f.error}`);
+          process.exitCode = r.failed.length ? 1 : 0;
+          return;
+        }
+        if (flags.once) {
+          await agent.runOnce();
+          return;
+        }
+        const stop = () => void agent.stop();
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+        try {
+          await agent.start();
+        } finally {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+        }
+      } catch (err) {
+        // Overlapping cron runs are normal: say so in one line and succeed.
+        if (!(err instanceof LockHeldError)) throw err;
+        ctx.err(`agentctl: ${err.message}; nothing to do`);
+      } finally {
+        store.close();
+      }
+    });
+}

@@ -1,0 +1,251 @@
+import { EventEmitter } from 'node:events';
+import type { Store } from '../../store/store.js';
+import type { AgentRecord } from '../../store/rows.js';
+import { insertAlert } from '../../store/alerts.js';
+import { bumpCounters } from '../../store/monitor.js';
+import { withExclusiveLock } from '../../store/lock.js';
+import { formatDuration } from '../duration.js';
+import { isOverdue } from '../state.js';
+import { type ConvictResult, convict } from './convict.js';
+import { type AlertTarget, type DeliveryResult, deliverAlerts } from './deliver.js';
+import { writeFileAtomic } from './files.js';
+import { thisHost } from './judge.js';
+import { type Logger as BaseLogger, fullLogger } from '../logger.js';
+import type { Logger } from './log.js';
+import { buildHeartbeatMap } from './map.js';
+import { renderMetrics } from './metrics.js';
+import { type HealthPolicy, type HealthReport, checkHealth } from './pass.js';
+
+/** The clock the loop reads: wall time for the pass, and a monotonic one to notice that the loop itself was paused. */
+export interface Clock {
+  now(): number;
+  monotonic(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now(), monotonic: () => performance.now() };
+
+export interface HealthAgentOptions {
+  store: Store;
+  /** Period of the loop (default 30 s, seed 002). */
+  everyMs?: number;
+  /** Pass policy: alert states, cooldown, hold rule, local host. `targets` and `everyMs` are filled in from below. */
+  policy?: Omit<HealthPolicy, 'targets' | 'suspect'>;
+  alertTargets?: AlertTarget[];
+  alertTimeoutMs?: number;
+  alertRetries?: number;
+  /** Rewrite the seed-003 heartbeat map / the Prometheus textfile after every pass (atomically). */
+  mapFile?: string;
+  metricsFile?: string;
+  clock?: Clock;
+  logger?: BaseLogger;
+  /** The exclusive lock counts as abandoned after this long without a refresh (default 30 s). */
+  lockStaleMs?: number;
+  /** A gap between passes beyond max(3 × every, every + this) means the loop was paused (default 2 s). */
+  pauseToleranceMs?: number;
+}
+
+export interface PassOutcome extends HealthReport {
+  delivery: DeliveryResult;
+}
+
+/**
+ * Seed 002's HeartbeatHealthAgent: the health loop. `start()` holds the exclusive 'monitor' lock and runs a pass every
+ * `everyMs` until `stop()`; `runOnce()` is one locked pass (cron). Each pass convicts, queues alerts, delivers the
+ * outbox, and rewrites the map and metrics files. Events: 'pass' (PassOutcome), 'transition' (AppliedTransition),
+ * 'suspect' (reason), 'held' (names, reason), 'error' (Error; only emitted when someone listens).
+ */
+export class HeartbeatHealthAgent extends EventEmitter {
+  readonly store: Store;
+  readonly everyMs: number;
+  private readonly opts: HealthAgentOptions;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private stopping = false;
+  private wake: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
+  /** When the previous pass ended, and how long it took (monotonic ms). */
+  private last: { wall: number; mono: number; tookMs: number } | null = null;
+
+  constructor(opts: HealthAgentOptions) {
+    super();
+    this.opts = opts;
+    this.store = opts.store;
+    this.everyMs = opts.everyMs ?? 30_000;
+    this.clock = opts.clock ?? systemClock;
+    this.log = fullLogger(opts.logger);
+  }
+
+  /** Runs the loop until stop(); resolves then. Rejects with LockHeldError if another health loop is running. */
+  start(): Promise<void> {
+    if (this.loop) throw new Error('this HeartbeatHealthAgent is already running');
+    this.stopping = false;
+    this.loop = this.withLock(async (signal) => {
+      this.log.info(`health loop started: every ${formatDuration(this.everyMs)}, database ${this.store.path}`);
+      while (!this.stopping && !signal.aborted) {
+        await this.guardedPass(this.observerSuspect());
+        await this.sleep(this.everyMs, signal);
+      }
+      this.log.info(signal.aborted ? 'health loop stopped: it lost its lock' : 'health loop stopped');
+    }).finally(() => {
+      this.loop = null;
+    });
+    return this.loop;
+  }
+
+  /** Asks the loop to stop after the current pass and waits for it. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loop?.catch(() => undefined);
+  }
+
+  /** One pass under the exclusive lock, for cron. Rejects with LockHeldError if another health loop is running. */
+  runOnce(): Promise<PassOutcome> {
+    return this.withLock(() => this.checkAgentHealth());
+  }
+
+  /** One full pass without taking the lock: convict, queue alerts, deliver them, write the map and metrics files. */
+  async checkAgentHealth(suspect: string | null = null): Promise<PassOutcome> {
+    const now = this.clock.now();
+    const report = checkHealth(this.store, now, { ...this.opts.policy, everyMs: this.opts.policy?.everyMs ?? this.everyMs, targets: this.targetIds(), suspect });
+    this.logReport(report);
+    const delivery = await this.deliver();
+    this.writeFiles();
+    const outcome = { ...report, delivery };
+    this.emit('pass', outcome);
+    return outcome;
+  }
+
+  /** Seed 002's update_agent_states: convicts what is due now (the shared rule), without alerts or files. */
+  updateAgentStates(): ConvictResult {
+    return convict(this.store, this.clock.now(), { local: this.opts.policy?.local ?? thisHost(), ...(this.opts.policy?.hold !== undefined ? { hold: this.opts.policy.hold } : {}) });
+  }
+
+  /**
+   * Seed 002's is_agent_stale: true if the agent (a record or a name) is overdue by its own contract now; given a
+   * last-heartbeat time instead, by the database's default contract.
+   */
+  isAgentStale(agent: AgentRecord | string | Date | number): boolean {
+    const now = this.clock.now();
+    if (agent instanceof Date || typeof agent === 'number') {
+      const at = agent instanceof Date ? agent.getTime() : agent;
+      const c = this.store.contract;
+      return now - at >= Math.floor(c.intervalMs * c.staleMultiplier);
+    }
+    const record = typeof agent === 'string' ? this.store.getAgent(agent) : agent;
+    return record ? isOverdue(record, now) : false;
+  }
+
+  /** Queues one synthetic alert to every target and delivers it (seed 003's test alert). */
+  async sendTestAlert(): Promise<DeliveryResult> {
+    const now = this.clock.now();
+    const targets = this.targetIds();
+    this.store.immediate(() =>
+      insertAlert(this.store, { agentId: null, agentName: 'agentctl-test', kind: 'test', state: 'offline', eventId: null, createdAt: now, payload: {
+        source: 'agentctl', kind: 'test', message: 'agentctl test alert: if you read this, alerts reach you', agent: { name: 'agentctl-test', id: null, group: null, host: null, pid: null },
+        state: 'offline', previous_state: 'active', reason: 'test alert', evidence: { rule: 'test' }, at: new Date(now).toISOString(), monitor_host: thisHost().host,
+      } }, targets),
+    );
+    return this.deliver();
+  }
+
+  private targetIds(): string[] {
+    return (this.opts.alertTargets ?? []).map((t) => t.id);
+  }
+
+  private async deliver(): Promise<DeliveryResult> {
+    const targets = this.opts.alertTargets ?? [];
+    const result = await deliverAlerts(this.store, targets, this.clock.now(), {
+      ...(this.opts.alertTimeoutMs !== undefined ? { timeoutMs: this.opts.alertTimeoutMs } : {}),
+      ...(this.opts.alertRetries !== undefined ? { retries: this.opts.alertRetries } : {}),
+    });
+    if (result.sent.length || result.failed.length) {
+      this.store.immediate(() => bumpCounters(this.store, { alerts_sent_total: result.sent.length, alerts_failed_total: result.failed.length }));
+    }
+    for (const s of result.sent) this.log.info(`alert ${s.alertId} delivered to ${s.target}`);
+    for (const f of result.failed) this.log.warn(`alert ${f.alertId} not delivered to ${f.target}: ${f.error}${f.gaveUp ? ' (giving up: too old)' : ' (will retry on the next pass)'}`);
+    return result;
+  }
+
+  private writeFiles(): void {
+    const now = this.clock.now();
+    if (this.opts.mapFile) writeFileAtomic(this.opts.mapFile, `${JSON.stringify(buildHeartbeatMap(this.store, now), null, 2)}\n`);
+    if (this.opts.metricsFile) writeFileAtomic(this.opts.metricsFile, renderMetrics(this.store, now));
+  }
+
+  private logReport(r: HealthReport): void {
+    if (r.suspect) {
+      this.log.warn(`pass ${r.pass}: convicting no one: ${r.suspect}`);
+      this.emit('suspect', r.suspect);
+    }
+    if (r.held.length) {
+      this.log.warn(`pass ${r.pass}: ${r.holdReason}: ${r.held.slice(0, 10).join(', ')}${r.held.length > 10 ? ', …' : ''}`);
+      this.emit('held', r.held, r.holdReason);
+    }
+    for (const t of r.transitions) {
+      const ev = Object.entries(t.evidence).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => `${k}=${String(v)}`).join(' ');
+      this.log.info(`pass ${r.pass}: ${t.agent} ${t.from} → ${t.to}: ${t.reason} [${ev}]`);
+      this.emit('transition', t);
+    }
+    for (const a of r.alerts) this.log.info(`pass ${r.pass}: ${a.kind} ${a.id} queued for ${a.agent} (${a.state})`);
+    this.log.debug(`pass ${r.pass}: ${r.transitions.length} transition(s) in ${r.durationMs.toFixed(1)}ms`);
+  }
+
+  /** In the loop: a pass that comes far later than planned, or a wall clock that moved unlike the monotonic one, suspects the observer. */
+  private observerSuspect(): string | null {
+    const wall = this.clock.now();
+    const mono = this.clock.monotonic();
+    const prev = this.last;
+    if (!prev) return null;
+    const wallGap = wall - prev.wall;
+    const monoGap = mono - prev.mono;
+    const limit = Math.max(3 * this.everyMs, this.everyMs + (this.opts.pauseToleranceMs ?? 2000));
+    // A pause in the middle of the previous pass shows only as that pass taking far too long.
+    if (prev.tookMs > limit) return `the health loop was paused during its last pass (${formatDuration(prev.tookMs)})`;
+    if (monoGap > limit) return `the health loop was paused: ${formatDuration(monoGap)} since its last pass (every ${formatDuration(this.everyMs)})`;
+    if (Math.abs(wallGap - monoGap) > Math.max(2000, this.opts.pauseToleranceMs ?? 0)) {
+      return wallGap > monoGap ? `the wall clock jumped ${formatDuration(wallGap - monoGap)} ahead (or the machine slept)` : `the wall clock stepped ${formatDuration(monoGap - wallGap)} back`;
+    }
+    return null;
+  }
+
+  private async guardedPass(suspect: string | null): Promise<void> {
+    const started = this.clock.monotonic();
+    try {
+      await this.checkAgentHealth(suspect);
+    } catch (err) {
+      this.log.error(`pass failed: ${(err as Error).message}`);
+      if (this.listenerCount('error')) this.emit('error', err);
+    } finally {
+      const mono = this.clock.monotonic();
+      this.last = { wall: this.clock.now(), mono, tookMs: mono - started };
+    }
+  }
+
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.stopping || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done);
+      this.wake = done;
+    });
+  }
+
+  private withLock<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return withExclusiveLock(
+      this.store.path,
+      {
+        name: 'monitor',
+        ...(this.opts.lockStaleMs !== undefined ? { staleMs: this.opts.lockStaleMs } : {}),
+        onTakeover: (owner, ageMs) => this.log.warn(`took over the monitor lock of ${owner ? `pid ${owner.pid}` : 'an unknown process'}, abandoned ${formatDuration(ageMs)} ago`),
+      },
+      (handle) => fn(handle.signal),
+    );
+  }
+}

@@ -1,0 +1,67 @@
+import { appendFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LogLevel } from '../../config.js';
+import type { Logger as BaseLogger } from '../logger.js';
+
+/** The logger the health loop writes to: the library's Logger with every method present. */
+export type Logger = Required<BaseLogger>;
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface DailyLogOptions {
+  /** Directory of the daily files `health-YYYY-MM-DD.log` (UTC dates); created if missing. */
+  dir: string;
+  level?: LogLevel;
+  /** Files older than this many days are removed when a new day's file starts (default 14). */
+  keepDays?: number;
+  /** The clock (default Date.now). */
+  now?: () => number;
+  /** Also hand each line (with its newline) to this sink: the CLI passes stderr. */
+  echo?: (line: string) => void;
+}
+
+/**
+ * A logger that appends each line to the day's file (seed 002's daily logs) and removes files past the retention.
+ * A log file that cannot be written never stops the loop: the line still goes to `echo`.
+ */
+export function dailyFileLogger(opts: DailyLogOptions): Logger {
+  const level = RANK[opts.level ?? 'info'];
+  const keepDays = opts.keepDays ?? 14;
+  const now = opts.now ?? Date.now;
+  let day = '';
+  let broken = false;
+  const write = (lvl: LogLevel, message: string) => {
+    if (RANK[lvl] < level) return;
+    const t = now();
+    const stamp = new Date(t).toISOString();
+    const line = `${stamp} ${lvl.toUpperCase().padEnd(5)} ${message}\n`;
+    opts.echo?.(line);
+    if (broken) return;
+    try {
+      if (stamp.slice(0, 10) !== day) {
+        day = stamp.slice(0, 10);
+        mkdirSync(opts.dir, { recursive: true });
+        pruneLogs(opts.dir, t, keepDays);
+      }
+      appendFileSync(join(opts.dir, `health-${day}.log`), line);
+    } catch (err) {
+      broken = true;
+      opts.echo?.(`${stamp} WARN  cannot write the log file in ${opts.dir}: ${(err as Error).message}; logging to stderr only\n`);
+    }
+  };
+  return {
+    debug: (m) => write('debug', m),
+    info: (m) => write('info', m),
+    warn: (m) => write('warn', m),
+    error: (m) => write('error', m),
+  };
+}
+
+/** Removes `health-YYYY-MM-DD.log` files whose day is more than `keepDays` before `now`. */
+export function pruneLogs(dir: string, now: number, keepDays: number): void {
+  const cutoff = new Date(now - keepDays * 86_400_000).toISOString().slice(0, 10);
+  for (const f of readdirSync(dir)) {
+    const m = /^health-(\d{4}-\d{2}-\d{2})\.log$/.exec(f);
+    if (m && m[1]! < cutoff) rmSync(join(dir, f), { force: true });
+  }
+}

@@ -1,0 +1,52 @@
+import type { Store } from '../../store/store.js';
+import { AGENT_STATES, type AgentState } from '../../store/rows.js';
+import { readCounters, readMonitor } from '../../store/monitor.js';
+import { getRegisteredAgents } from '../agents.js';
+import { seedStatus } from '../state.js';
+
+/** Escapes a Prometheus label value: backslash, double quote and newline. */
+export function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+const labels = (l: Record<string, string | null>) =>
+  `{${Object.entries(l)
+    .map(([k, v]) => `${k}="${escapeLabel(v ?? '')}"`)
+    .join(',')}}`;
+
+const num = (n: number) => (Number.isFinite(n) ? String(Math.round(n * 1000) / 1000) : 'NaN');
+
+/**
+ * The fleet in Prometheus text exposition format (version 0.0.4) at `now`: agents per state, per-agent up and
+ * heartbeat age, the health loop's counters (transitions, heartbeat timeouts, crash proofs, alerts sent and failed,
+ * held convictions, suspect passes) and its last pass time and duration.
+ */
+export function renderMetrics(store: Store, now: number): string {
+  const agents = getRegisteredAgents(store, now);
+  const counters = readCounters(store);
+  const monitor = readMonitor(store);
+  const out: string[] = [];
+  const family = (name: string, type: 'gauge' | 'counter', help: string, samples: [Record<string, string | null> | null, number][]) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [l, v] of samples) out.push(`${name}${l ? labels(l) : ''} ${num(v)}`);
+  };
+  const perState = new Map<AgentState, number>(AGENT_STATES.map((s) => [s, 0]));
+  for (const a of agents) perState.set(a.state, perState.get(a.state)! + 1);
+  family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState.get(s)!]));
+  family('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).', agents.map((a) => [{ agent: a.name, group: a.group, state: a.state }, seedStatus(a.state) === 'online' ? 1 : 0]));
+  family('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds since the agent last beat (since it started, if it never did).', agents.map((a) => [{ agent: a.name, group: a.group }, Math.max(0, now - (a.lastHeartbeatAt ?? a.startedAt)) / 1000]));
+  const c = (name: string) => counters[name] ?? 0;
+  family('agentctl_transitions_total', 'counter', 'State transitions seen by the health loop, by the state entered.', AGENT_STATES.map((s) => [{ to: s }, c(`transitions_total:${s}`)]));
+  family('agentctl_heartbeat_timeouts_total', 'counter', 'Agents found stale or offline by the clock (no heartbeat within their contract).', [[null, c('heartbeat_timeouts_total')]]);
+  family('agentctl_crash_proofs_total', 'counter', 'Agents found offline by a proof of a local crash (pid gone or reused, host rebooted).', [[null, c('crash_proofs_total')]]);
+  family('agentctl_alerts_queued_total', 'counter', 'Alerts decided, by kind.', ['alert', 'reminder', 'recovery', 'test'].map((k) => [{ kind: k }, c(`alerts_queued_total:${k}`)]));
+  family('agentctl_alerts_sent_total', 'counter', 'Alert deliveries that reached their receiver.', [[null, c('alerts_sent_total')]]);
+  family('agentctl_alerts_failed_total', 'counter', 'Alert delivery attempts that failed (retried on later passes).', [[null, c('alerts_failed_total')]]);
+  family('agentctl_alerts_suppressed_total', 'counter', 'Down alerts not sent because of the per-agent cooldown.', [[null, c('alerts_suppressed_total')]]);
+  family('agentctl_convictions_held_total', 'counter', 'Convictions held for one pass because most of the fleet would have been convicted at once.', [[null, c('convictions_held_total')]]);
+  family('agentctl_monitor_suspect_passes_total', 'counter', 'Passes that convicted no one because the health loop suspected itself (paused, clock step).', [[null, c('suspect_passes_total')]]);
+  family('agentctl_monitor_passes_total', 'counter', 'Health-loop passes.', [[null, c('passes_total')]]);
+  family('agentctl_monitor_last_pass_timestamp_seconds', 'gauge', 'Unix time of the last health-loop pass (0: never).', [[null, (monitor?.lastPassAt ?? 0) / 1000]]);
+  family('agentctl_monitor_last_pass_duration_seconds', 'gauge', 'How long the last health-loop pass took.', [[null, (monitor?.lastPassMs ?? 0) / 1000]]);
+  return `${out.join('\n')}\n`;
+}

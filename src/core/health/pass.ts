@@ -1,0 +1,96 @@
+import type { Store } from '../../store/store.js';
+import type { AgentState } from '../../store/rows.js';
+import { beginPass, bumpCounters, lastEventId, readMonitor, recordPass, setEventCursor } from '../../store/monitor.js';
+import { formatDuration } from '../duration.js';
+import { type AlertTally, DEFAULT_ALERT_ON, DEFAULT_COOLDOWN_MS, queueAlerts } from './alerts.js';
+import { type AppliedTransition, type HoldRule, convict } from './convict.js';
+import { type LocalHost, thisHost } from './judge.js';
+
+/** Everything a pass needs besides the store and the clock. Every field has the seeds' default. */
+export interface HealthPolicy {
+  /** States whose entry sends an alert (default ['offline']). */
+  alertOn?: readonly AgentState[];
+  /** Per-agent alert cooldown and reminder period (default 30 min). */
+  alertCooldownMs?: number;
+  /** Alert delivery targets ('webhook:URL', 'exec:CMD'); none: alerts are still recorded, for the map. */
+  targets?: readonly string[];
+  /** The mass-conviction hold (default: ≥ 3 agents and more than half); false: never hold. */
+  hold?: HoldRule | false;
+  /** The loop's period, recorded so `status` knows when a pass is overdue (for cron: how often it runs). */
+  everyMs?: number | null;
+  /** This host, for crash proofs (default: the real one). */
+  local?: LocalHost;
+  /**
+   * Set by a loop that suspects itself (it was paused, the machine slept, the wall clock stepped): this pass then
+   * convicts no one. The pass itself adds one suspicion: a clock earlier than the last recorded pass.
+   */
+  suspect?: string | null;
+}
+
+/** What one pass did. */
+export interface HealthReport {
+  pass: number;
+  at: number;
+  durationMs: number;
+  /** Why this pass convicted no one, if it suspected the observer. */
+  suspect: string | null;
+  transitions: AppliedTransition[];
+  held: string[];
+  holdReason: string | null;
+  alerts: AlertTally['queued'];
+  alertsSuppressed: number;
+}
+
+/** A wall clock this far behind the last recorded pass counts as a step back. */
+const CLOCK_BACK_TOLERANCE_MS = 2000;
+
+/**
+ * One health pass as a plain function of (store, now, policy): convicts the agents that are due (the shared
+ * `convict` rule), turns every transition since the last pass into alerts in the outbox (with cooldowns, reminders
+ * and recovery notices), counts what happened and records the loop's own heartbeat. Sending the queued alerts is
+ * the caller's (asynchronous) business: see deliverAlerts.
+ */
+export function checkHealth(store: Store, now: number, policy: HealthPolicy = {}): HealthReport {
+  const t0 = performance.now();
+  const local = policy.local ?? thisHost();
+  const { passSeq, before } = store.immediate(() => {
+    const r = beginPass(store);
+    // The first pass ever starts alerting from here, not from the whole history.
+    if (r.before?.eventCursor == null) setEventCursor(store, lastEventId(store));
+    return r;
+  });
+  let suspect = policy.suspect ?? null;
+  if (!suspect && before?.lastPassAt != null && now < before.lastPassAt - CLOCK_BACK_TOLERANCE_MS) {
+    suspect = `the wall clock is ${formatDuration(before.lastPassAt - now)} behind the last pass`;
+  }
+  const convicted = suspect ? { applied: [], held: [], holdReason: null } : convict(store, now, { local, passSeq, ...(policy.hold !== undefined ? { hold: policy.hold } : {}) });
+  const tally = store.immediate(() => {
+    const cursor = readMonitor(store)?.eventCursor ?? 0;
+    const t = queueAlerts(store, cursor, now, {
+      alertOn: policy.alertOn ?? DEFAULT_ALERT_ON,
+      cooldownMs: policy.alertCooldownMs ?? DEFAULT_COOLDOWN_MS,
+      targets: policy.targets ?? [],
+      host: local.host,
+    });
+    if (t.lastEventId !== cursor) setEventCursor(store, t.lastEventId);
+    bumpCounters(store, {
+      ...t.counters,
+      passes_total: 1,
+      suspect_passes_total: suspect ? 1 : 0,
+      convictions_held_total: convicted.held.length,
+    });
+    recordPass(store, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, pid: process.pid, host: local.host });
+    return t;
+  });
+  return {
+    pass: passSeq,
+    at: now,
+    durationMs: performance.now() - t0,
+    suspect,
+    transitions: convicted.applied,
+    held: convicted.held,
+    holdReason: convicted.holdReason,
+    alerts: tally.queued,
+    alertsSuppressed: tally.suppressed,
+  };
+}

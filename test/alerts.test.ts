@@ -1,0 +1,137 @@
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { ROOT, cli, cliJson, exited, startCli, tempDb, tempDir, waitFor } from './helpers.js';
+import { beatOnce, cliAsync, freePort, receiver } from './receiver.js';
+
+const SINK = join(ROOT, 'test', 'fixtures', 'alert-sink.mjs');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Registers an agent that is offline (by its clock) 150 ms from now: contract and first beat in one write. */
+async function dying(db: string, name: string) {
+  beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await sleep(150);
+}
+
+describe('alerts', () => {
+  it('a webhook gets exactly one alert per transition, a recovery notice, and nothing during the cooldown across --once runs', async () => {
+    const db = tempDb();
+    const hook = await receiver();
+    const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url], { db });
+    await once(); // the first pass: alerts start from here
+    await dying(db, 'w1');
+    expect((await once()).code).toBe(0);
+    expect(hook.bodies).toHaveLength(1);
+    expect(hook.bodies[0]).toMatchObject({ source: 'agentctl', kind: 'alert', state: 'offline', previous_state: 'active', agent: { name: 'w1' }, alert_id: expect.any(Number) });
+    expect(hook.bodies[0].message).toMatch(/^w1 is offline: no heartbeat within the offline threshold/);
+    await once();
+    await once();
+    expect(hook.bodies).toHaveLength(1);
+    cli(['heartbeat', 'w1'], { db });
+    await once();
+    expect(hook.bodies.map((b) => b.kind)).toEqual(['alert', 'recovery']);
+    expect(hook.bodies[1]).toMatchObject({ state: 'active', previous_state: 'offline' });
+    expect(hook.bodies[1].down_for_ms).toBeGreaterThan(0);
+    expect(hook.bodies[1].message).toMatch(/^w1 is back \(active\) after \d+/);
+    // Down again within the 30-minute cooldown: nothing, however many runs.
+    await sleep(150);
+    await once();
+    await once();
+    expect(hook.bodies).toHaveLength(2);
+    const metrics = cli(['metrics'], { db }).stdout;
+    expect(metrics).toMatch(/^agentctl_alerts_sent_total 2$/m);
+    expect(metrics).toMatch(/^agentctl_alerts_suppressed_total 1$/m);
+  });
+
+  it('reminds once per cooldown while an agent stays down, and never alerts about an agent in maintenance', async () => {
+    const db = tempDb();
+    const hook = await receiver();
+    const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-cooldown', '2s'], { db });
+    await once();
+    beatOnce(db, 'paused', { intervalMs: 50, offlineAfterMs: 100 });
+    cli(['set-status', 'paused', 'maintenance'], { db });
+    await dying(db, 'down');
+    await once();
+    expect(hook.bodies.map((b) => `${b.kind}:${b.agent.name}`)).toEqual(['alert:down']);
+    await once();
+    expect(hook.bodies).toHaveLength(1);
+    await sleep(2100);
+    await once();
+    expect(hook.bodies.map((b) => b.kind)).toEqual(['alert', 'reminder']);
+    expect(hook.bodies[1].message).toMatch(/^down is still offline \(down for \d+s/);
+    await once();
+    expect(hook.bodies).toHaveLength(2);
+  });
+
+  it('an alert the receiver could not take is delivered once it is up', async () => {
+    const db = tempDb();
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}/hook`;
+    const once = () => cliAsync(['monitor', '--once', '--alert-webhook', url, '--alert-retries', '0', '--alert-timeout', '1s'], { db });
+    await once();
+    await dying(db, 'w');
+    const down = await once();
+    expect(down.code).toBe(0);
+    expect(down.stderr).toMatch(/not delivered to webhook:.*will retry on the next pass/);
+    const hook = await receiver(port);
+    expect((await once()).code).toBe(0);
+    expect(hook.bodies.map((b) => `${b.kind}:${b.agent.name}`)).toEqual(['alert:w']);
+    await once();
+    expect(hook.bodies).toHaveLength(1);
+    const metrics = cli(['metrics'], { db }).stdout;
+    expect(metrics).toMatch(/^agentctl_alerts_failed_total 1$/m);
+    expect(metrics).toMatch(/^agentctl_alerts_sent_total 1$/m);
+  });
+
+  it('five monitor --once started together: one does the work; no duplicate events or alerts', async () => {
+    const db = tempDb();
+    const hook = await receiver();
+    cli(['monitor', '--once'], { db });
+    cli(['heartbeat', 'fine-1', '--interval', '1h'], { db });
+    cli(['heartbeat', 'fine-2', '--interval', '1h'], { db });
+    await dying(db, 'x');
+    await dying(db, 'y');
+    const runs = Array.from({ length: 5 }, () => startCli(['monitor', '--once', '--json', '--alert-webhook', hook.url], { db }));
+    const codes = await Promise.all(runs.map((r) => exited(r)));
+    expect(codes.map((c) => c.code)).toEqual([0, 0, 0, 0, 0]);
+    const passes = runs.filter((r) => r.output().trim());
+    expect(passes.length).toBeGreaterThanOrEqual(1);
+    for (const r of runs.filter((x) => !x.output().trim())) expect(r.errors()).toMatch(/^agentctl: another agentctl monitor is running .*; nothing to do\n$/);
+    const all = cliJson(['history', '--limit', '1000'], { db }) as any[];
+    for (const name of ['x', 'y']) expect(all.filter((e) => e.agentName === name && e.toState === 'offline')).toHaveLength(1);
+    await waitFor(() => hook.bodies.length >= 2, 'the two alerts');
+    expect(hook.bodies.map((b) => b.agent.name).sort()).toEqual(['x', 'y']);
+  });
+
+  it('--alert-exec runs a command without a shell, with the JSON on stdin and AGENTCTL_* variables; --alert-on adds states', async () => {
+    const db = tempDb();
+    const out = join(tempDir(), 'alerts dir with spaces.ndjson');
+    const cmd = `'${process.execPath}' '${SINK}' '${out}'`;
+    const once = () => cliAsync(['monitor', '--once', '--alert-exec', cmd, '--alert-on', 'stale'], { db });
+    await once();
+    beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 2000 });
+    await sleep(150);
+    await once();
+    await sleep(2000);
+    await once();
+    const got = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(got.map((g) => `${g.payload.kind}:${g.payload.state}`)).toEqual(['alert:stale', 'alert:offline']);
+    expect(got[0].env).toMatchObject({ AGENTCTL_AGENT: 'slow', AGENTCTL_ALERT_KIND: 'alert', AGENTCTL_AGENT_STATE: 'stale', AGENTCTL_AGENT_PREVIOUS_STATE: 'active' });
+    expect(got[1].env.AGENTCTL_ALERT_ID).toBe(String(got[1].payload.alert_id));
+    expect(got[0].argv).toEqual([out]);
+  });
+
+  it('--test-alert sends one synthetic alert and exits 0, or 1 when a receiver does not get it', async () => {
+    const db = tempDb();
+    const hook = await receiver();
+    const ok = await cliAsync(['monitor', '--test-alert', '--alert-webhook', hook.url], { db });
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toMatch(/test alert delivered to webhook:/);
+    expect(hook.bodies).toMatchObject([{ kind: 'test', agent: { name: 'agentctl-test' } }]);
+    const port = await freePort();
+    const bad = await cliAsync(['monitor', '--test-alert', '--alert-webhook', `http://127.0.0.1:${port}/`, '--alert-retries', '0'], { db });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/NOT delivered/);
+    expect(existsSync(db)).toBe(true);
+  });
+});

@@ -1,0 +1,305 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  HeartbeatHealthAgent,
+  checkHealth,
+  convict,
+  deriveState,
+  openStore,
+  readCounters,
+  recentAlerts,
+  registerAgent,
+  updateAgentState,
+  updateHeartbeat,
+  viewAgent,
+  type LocalHost,
+  type Store,
+} from '../dist/index.js';
+import { tempDb } from './helpers.js';
+
+const T0 = 1_700_000_000_000;
+const nowhere: LocalHost = { host: 'this-host', bootId: 'boot-1', startTime: () => null };
+
+function fresh(): Store {
+  return openStore({ path: tempDb() });
+}
+
+/** An agent with a 1 s interval, stale after 3 s, offline after 10 s, that beat at `at`. */
+function beating(store: Store, name: string, at = T0) {
+  registerAgent(store, { name, intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, at);
+  updateHeartbeat(store, { name }, at);
+}
+
+const pass = (store: Store, now: number, policy: Parameters<typeof checkHealth>[2] = {}) => checkHealth(store, now, { local: nowhere, ...policy });
+
+describe('a health pass with an injected clock', () => {
+  it('convicts at the exact thresholds: stale at interval × multiplier, offline at the offline threshold', () => {
+    const s = fresh();
+    beating(s, 'w');
+    expect(pass(s, T0 + 2999).transitions).toEqual([]);
+    const stale = pass(s, T0 + 3000).transitions;
+    expect(stale).toHaveLength(1);
+    expect(stale[0]).toMatchObject({ agent: 'w', from: 'active', to: 'stale', since: T0 + 3000, reason: 'heartbeat overdue' });
+    expect(stale[0]!.evidence).toMatchObject({ rule: 'clock', detected_by: 'monitor', heartbeat_age_ms: 3000, stale_after_ms: 3000, offline_after_ms: 10_000 });
+    expect(pass(s, T0 + 9999).transitions).toEqual([]); // stale stays stale: no second event
+    const offline = pass(s, T0 + 10_000).transitions;
+    expect(offline).toMatchObject([{ from: 'stale', to: 'offline', since: T0 + 10_000, reason: 'no heartbeat within the offline threshold' }]);
+    expect(pass(s, T0 + 60_000).transitions).toEqual([]);
+    const events = s.listEvents({ agent: 'w' }).map((e) => `${e.fromState}>${e.toState}@${e.at - T0}`);
+    expect(events).toEqual(['null>initializing@0', 'initializing>active@0', 'active>stale@3000', 'stale>offline@10000']);
+    // Back on the next beat.
+    updateHeartbeat(s, { name: 'w' }, T0 + 61_000);
+    expect(s.getAgent('w')!.state).toBe('active');
+    s.close();
+  });
+
+  it('an agent stuck in initializing goes stale after its stale window', () => {
+    const s = fresh();
+    registerAgent(s, { name: 'stuck', intervalMs: 1000, staleMultiplier: 2 }, T0);
+    expect(pass(s, T0 + 1999).transitions).toEqual([]);
+    expect(pass(s, T0 + 2000).transitions).toMatchObject([{ from: 'initializing', to: 'stale', reason: 'stuck in initializing' }]);
+    s.close();
+  });
+
+  it('agrees with what readers derive, for any contract and silence (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ interval: fc.integer({ min: 1, max: 5000 }), mult: fc.integer({ min: 1, max: 5 }), offline: fc.integer({ min: 1, max: 40_000 }), silent: fc.integer({ min: 0, max: 50_000 }), beat: fc.boolean() }), { minLength: 1, maxLength: 8 }),
+        (cases) => {
+          const s = fresh();
+          try {
+            const now = T0 + 100_000;
+            cases.forEach((c, i) => {
+              registerAgent(s, { name: `a${i}`, intervalMs: c.interval, staleMultiplier: c.mult, offlineAfterMs: c.offline }, now - c.silent);
+              if (c.beat) updateHeartbeat(s, { name: `a${i}` }, now - c.silent);
+            });
+            const expected = cases.map((_, i) => deriveState(s.getAgent(`a${i}`)!, now));
+            checkHealth(s, now, { local: nowhere, hold: false });
+            cases.forEach((_, i) => {
+              const after = s.getAgent(`a${i}`)!;
+              expect(after.state).toBe(expected[i]!.state);
+              expect(viewAgent(after, now).state).toBe(expected[i]!.state);
+              if (expected[i]!.byClock) expect(after.stateSince).toBe(expected[i]!.since);
+            });
+          } finally {
+            s.close();
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('an offline conviction cancels the agent’s executing commands with the reason', () => {
+    const s = fresh();
+    beating(s, 'busy-one');
+    const id = s.getAgent('busy-one')!.id;
+    s.db.prepare("INSERT INTO commands (agent_id, payload, state, created_at) VALUES (?, 'job', 'executing', ?), (?, 'later', 'queued', ?)").run(id, T0, id, T0);
+    pass(s, T0 + 10_000);
+    const cmds = s.db.prepare('SELECT payload, state, error FROM commands ORDER BY id').all() as any[];
+    expect(cmds[0]).toMatchObject({ state: 'cancelled', error: 'agent offline: no heartbeat within the offline threshold' });
+    expect(cmds[1]).toMatchObject({ state: 'queued' });
+    s.close();
+  });
+
+  it('ends expired maintenance, and leaves an agent in maintenance alone however silent', () => {
+    const s = fresh();
+    beating(s, 'm1');
+    beating(s, 'm2');
+    updateAgentState(s, 'm1', 'maintenance', T0, { forMs: 5000 });
+    updateAgentState(s, 'm2', 'maintenance', T0);
+    updateHeartbeat(s, { name: 'm1' }, T0 + 4000);
+    expect(pass(s, T0 + 4999).transitions).toEqual([]);
+    expect(pass(s, T0 + 5000).transitions).toMatchObject([{ agent: 'm1', from: 'maintenance', to: 'active', reason: 'maintenance window ended' }]);
+    expect(pass(s, T0 + 3_600_000, { alertOn: ['offline', 'stale'] }).transitions.map((t) => t.agent)).toEqual(['m1']);
+    expect(s.getAgent('m2')!.state).toBe('maintenance');
+    expect(recentAlerts(s).map((a) => a.agentName)).toEqual(['m1']);
+    s.close();
+  });
+
+  it('proves local crashes from the pid, its start time and the boot id; other hosts and live processes are left to the clock', () => {
+    const s = fresh();
+    const ids = { gone: 101, reused: 102, rebooted: 103, alive: 104, remote: 105 };
+    for (const [name, pid] of Object.entries(ids)) {
+      beating(s, name);
+      s.db.prepare('UPDATE agents SET pid = ?, pid_start_time = 500, host = ?, boot_id = ? WHERE name = ?').run(pid, name === 'remote' ? 'other-host' : 'this-host', name === 'rebooted' ? 'boot-0' : 'boot-1', name);
+    }
+    const local: LocalHost = { host: 'this-host', bootId: 'boot-1', startTime: (pid) => (pid === 101 ? null : pid === 102 ? 999 : 500) };
+    const r = checkHealth(s, T0 + 10, { local });
+    const byName = Object.fromEntries(r.transitions.map((t) => [t.agent, t]));
+    expect(Object.keys(byName).sort()).toEqual(['gone', 'rebooted', 'reused']);
+    expect(byName.gone).toMatchObject({ to: 'offline', kind: 'crash', reason: 'process gone', evidence: { rule: 'pid', pid_check: 'gone', pid: 101 } });
+    expect(byName.reused!.evidence).toMatchObject({ rule: 'pid', pid_check: 'reused', pid_start_time: 500, observed_start_time: 999 });
+    expect(byName.rebooted).toMatchObject({ reason: 'host rebooted', evidence: { rule: 'boot-id', boot_id: 'boot-0', current_boot_id: 'boot-1' } });
+    expect(readCounters(s)['crash_proofs_total']).toBe(3);
+    s.close();
+  });
+
+  it('holds a mass conviction for one pass, then convicts those still overdue', () => {
+    const s = fresh();
+    for (const n of ['a', 'b', 'c', 'd']) beating(s, n);
+    beating(s, 'e', T0 + 9000);
+    const first = pass(s, T0 + 3500);
+    expect(first.transitions).toEqual([]);
+    expect(first.held.sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(first.holdReason).toMatch(/4 of 5 watched agents/);
+    updateHeartbeat(s, { name: 'd' }, T0 + 3600); // one came back meanwhile
+    const second = pass(s, T0 + 4000);
+    expect(second.held).toEqual([]);
+    expect(second.transitions.map((t) => `${t.agent}:${t.to}`).sort()).toEqual(['a:stale', 'b:stale', 'c:stale']);
+    expect(second.transitions[0]!.evidence).toMatchObject({ held_one_pass: true });
+    expect(readCounters(s)['convictions_held_total']).toBe(4);
+    // Two overdue of many is not a mass: convicted at once.
+    const t = fresh();
+    for (const n of ['p', 'q']) beating(t, n);
+    for (const n of ['r', 's', 'u']) beating(t, n, T0 + 3000);
+    expect(pass(t, T0 + 3500).transitions).toHaveLength(2);
+    s.close();
+    t.close();
+  });
+
+  it('a suspected observer convicts no one, and a wall clock behind the last pass is suspect', () => {
+    const s = fresh();
+    beating(s, 'x');
+    const r = pass(s, T0 + 20_000, { suspect: 'the health loop was paused' });
+    expect(r).toMatchObject({ suspect: 'the health loop was paused', transitions: [] });
+    expect(pass(s, T0 + 10_000).suspect).toMatch(/wall clock is 10s behind the last pass/);
+    expect(s.getAgent('x')!.state).toBe('active');
+    expect(pass(s, T0 + 20_001).transitions).toHaveLength(1);
+    expect(readCounters(s)['suspect_passes_total']).toBe(2);
+    s.close();
+  });
+
+  it('alerts: one per down spell, suppressed within the cooldown, a reminder per cooldown, a recovery notice with the time down', () => {
+    const s = fresh();
+    beating(s, 'flaky');
+    const cooldown = 60_000;
+    const policy = { alertCooldownMs: cooldown, targets: ['webhook:http://x'] };
+    pass(s, T0 + 10_000, policy);
+    pass(s, T0 + 20_000, policy);
+    let alerts = recentAlerts(s).reverse();
+    expect(alerts.map((a) => `${a.kind}:${a.state}`)).toEqual(['alert:offline']);
+    expect(alerts[0]!.payload).toMatchObject({ kind: 'alert', state: 'offline', previous_state: 'active', agent: { name: 'flaky' }, alert_id: alerts[0]!.id });
+    expect(alerts[0]!.deliveries).toEqual([{ target: 'webhook:http://x', status: 'pending', attempts: 0, lastError: null }]);
+    pass(s, T0 + 10_000 + cooldown, policy); // still down a cooldown later: a reminder
+    updateHeartbeat(s, { name: 'flaky' }, T0 + 80_000);
+    pass(s, T0 + 80_001, policy);
+    alerts = recentAlerts(s).reverse();
+    expect(alerts.map((a) => a.kind)).toEqual(['alert', 'reminder', 'recovery']);
+    expect(alerts[2]!.payload).toMatchObject({ state: 'active', down_for_ms: 70_000, down_for: '1m 10s' });
+    // Down again within the cooldown: no alert; a reminder once the cooldown has passed.
+    pass(s, T0 + 90_000, policy);
+    expect(recentAlerts(s)).toHaveLength(3);
+    expect(readCounters(s)['alerts_suppressed_total']).toBe(1);
+    pass(s, T0 + 80_001 + cooldown, policy);
+    expect(recentAlerts(s)[0]!.kind).toBe('reminder');
+    s.close();
+  });
+
+  it('no alert for a down spell that was already over when the pass saw it', () => {
+    const s = fresh();
+    beating(s, 'back');
+    pass(s, T0, { targets: ['webhook:http://x'] });
+    updateHeartbeat(s, { name: 'back' }, T0 + 20_000); // silent past its offline threshold, then back, between passes
+    expect(s.listEvents({ agent: 'back' }).map((e) => e.toState).slice(-2)).toEqual(['offline', 'active']);
+    pass(s, T0 + 20_001, { targets: ['webhook:http://x'] });
+    expect(recentAlerts(s)).toEqual([]);
+    s.close();
+  });
+
+  it('alerts on more states with alertOn, escalating within the cooldown; goodbyes and operators never alert', () => {
+    const s = fresh();
+    beating(s, 'e');
+    beating(s, 'bye');
+    beating(s, 'op');
+    const policy = { alertOn: ['offline', 'stale'] as const, alertCooldownMs: 3_600_000 };
+    pass(s, T0, policy); // the first pass starts alerting from here
+    s.goodbye('bye', 'done', T0 + 1);
+    updateAgentState(s, 'op', 'offline', T0 + 1);
+    pass(s, T0 + 3000, policy);
+    pass(s, T0 + 10_000, policy);
+    expect(recentAlerts(s).reverse().map((a) => `${a.agentName}:${a.state}`)).toEqual(['e:stale', 'e:offline']);
+    s.close();
+  });
+});
+
+describe('HeartbeatHealthAgent', () => {
+  it('offers seed 002’s calls with an injected clock, and emits transitions', async () => {
+    const s = fresh();
+    beating(s, 'w');
+    let now = T0 + 3000;
+    const agent = new HeartbeatHealthAgent({ store: s, clock: { now: () => now, monotonic: () => now }, policy: { local: nowhere } });
+    expect(agent.isAgentStale('w')).toBe(true);
+    expect(agent.isAgentStale(T0 + 1000)).toBe(false); // default contract: 30 s × 3
+    expect(agent.isAgentStale(new Date(T0 - 90_000))).toBe(true);
+    const seen: string[] = [];
+    agent.on('transition', (t) => seen.push(`${t.agent}:${t.to}`));
+    const r = await agent.checkAgentHealth();
+    expect(r.transitions).toHaveLength(1);
+    expect(seen).toEqual(['w:stale']);
+    now = T0 + 10_000;
+    expect(agent.updateAgentStates().applied.map((t) => t.to)).toEqual(['offline']);
+    s.close();
+  });
+
+  it('the loop suspects itself after a gap far longer than its period and convicts no one on that pass', async () => {
+    const s = fresh();
+    beating(s, 'w', Date.now());
+    let offset = 0;
+    const clock = { now: () => Date.now() + offset, monotonic: () => performance.now() + offset };
+    const agent = new HeartbeatHealthAgent({ store: s, everyMs: 20, clock, policy: { local: nowhere } });
+    const reports: any[] = [];
+    agent.on('pass', (r) => reports.push(r));
+    const running = agent.start();
+    const until = async (cond: () => boolean) => {
+      const deadline = Date.now() + 15_000;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error('timed out');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await until(() => reports.length >= 2);
+    offset = 60_000; // as if the process had been stopped for a minute: w is now long overdue
+    const mark = Date.now() + offset;
+    await until(() => reports.some((r) => r.transitions.length));
+    await agent.stop();
+    await running;
+    const firstBack = reports.findIndex((r) => r.at >= mark);
+    expect(firstBack).toBeGreaterThan(0);
+    expect(reports[firstBack].transitions).toEqual([]);
+    expect(reports[firstBack].suspect).toMatch(/paused/);
+    expect(reports.findIndex((r) => r.transitions.length)).toBeGreaterThan(firstBack);
+    s.close();
+  });
+});
+
+describe('the shared conviction rule', () => {
+  it('convict() without the hold convicts a whole overdue fleet at once (for cleanup --stale)', () => {
+    const s = fresh();
+    for (const n of ['a', 'b', 'c']) beating(s, n);
+    const r = convict(s, T0 + 10_000, { local: nowhere, hold: false });
+    expect(r.applied.map((t) => t.to)).toEqual(['offline', 'offline', 'offline']);
+    expect(r.held).toEqual([]);
+    s.close();
+  });
+});
+
+describe('the daily log', () => {
+  it('appends to health-YYYY-MM-DD.log, honours the level, and removes files past the retention', async () => {
+    const { dailyFileLogger } = await import('../dist/index.js');
+    const { mkdirSync, readdirSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dir = join(tempDb(), '..', 'logs');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'health-2023-10-01.log'), 'old\n');
+    writeFileSync(join(dir, 'health-2023-11-10.log'), 'recent\n');
+    writeFileSync(join(dir, 'notes.txt'), 'kept\n');
+    const echoed: string[] = [];
+    const log = dailyFileLogger({ dir, level: 'warn', keepDays: 14, now: () => T0, echo: (l) => echoed.push(l) });
+    log.info('not at this level');
+    log.warn('pass 1: convicting no one');
+    expect(readdirSync(dir).sort()).toEqual(['health-2023-11-10.log', 'health-2023-11-14.log', 'notes.txt']);
+    expect(readFileSync(join(dir, 'health-2023-11-14.log'), 'utf8')).toBe('2023-11-14T22:13:20.000Z WARN  pass 1: convicting no one\n');
+    expect(echoed).toEqual(['2023-11-14T22:13:20.000Z WARN  pass 1: convicting no one\n']);
+  });
+});
