@@ -72,3 +72,35 @@ describe('agentctl cleanup', () => {
     expect(cliJson(['history'], { db })).toHaveLength(2);
   });
 });
+
+describe('agentctl cleanup --stale', () => {
+  it('convicts exactly as a health pass would: overdue → stale, a dead pid → offline with its work cancelled', async () => {
+    const { spawn } = await import('node:child_process');
+    const db = tempDb();
+    cli(['register', 'slow', '--interval', '100ms'], { db });
+    cli(['heartbeat', 'slow'], { db });
+    cli(['heartbeat', 'fine'], { db });
+    const victim = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
+    await new Promise((r) => victim.once('spawn', r));
+    cli(['heartbeat', 'crashed', '--pid', String(victim.pid)], { db });
+    const raw = new Database(db);
+    raw.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) SELECT id, 'job', 'executing', 't', 0 FROM agents WHERE name = 'crashed'").run();
+    raw.close();
+    victim.kill('SIGKILL');
+    await new Promise((r) => victim.once('exit', r));
+    await new Promise((r) => setTimeout(r, 400));
+    const dry = cliJson(['cleanup', '--stale', '--dry-run'], { db });
+    expect(dry.convicted.map((c: any) => `${c.agent}>${c.to}`).sort()).toEqual(['crashed>offline', 'slow>stale']);
+    expect(cliJson(['history', '--limit', '1000'], { db }).filter((e: any) => e.toState === 'stale' || e.toState === 'offline')).toEqual([]);
+    const r = cli(['cleanup', '--stale'], { db });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^convicted 2 agents \(/);
+    const h = cliJson(['history', '--limit', '1000'], { db }) as any[];
+    expect(h.find((e) => e.agentName === 'crashed' && e.toState === 'offline').evidence).toMatchObject({ rule: 'pid' });
+    expect(h.find((e) => e.agentName === 'slow' && e.toState === 'stale').evidence).toMatchObject({ rule: 'clock' });
+    const left = new Database(db, { readonly: true });
+    expect(left.prepare('SELECT state FROM commands').pluck().get()).toBe('cancelled');
+    left.close();
+    expect(cliJson(['cleanup', '--stale'], { db }).convicted).toEqual([]);
+  });
+});

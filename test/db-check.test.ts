@@ -148,3 +148,21 @@ describe('db-check --fix and a dead lock holder', () => {
     expect(fix.code).toBe(0);
   });
 });
+
+describe('db-check and the health loop', () => {
+  it("reports the loop's last pass, and a loop that stopped passing as a problem", () => {
+    const db = tempDb();
+    fleet(db, 1);
+    expect(cli(['db-check'], { db }).stdout).toMatch(/health loop: no health loop has run/);
+    expect(cli(['monitor', '--once', '--every', '1m'], { db }).code).toBe(0);
+    const ok = cli(['db-check'], { db });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/ok {4}health loop: last pass \d+m?s ago by pid \d+/);
+    const raw = new Database(db);
+    raw.prepare('UPDATE monitor_state SET last_pass_at = last_pass_at - 3600000').run();
+    raw.close();
+    const late = cli(['db-check'], { db });
+    expect(late.code).toBe(1);
+    expect(late.stdout).toMatch(/FAIL {2}health loop: last pass 1h ago.*is 'agentctl monitor' running\?/);
+  });
+});

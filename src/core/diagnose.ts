@@ -6,6 +6,9 @@ import { APPLICATION_ID, SCHEMA_VERSION } from '../store/migrations.js';
 import { inspectLock } from '../store/lock.js';
 import { describeSqliteError } from '../store/sqlite-errors.js';
 import { pidExists } from './host.js';
+import { formatDuration } from './duration.js';
+import { loopStatusOf } from './health/loop-status.js';
+import { readMonitorFrom } from '../store/monitor.js';
 
 /** One finding of db-check: `ok` findings are information, the rest are problems. */
 export interface Finding {
@@ -124,6 +127,7 @@ function examine(db: Database.Database, path: string, now: number, opts: { full?
   });
 
   for (const name of LOCK_NAMES) findings.push(lockFinding(path, name, opts.lockStaleMs ?? 30_000));
+  findings.push(loopFinding(db, now));
 
   const future = db.prepare('SELECT name, last_heartbeat_at FROM agents WHERE last_heartbeat_at > ?').all(now + FUTURE_TOLERANCE_MS) as { name: string; last_heartbeat_at: number }[];
   findings.push({
@@ -140,6 +144,20 @@ function examine(db: Database.Database, path: string, now: number, opts: { full?
     ...(repairs.length ? { fix: `repair ${repairs.length} row group(s)` } : {}),
   });
   return false;
+}
+
+/** The health loop's last pass. Never having run one is information, not a problem; one that stopped is. */
+function loopFinding(db: Database.Database, now: number): Finding {
+  const hasTable = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'monitor_state'").get();
+  const record = hasTable ? readMonitorFrom(db) : null;
+  const s = loopStatusOf(record, now);
+  if (!s.ran) return { check: 'health loop', ok: true, detail: "no health loop has run on this database (run 'agentctl monitor')" };
+  const by = record?.monitorPid ? ` by pid ${record.monitorPid}${record.monitorHost ? ` on ${record.monitorHost}` : ''}` : '';
+  return {
+    check: 'health loop',
+    ok: !s.overdue,
+    detail: `last pass ${formatDuration(s.ageMs ?? 0)} ago${by}, ${record?.passSeq ?? 0} passes${s.warning ? `: ${s.warning}` : ''}`,
+  };
 }
 
 function lockFinding(path: string, name: string, staleMs: number): Finding {

@@ -22,7 +22,8 @@ export function hostName(): string {
 
 /**
  * The start time of process `pid` in clock ticks after boot (field 22 of /proc/PID/stat), or null if there is no such
- * process. With the pid it identifies one process for the life of a boot: a recycled pid has another start time.
+ * live process (a zombie, killed but not yet reaped, counts as dead). With the pid it identifies one process for the
+ * life of a boot: a recycled pid has another start time.
  */
 export function processStartTime(pid: number): number | null {
   let stat: string;
@@ -33,6 +34,7 @@ export function processStartTime(pid: number): number | null {
   }
   // The command name (field 2) may contain spaces and parentheses: fields after it start past the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (rest[0] === 'Z' || rest[0] === 'X') return null;
   const start = Number(rest[19]);
   return Number.isFinite(start) ? start : null;
 }

@@ -9,13 +9,7 @@ export interface ProcessRef {
 
 /** Whether `ref` still names the same live process (a recycled pid has another start time; a zombie is dead). */
 export function isSameProcess(ref: ProcessRef): boolean {
-  if (ref.startTime === null || processStartTime(ref.pid) !== ref.startTime) return false;
-  try {
-    const stat = readFileSync(`/proc/${ref.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
+  return ref.startTime !== null && processStartTime(ref.pid) === ref.startTime;
 }
 
 /** The process group of a pid (field 5 of /proc/PID/stat), or null. */

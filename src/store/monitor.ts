@@ -89,7 +89,12 @@ export interface MonitorRecord {
 }
 
 export function readMonitor(store: Store): MonitorRecord | null {
-  const r = stmt(store, 'SELECT * FROM monitor_state WHERE id = 1').get() as Record<string, number | string | null> | undefined;
+  return readMonitorFrom(store.db);
+}
+
+/** The same from any connection (db-check reads through a read-only one). */
+export function readMonitorFrom(db: Database.Database): MonitorRecord | null {
+  const r = db.prepare('SELECT * FROM monitor_state WHERE id = 1').get() as Record<string, number | string | null> | undefined;
   if (!r) return null;
   const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { convict, findVerdicts } from '../../core/health/convict.js';
 import { agentsToPurge, countEventsOlderThan, purgeAgents, pruneEvents } from '../../core/cleanup.js';
 import { parseDuration } from '../../core/duration.js';
 import { UsageError } from '../../errors.js';
@@ -6,6 +7,7 @@ import { withExclusiveLock } from '../../store/lock.js';
 import { cliContext } from '../context.js';
 
 interface Flags {
+  stale?: boolean;
   purgeOlderThan?: string;
   eventsOlderThan?: string;
   dryRun?: boolean;
@@ -17,11 +19,14 @@ export function define(program: Command): void {
     .summary('purge gone agents and prune old history')
     .description(
       'Clean the database, safely on a live fleet (it takes the exclusive maintenance lock):\n' +
+        '  --stale                  convict overdue and crashed agents now, exactly as a health-loop pass would\n' +
+        '                           (events, cancelled commands; no mass-conviction hold: you asked)\n' +
         '  --purge-older-than DUR   delete agents that are offline, failed or deregistered and unseen for DUR,\n' +
         '                           with their events and commands\n' +
         '  --events-older-than DUR  delete history older than DUR (in small batches; writers keep going)\n' +
         'With --dry-run it only says what it would do.',
     )
+    .option('--stale', 'convict overdue and crashed agents now')
     .option('--purge-older-than <dur>', 'delete gone agents unseen for this long')
     .option('--events-older-than <dur>', 'delete events older than this')
     .option('--dry-run', 'show what would change, change nothing')
@@ -30,14 +35,19 @@ export function define(program: Command): void {
       const ctx = cliContext(cmd);
       const purgeMs = flags.purgeOlderThan !== undefined ? parseDuration(flags.purgeOlderThan, '--purge-older-than') : undefined;
       const eventsMs = flags.eventsOlderThan !== undefined ? parseDuration(flags.eventsOlderThan, '--events-older-than') : undefined;
-      if (purgeMs === undefined && eventsMs === undefined) {
-        throw new UsageError('nothing to do: give --purge-older-than DUR or --events-older-than DUR (see agentctl cleanup --help)');
+      if (!flags.stale && purgeMs === undefined && eventsMs === undefined) {
+        throw new UsageError('nothing to do: give --stale, --purge-older-than DUR or --events-older-than DUR (see agentctl cleanup --help)');
       }
       const store = ctx.open('existing');
       try {
         const now = ctx.now();
         const report = await withExclusiveLock(ctx.config.dbPath, { name: 'maintenance', staleMs: ctx.config.lockStaleMs }, async (lock) => {
-          const out: { dryRun: boolean; purged?: { agents: string[]; events: number; commands: number }; prunedEvents?: number } = { dryRun: Boolean(flags.dryRun) };
+          const out: Report = { dryRun: Boolean(flags.dryRun) };
+          if (flags.stale) {
+            out.convicted = flags.dryRun
+              ? findVerdicts(store, now).map((v) => ({ agent: v.agent.name, from: v.agent.state, to: v.to, reason: v.reason }))
+              : convict(store, now, { hold: false }).applied.map((t) => ({ agent: t.agent, from: t.from, to: t.to, reason: t.reason }));
+          }
           if (purgeMs !== undefined) {
             out.purged = flags.dryRun ? { agents: agentsToPurge(store, now, purgeMs), events: 0, commands: 0 } : purgeAgents(store, now, purgeMs);
           }
@@ -57,13 +67,24 @@ export function define(program: Command): void {
     });
 }
 
+interface Report {
+  dryRun: boolean;
+  convicted?: { agent: string; from: string; to: string; reason: string }[];
+  purged?: { agents: string[]; events: number; commands: number };
+  prunedEvents?: number;
+}
+
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 /** The one-line summary: what was done, or with --dry-run what would be. */
-function summary(r: { dryRun: boolean; purged?: { agents: string[]; events: number; commands: number }; prunedEvents?: number }): string {
+function summary(r: Report): string {
   const parts: string[] = [];
+  if (r.convicted) {
+    const shown = r.convicted.slice(0, 10).map((c) => `${c.agent} → ${c.to}`).join(', ');
+    parts.push(`${r.dryRun ? 'would convict' : 'convicted'} ${plural(r.convicted.length, 'agent')}${shown ? ` (${shown}${r.convicted.length > 10 ? ', …' : ''})` : ''}`);
+  }
   if (r.purged) {
     const names = r.purged.agents.length ? ` (${r.purged.agents.slice(0, 10).join(', ')}${r.purged.agents.length > 10 ? ', …' : ''})` : '';
     parts.push(

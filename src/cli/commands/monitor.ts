@@ -23,6 +23,7 @@ interface Flags {
   logDir?: string;
   logKeep?: string;
   lockStale?: string;
+  restartStale?: boolean;
 }
 
 const ALERTABLE: AgentState[] = ['offline', 'stale', 'error', 'failed'];
@@ -60,13 +61,15 @@ export function define(program: Command): void {
     .option('--metrics <file>', 'rewrite Prometheus metrics here after every pass (node_exporter textfile collector)')
     .option('--log-dir <dir>', 'directory of the daily health-YYYY-MM-DD.log files (else AGENTCTL_LOG_DIR, else logs/ beside the database)')
     .option('--log-keep <days>', 'days of log files to keep', '14')
+    .option('--restart-stale', 'restart convicted agents by their launch command (backoff ×1.5 from 1s, failed after their restart limit)')
     .option('--lock-stale <dur>', 'take over the lock of a monitor that stopped refreshing it this long ago', '30s')
     .addHelpText(
       'after',
-      '\nExamples: ' +
-        '  * * * * * agentctl --db /var/lib/agents/agentctl.db monitor --once --every 1m ' +
-        '  agentctl monitor --every 10s --alert-webhook https://hooks.example.org/agents --map /srv/www/agents.json ' +
-        "  agentctl monitor --alert-exec '/usr/local/bin/page-oncall --team infra' --alert-on stale,failed " +
+      '\nExamples:\n' +
+        '  * * * * * agentctl --db /var/lib/agents/agentctl.db monitor --once --every 1m\n' +
+        '  agentctl monitor --every 10s --alert-webhook https://hooks.example.org/agents --map /srv/www/agents.json\n' +
+        "  agentctl monitor --alert-exec '/usr/local/bin/page-oncall --team infra' --alert-on stale,failed\n" +
+        '  agentctl monitor --restart-stale --every 10s\n' +
         '  agentctl monitor --alert-webhook http://127.0.0.1:9000/hook --test-alert',
     )
     .action(async (flags: Flags, cmd: Command) => {
@@ -97,6 +100,7 @@ export function define(program: Command): void {
         ...(flags.metrics !== undefined ? { metricsFile: flags.metrics } : {}),
         logger,
         lockStaleMs,
+        ...(flags.restartStale ? { restartStale: { logDir: ctx.config.logDir } } : {}),
       });
       if (ctx.json) agent.on('pass', (outcome) => ctx.out(JSON.stringify(outcome)));
       try {

@@ -11,6 +11,8 @@ import { type AlertTarget, type DeliveryResult, deliverAlerts } from './deliver.
 import { writeFileAtomic } from './files.js';
 import { thisHost } from './judge.js';
 import { type Logger as BaseLogger, fullLogger } from '../logger.js';
+import type { RestartOptions, RestartResult } from '../restart.js';
+import { restartConvicted } from './restart-stale.js';
 import type { Logger } from './log.js';
 import { buildHeartbeatMap } from './map.js';
 import { renderMetrics } from './metrics.js';
@@ -42,10 +44,14 @@ export interface HealthAgentOptions {
   lockStaleMs?: number;
   /** A gap between passes beyond max(3 × every, every + this) means the loop was paused (default 2 s). */
   pauseToleranceMs?: number;
+  /** Restart convicted agents by their launch command after each pass (monitor --restart-stale), with backoff. */
+  restartStale?: Omit<RestartOptions, 'respectBackoff' | 'dryRun'>;
 }
 
 export interface PassOutcome extends HealthReport {
   delivery: DeliveryResult;
+  /** What --restart-stale did this pass (empty without it). */
+  restarts: RestartResult[];
 }
 
 /**
@@ -110,10 +116,26 @@ export class HeartbeatHealthAgent extends EventEmitter {
     const report = checkHealth(this.store, now, { ...this.opts.policy, everyMs: this.opts.policy?.everyMs ?? this.everyMs, targets: this.targetIds(), suspect });
     this.logReport(report);
     const delivery = await this.deliver();
+    const restarts = this.opts.restartStale ? await this.restartStale(this.opts.restartStale) : [];
     this.writeFiles();
-    const outcome = { ...report, delivery };
+    const outcome = { ...report, delivery, restarts };
     this.emit('pass', outcome);
     return outcome;
+  }
+
+  /** Restarts what this pass convicted; a failure to restart one agent is logged, never stops the loop. */
+  private async restartStale(opts: Omit<RestartOptions, 'respectBackoff' | 'dryRun'>): Promise<RestartResult[]> {
+    try {
+      const results = await restartConvicted(this.store, { ...opts, now: () => this.clock.now() });
+      for (const r of results) {
+        if (r.action === 'waiting') this.log.debug(`restart ${r.name}: ${r.steps.join('; ')}`);
+        else this.log[r.action === 'error' || r.action === 'failed' ? 'warn' : 'info'](`restart ${r.name}: ${r.action}${r.error ? ` (${r.error})` : ''}; ${r.steps.join('; ')}`);
+      }
+      return results;
+    } catch (err) {
+      this.log.warn(`restarting convicted agents failed: ${(err as Error).message}`);
+      return [];
+    }
   }
 
   /** Seed 002's update_agent_states: convicts what is due now (the shared rule), without alerts or files. */

@@ -1,5 +1,5 @@
 import type { Store } from '../../store/store.js';
-import { readMonitor } from '../../store/monitor.js';
+import { type MonitorRecord, readMonitor } from '../../store/monitor.js';
 import { formatDuration } from '../duration.js';
 
 /** Whether a health loop is keeping up, as `status` and `check` report it. */
@@ -21,7 +21,11 @@ const ASSUMED_CRON_MS = 60_000;
 
 /** Reads the health loop's own heartbeat and says whether it is overdue at `now`. */
 export function healthLoopStatus(store: Store, now: number): HealthLoopStatus {
-  const m = readMonitor(store);
+  return loopStatusOf(readMonitor(store), now);
+}
+
+/** The same judgement from a record already read. */
+export function loopStatusOf(m: MonitorRecord | null, now: number): HealthLoopStatus {
   const lastPassAt = m?.lastPassAt ?? null;
   const every = m?.everyMs ?? ASSUMED_CRON_MS;
   const overdueAfterMs = Math.max(3 * every, every + 30_000);
