@@ -16,7 +16,7 @@ interface Flags {
 export function define(program: Command): void {
   program
     .command('cleanup')
-    .summary('purge gone agents and prune old history')
+    .summary('convict stale agents, purge gone ones, prune old history')
     .description(
       'Clean the database, safely on a live fleet (it takes the exclusive maintenance lock):\n' +
         '  --stale                  convict overdue and crashed agents now, exactly as a health-loop pass would\n' +
