@@ -88,7 +88,6 @@ async function runDemo(g: GlobalOptions, o: DemoOptions): Promise<void> {
   const stop = untilSignal(SIGNALS);
   const procs: DemoProcess[] = [];
   let store: Store | undefined;
-  let ctx: CliContext | undefined;
   // Last resort for an exit we do not control (the CLI exits at once on EPIPE, as in 'agentctl demo | head'):
   // nothing can be awaited then, so kill synchronously rather than leave agents running.
   const onExit = () => emergencyStop(procs, store, tempDir, o.keep);
@@ -104,7 +103,7 @@ async function runDemo(g: GlobalOptions, o: DemoOptions): Promise<void> {
   process.stdout.on('error', onPipe);
   let durationTimer: NodeJS.Timeout | undefined;
   try {
-    ctx = contextFrom({ ...g, db });
+    const ctx = contextFrom({ ...g, db });
     // Created and migrated once here, before four processes race to do it (and an unusable file stops us first).
     store = ctx.open('create');
     for (const name of Object.keys(WORKERS)) procs.push(startAgentctl(name, db, runArgs(name, db, o.restart)));
@@ -113,9 +112,8 @@ async function runDemo(g: GlobalOptions, o: DemoOptions): Promise<void> {
     if (o.durationMs !== null) durationTimer = setTimeout(() => stop.stop(), o.durationMs);
     const story = new DemoStory({ victim: VICTIM, killAt: startedAt + o.killAfterMs, restart: o.restart, backoffMs: parseDuration(RESTART_BACKOFF) });
     const endsAt = o.durationMs === null ? null : startedAt + o.durationMs;
-    const c = ctx;
     const s = store;
-    await watchFrames(o.refreshMs, () => frame(c, s, story, procs, endsAt), stop);
+    await watchFrames(o.refreshMs, () => frame(ctx, s, story, procs, endsAt), stop);
   } finally {
     clearTimeout(durationTimer);
     await cleanUp(procs, store);
