@@ -25,6 +25,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   monitor: { summary: 'the health loop (daemon, or --once for cron) with alerts', load: () => import('./commands/monitor.js') },
   map: { summary: 'the seed-003 heartbeat map as JSON', load: () => import('./commands/map.js') },
   metrics: { summary: 'Prometheus metrics of the fleet and the health loop', load: () => import('./commands/metrics.js') },
+  demo: { summary: 'a first look: three agents, a health loop and a crash, in a temporary database', load: () => import('./commands/demo.js') },
 };
 
 const ENV_HELP = `Environment:

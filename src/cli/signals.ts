@@ -2,9 +2,12 @@
 export interface Stopper {
   readonly stopped: boolean;
   sleep(ms: number): Promise<void>;
+  /** Raises the flag as a signal would (for loops that also end on their own, like `demo --duration`). */
+  stop(): void;
   dispose(): void;
 }
 
+/** A Stopper raised by any of `signals`, whose handlers stay installed until dispose(). */
 export function untilSignal(signals: NodeJS.Signals[]): Stopper {
   let stopped = false;
   let wake: (() => void) | undefined;
@@ -26,6 +29,7 @@ export function untilSignal(signals: NodeJS.Signals[]): Stopper {
         timer = setTimeout(resolve, ms);
       });
     },
+    stop: onSignal,
     dispose() {
       if (timer) clearTimeout(timer);
       for (const s of signals) process.off(s, onSignal);

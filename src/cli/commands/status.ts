@@ -9,7 +9,7 @@ import type { Store } from '../../store/store.js';
 import { type CliContext, cliContext } from '../context.js';
 import { agentJson, countStates, lastSeen, paintState, painter, summaryLine } from '../render.js';
 import { healthLoopStatus } from '../../core/health/loop-status.js';
-import { untilSignal } from '../signals.js';
+import { type Stopper, untilSignal } from '../signals.js';
 
 interface Flags {
   state?: string;
@@ -60,10 +60,10 @@ export function define(program: Command): void {
           if (!(err instanceof DatabaseMissingError) || names.length) throw err;
         }
         if (!flags.watch) {
-          ctx.out(render(ctx, store, query));
+          ctx.out(renderStatus(ctx, store, query));
           return;
         }
-        await watch(ctx, refreshMs, () => {
+        await watchFrames(refreshMs, () => {
           if (!store) {
             try {
               store = ctx.open('existing');
@@ -71,7 +71,7 @@ export function define(program: Command): void {
               if (!(err instanceof DatabaseMissingError)) throw err;
             }
           }
-          return render(ctx, store, query, refreshMs);
+          return renderStatus(ctx, store, query, refreshMs);
         });
       } finally {
         store?.close();
@@ -81,7 +81,11 @@ export function define(program: Command): void {
 
 type Query = Parameters<typeof getRegisteredAgents>[2];
 
-function render(ctx: CliContext, store: Store | undefined, q: Query, refreshMs?: number): string {
+/**
+ * One status screen (or its JSON): the table, the summary and the health-loop warning; with `refreshMs`, the
+ * --watch header above. `store` undefined means the database does not exist yet. Also the table of `agentctl demo`.
+ */
+export function renderStatus(ctx: CliContext, store: Store | undefined, q: Query, refreshMs?: number): string {
   const now = ctx.now();
   const agents = store ? getRegisteredAgents(store, now, q) : [];
   if (ctx.json) {
@@ -138,10 +142,14 @@ function truncate(s: string, n: number): string {
   return one.length > n ? `${one.slice(0, n - 1)}…` : one;
 }
 
-/** Redraws `frame()` every refreshMs until SIGINT/SIGTERM: in place on a terminal, as successive snapshots otherwise. */
-async function watch(ctx: CliContext, refreshMs: number, frame: () => string): Promise<void> {
+/**
+ * Redraws `frame()` every refreshMs until `stop` is raised (by default: SIGINT/SIGTERM): in place on a terminal, as
+ * successive snapshots otherwise. A stopper passed in stays the caller's to dispose (the demo keeps its signal
+ * handlers through its cleanup).
+ */
+export async function watchFrames(refreshMs: number, frame: () => string, given?: Stopper): Promise<void> {
   const tty = Boolean(process.stdout.isTTY);
-  const stop = untilSignal(['SIGINT', 'SIGTERM']);
+  const stop = given ?? untilSignal(['SIGINT', 'SIGTERM']);
   if (tty) process.stdout.write('\x1b[?25l');
   try {
     while (!stop.stopped) {
@@ -151,7 +159,6 @@ async function watch(ctx: CliContext, refreshMs: number, frame: () => string): P
     }
   } finally {
     if (tty) process.stdout.write('\x1b[?25h');
-    stop.dispose();
+    if (!given) stop.dispose();
   }
-  void ctx;
 }
