@@ -6,7 +6,7 @@ import { openStore } from '../src/store/store.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/migrations.js';
 import { getRegisteredAgents, registerAgent, updateAgentState, updateHeartbeat, deregisterAgent } from '../src/core/agents.js';
 import { DatabaseUnusableError, OperationError, DatabaseMissingError, AgentNotFoundError, UsageError } from '../src/errors.js';
-import { fileHash, tempDb, tempDir } from './helpers.js';
+import { FIXTURES, exited, fileHash, start, tempDb, tempDir, waitFor } from './helpers.js';
 
 const T0 = 1_800_000_000_000;
 
@@ -280,5 +280,30 @@ describe('busy handling', () => {
     expect(s.getAgent('late')).toBeDefined();
     blocker.close();
     s.close();
+  });
+
+  it('promptWriteLock: waits for a writer that holds the lock, gives up after busy_timeout like the busy handler, and keeps busy_timeout', async () => {
+    const path = tempDb();
+    openStore({ path }).close();
+    const s = openStore({ path, busyTimeoutMs: 30, retryAttempts: 2 });
+    s.promptWriteLock = true;
+    const blocker = new Database(path);
+    blocker.exec('BEGIN IMMEDIATE');
+    expect(() => registerAgent(s, { name: 'late' }, T0)).toThrow(/stayed busy through 2 attempt/);
+    expect(s.db.pragma('busy_timeout', { simple: true })).toBe(30);
+    blocker.exec('ROLLBACK');
+    blocker.close();
+    s.close();
+    // Another process holds the lock for a while: a prompt transaction waits for it, within its busy timeout.
+    const holder = start(process.execPath, [join(FIXTURES, 'hold-write-lock.mjs'), path, '1000']);
+    await waitFor(() => holder.output().includes('locked'), 'the other process to hold the lock');
+    const patient = openStore({ path, busyTimeoutMs: 10_000, retryAttempts: 1 });
+    patient.promptWriteLock = true;
+    registerAgent(patient, { name: 'patient' }, T0);
+    expect(patient.getAgent('patient')).toBeDefined();
+    expect(patient.db.pragma('busy_timeout', { simple: true })).toBe(10_000);
+    patient.close();
+    expect(await exited(holder)).toEqual({ code: 0, signal: null });
+    expect(holder.output()).toContain('released');
   });
 });

@@ -75,11 +75,15 @@ export function preflight(path: string, opts: Pick<OpenOptions, 'mode' | 'create
   return 'existing';
 }
 
-/** Runs `fn` in a BEGIN IMMEDIATE transaction, retrying the whole transaction on SQLITE_BUSY* with jittered backoff. */
-export function immediate<T>(db: Database.Database, retry: RetryPolicy, path: string, fn: () => T): T {
+/**
+ * Runs `fn` in a BEGIN IMMEDIATE transaction, retrying the whole transaction on SQLITE_BUSY* with jittered backoff.
+ * `prompt` takes the write lock with `beginPromptly` instead of through SQLite's busy handler.
+ */
+export function immediate<T>(db: Database.Database, retry: RetryPolicy, path: string, fn: () => T, opts: { prompt?: boolean } = {}): T {
   for (let attempt = 1; ; attempt++) {
     try {
-      db.exec('BEGIN IMMEDIATE');
+      if (opts.prompt) beginPromptly(db);
+      else db.exec('BEGIN IMMEDIATE');
       try {
         const result = fn();
         db.exec('COMMIT');
@@ -95,6 +99,31 @@ export function immediate<T>(db: Database.Database, retry: RetryPolicy, path: st
       }
       throw describeSqliteError(err, path, attempt);
     }
+  }
+}
+
+/**
+ * BEGIN IMMEDIATE, trying again every 1–5 ms until the connection's busy_timeout has passed (then SQLITE_BUSY, as
+ * the busy handler would). SQLite's own busy handler sleeps up to 100 ms between tries; against a stream of short
+ * write transactions, the lock is taken in those gaps by writers that are running, and a sleeper can wait seconds:
+ * under 16 busy writers a health-loop pass waited up to 2 s this way and the loop fell behind its period.
+ */
+export function beginPromptly(db: Database.Database): void {
+  const timeoutMs = Number(db.pragma('busy_timeout', { simple: true }));
+  const deadline = performance.now() + timeoutMs;
+  db.pragma('busy_timeout = 0');
+  try {
+    for (let tries = 1; ; tries++) {
+      try {
+        db.exec('BEGIN IMMEDIATE');
+        return;
+      } catch (err) {
+        if (!isBusyError(err) || performance.now() >= deadline) throw err;
+        sleepSync(Math.min(tries, 5));
+      }
+    }
+  } finally {
+    db.pragma(`busy_timeout = ${timeoutMs}`);
   }
 }
 

@@ -75,6 +75,11 @@ export class Store {
   readonly retry: RetryPolicy;
   readonly contract: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
   private readonly stmts = new Map<string, Database.Statement>();
+  /**
+   * Take the write lock by trying every few milliseconds instead of through SQLite's busy handler (see beginPromptly),
+   * so that a stream of heartbeats cannot hold this connection off for seconds. The health loop turns it on.
+   */
+  promptWriteLock = false;
   /** The file this connection opened: a write after it was deleted or replaced would go nowhere anyone reads. */
   private readonly file: { dev: number; ino: number; size: number };
 
@@ -118,7 +123,7 @@ export class Store {
   /** Runs `fn` in BEGIN IMMEDIATE, retrying the whole transaction on SQLITE_BUSY*. Use for every read-then-write. */
   immediate<T>(fn: () => T): T {
     this.assertSameFile();
-    return immediate(this.db, this.retry, this.path, fn);
+    return immediate(this.db, this.retry, this.path, fn, { prompt: this.promptWriteLock });
   }
 
   /** Runs a single statement with the busy retry. */

@@ -27,6 +27,7 @@ export interface Clock {
 export const systemClock: Clock = { now: () => Date.now(), monotonic: () => performance.now() };
 
 export interface HealthAgentOptions {
+  /** The loop's store; the agent sets its `promptWriteLock`. */
   store: Store;
   /** Period of the loop (default 30 s, seed 002). */
   everyMs?: number;
@@ -76,6 +77,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
     super();
     this.opts = opts;
     this.store = opts.store;
+    // A pass must not fall behind its period waiting for the write lock while a fleet of writers heartbeats.
+    this.store.promptWriteLock = true;
     this.everyMs = opts.everyMs ?? 30_000;
     this.clock = opts.clock ?? systemClock;
     this.log = fullLogger(opts.logger);
