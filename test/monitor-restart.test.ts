@@ -12,13 +12,15 @@ describe('monitor --restart-stale', () => {
     await waitFor(() => status(db, 'phoenix')?.state === 'active', 'the agent to beat');
     const before = status(db, 'phoenix');
     killGroupAfter(before.pid);
-    // Kill the wrapper and the agent at once: nobody says goodbye, only the dead pid tells.
-    process.kill(before.pid, 'SIGKILL');
+    // Kill the wrapper first (so it cannot report its child's exit), then the agent: only the dead pid tells.
     run.kill('SIGKILL');
     await exited(run);
+    process.kill(before.pid, 'SIGKILL');
     const monitor = startCli(['monitor', '--every', '200ms', '--restart-stale'], { db });
     try {
-      await waitFor(() => (status(db, 'phoenix')?.restartCount ?? 0) >= 1, 'the restart');
+      await waitFor(() => (status(db, 'phoenix')?.restartCount ?? 0) >= 1, 'the restart').catch((err) => {
+        throw new Error(`${err.message}; monitor said: ${monitor.errors().slice(-1500)}`);
+      });
       const after = status(db, 'phoenix');
       killGroupAfter(after.supervisorPid);
       killGroupAfter(after.pid);
