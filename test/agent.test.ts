@@ -122,7 +122,8 @@ describe('HeartbeatAgent as a process', () => {
     expect(p.exitCode).toBeNull();
     expect(cli(['register', 'other'], { db }).code).toBe(0);
     await waitFor(() => agentRow(db, 'phoenix')?.state === 'active', 'the agent in the new file');
-    expect(jsonLines(p).some((l) => l.event === 'reconnected')).toBe(true);
+    // The row commits before the agent prints its 'reconnected' line: wait for the line rather than race it.
+    await waitFor(() => jsonLines(p).some((l) => l.event === 'reconnected'), "the agent's reconnected event");
     expect(agentRow(db, 'phoenix')).toMatchObject({ pid: p.pid, metadata: { fixture: 'agent-beat' } });
     expect(p.exitCode).toBeNull();
   });
