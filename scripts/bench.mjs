@@ -1,15 +1,12 @@
 // npm run bench: agentctl's speed figures, each measured in this run against a baseline measured in the same run.
 // Figures on a shared machine wander; the ratios are what the goals are about.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openStore } from '../dist/index.js';
+import { HeartbeatAgent, checkHealth, openStore } from '../dist/index.js';
 import { benchDiagnostics } from './bench-diagnostics.mjs';
-import { readFileSync } from 'node:fs';
-import { HeartbeatAgent, openStore } from '../dist/index.js';
-import { checkHealth, openStore } from '../dist/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -146,6 +143,8 @@ async function runOverhead() {
   const perHour = (ms) => (ms / windowMs) * 3600; // CPU seconds per hour
   console.log(`agentctl run overhead: ${fmt(perHour(w), 1)} s CPU per hour of a sleeping child (1 s heartbeats; ${fmt(w)} ms over ${windowMs / 1000} s), idle node ${fmt(perHour(i), 1)} s/h`);
   goal('agentctl run ≤ 36 s CPU per hour (1% of a core) at 1 s heartbeats', perHour(w) <= 36, `${fmt(perHour(w), 1)} s/h`);
+}
+
 /** A database with `n` registered agents that all beat just now (healthy), written in one transaction. */
 function healthyFleet(n) {
   const store = openStore({ path: join(dir, `fleet-${n}.db`) });
