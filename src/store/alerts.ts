@@ -5,7 +5,6 @@
  */
 import type { Store } from './store.js';
 import type { AgentState } from './rows.js';
-import { stmt } from './monitor.js';
 
 export type AlertKind = 'alert' | 'reminder' | 'recovery' | 'test';
 
@@ -17,7 +16,7 @@ export interface Cooldown {
 }
 
 export function readCooldown(store: Store, agentId: number): Cooldown | undefined {
-  const r = stmt(store, 'SELECT * FROM alert_cooldowns WHERE agent_id = ?').get(agentId) as Record<string, unknown> | undefined;
+  const r = store.prepared('SELECT * FROM alert_cooldowns WHERE agent_id = ?').get(agentId) as Record<string, unknown> | undefined;
   if (!r) return undefined;
   return {
     agentId,
@@ -28,16 +27,14 @@ export function readCooldown(store: Store, agentId: number): Cooldown | undefine
 }
 
 export function writeCooldown(store: Store, c: Cooldown): void {
-  stmt(
-    store,
-    `INSERT INTO alert_cooldowns (agent_id, last_alert_at, down_state, down_since) VALUES (:id, :last, :down, :since)
+  store.prepared(`INSERT INTO alert_cooldowns (agent_id, last_alert_at, down_state, down_since) VALUES (:id, :last, :down, :since)
      ON CONFLICT (agent_id) DO UPDATE SET last_alert_at = :last, down_state = :down, down_since = :since`,
   ).run({ id: c.agentId, last: c.lastAlertAt, down: c.downState, since: c.downSince });
 }
 
 /** Agents alerted down whose last alert is at least `cooldownMs` old: due a reminder (indexed: only down agents are read). */
 export function remindersDue(store: Store, now: number, cooldownMs: number): Cooldown[] {
-  const list = stmt(store, 'SELECT * FROM alert_cooldowns WHERE last_alert_at <= :cut AND down_state IS NOT NULL').all({ cut: now - cooldownMs }) as Record<string, unknown>[];
+  const list = store.prepared('SELECT * FROM alert_cooldowns WHERE last_alert_at <= :cut AND down_state IS NOT NULL').all({ cut: now - cooldownMs }) as Record<string, unknown>[];
   return list.map((r) => ({ agentId: Number(r.agent_id), lastAlertAt: Number(r.last_alert_at), downState: r.down_state as AgentState, downSince: r.down_since === null ? null : Number(r.down_since) }));
 }
 
@@ -54,7 +51,7 @@ export interface NewAlert {
 /** Inserts an alert and a pending delivery to each target; returns its id. The payload gets `alert_id`. */
 export function insertAlert(store: Store, a: NewAlert, targets: readonly string[]): number {
   const id = Number(
-    stmt(store, 'INSERT INTO alerts (agent_id, agent_name, kind, state, event_id, created_at, payload) VALUES (:agent, :name, :kind, :state, :event, :at, :payload)').run({
+    store.prepared('INSERT INTO alerts (agent_id, agent_name, kind, state, event_id, created_at, payload) VALUES (:agent, :name, :kind, :state, :event, :at, :payload)').run({
       agent: a.agentId,
       name: a.agentName,
       kind: a.kind,
@@ -64,8 +61,8 @@ export function insertAlert(store: Store, a: NewAlert, targets: readonly string[
       payload: '{}',
     }).lastInsertRowid,
   );
-  stmt(store, 'UPDATE alerts SET payload = :payload WHERE id = :id').run({ id, payload: JSON.stringify({ alert_id: id, ...a.payload }) });
-  const ins = stmt(store, "INSERT OR IGNORE INTO alert_deliveries (alert_id, target, status) VALUES (:id, :target, 'pending')");
+  store.prepared('UPDATE alerts SET payload = :payload WHERE id = :id').run({ id, payload: JSON.stringify({ alert_id: id, ...a.payload }) });
+  const ins = store.prepared("INSERT OR IGNORE INTO alert_deliveries (alert_id, target, status) VALUES (:id, :target, 'pending')");
   for (const target of new Set(targets)) ins.run({ id, target });
   return id;
 }
@@ -86,13 +83,11 @@ export function claimDeliveries(store: Store, targets: readonly string[], now: n
   if (!targets.length) return [];
   return store.immediate(() => {
     const out: ClaimedDelivery[] = [];
-    const pick = stmt(
-      store,
-      `SELECT d.alert_id, d.target, d.attempts, a.payload, a.created_at FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
+    const pick = store.prepared(`SELECT d.alert_id, d.target, d.attempts, a.payload, a.created_at FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
        WHERE d.target = :target AND d.status IN ('pending', 'sending') AND (d.status = 'pending' OR d.claimed_until < :now)
        ORDER BY d.alert_id LIMIT :limit`,
     );
-    const claim = stmt(store, "UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1 WHERE alert_id = :id AND target = :target");
+    const claim = store.prepared("UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1 WHERE alert_id = :id AND target = :target");
     for (const target of new Set(targets)) {
       for (const r of pick.all({ target, now, limit }) as Record<string, unknown>[]) {
         claim.run({ until: claimUntil, id: r.alert_id, target });
@@ -106,9 +101,7 @@ export function claimDeliveries(store: Store, targets: readonly string[], now: n
 /** Records the outcome of a claimed delivery: sent, back to pending (to retry on a later pass), or given up. */
 export function finishDelivery(store: Store, d: { alertId: number; target: string }, outcome: 'sent' | 'pending' | 'failed', now: number, error: string | null): void {
   store.retrying(() =>
-    stmt(
-      store,
-      `UPDATE alert_deliveries SET status = :status, claimed_until = NULL, last_error = :error,
+    store.prepared(`UPDATE alert_deliveries SET status = :status, claimed_until = NULL, last_error = :error,
          sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END
        WHERE alert_id = :id AND target = :target AND status = 'sending'`,
     ).run({ status: outcome, error, now, id: d.alertId, target: d.target }),
@@ -127,8 +120,8 @@ export interface AlertRow {
 
 /** The newest alerts (newest first) with their deliveries: for the map and for tests. */
 export function recentAlerts(store: Store, limit = 50): AlertRow[] {
-  const list = stmt(store, 'SELECT * FROM alerts ORDER BY id DESC LIMIT ?').all(limit) as Record<string, unknown>[];
-  const dels = stmt(store, 'SELECT target, status, attempts, last_error FROM alert_deliveries WHERE alert_id = ? ORDER BY target');
+  const list = store.prepared('SELECT * FROM alerts ORDER BY id DESC LIMIT ?').all(limit) as Record<string, unknown>[];
+  const dels = store.prepared('SELECT target, status, attempts, last_error FROM alert_deliveries WHERE alert_id = ? ORDER BY target');
   return list.map((r) => ({
     id: Number(r.id),
     agentName: String(r.agent_name),

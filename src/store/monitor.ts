@@ -6,17 +6,6 @@ import type Database from 'better-sqlite3';
 import type { Store } from './store.js';
 import { type AgentRecord, type AgentState, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 
-const caches = new WeakMap<Database.Database, Map<string, Database.Statement>>();
-
-/** A prepared statement of this store's connection, prepared once. */
-export function stmt(store: Store, sql: string): Database.Statement {
-  let cache = caches.get(store.db);
-  if (!cache) caches.set(store.db, (cache = new Map()));
-  let s = cache.get(sql);
-  if (!s) cache.set(sql, (s = store.db.prepare(sql)));
-  return s;
-}
-
 const rows = (list: unknown[]): AgentRecord[] => (list as Record<string, unknown>[]).map(toAgentRecord);
 
 /**
@@ -27,15 +16,15 @@ const rows = (list: unknown[]): AgentRecord[] => (list as Record<string, unknown
 export function dueAgents(store: Store, now: number, host: string | null): AgentRecord[] {
   // The WHERE terms repeat the partial indexes' own terms word for word: that is how SQLite knows it may use them.
   // check_at (0002) is the earlier of the stale and offline deadlines, NULL for offline, failed and maintenance.
-  const due = stmt(store, "SELECT * FROM agents WHERE check_at <= :now").all({ now });
-  const maintenance = stmt(store, "SELECT * FROM agents WHERE maintenance_until <= :now AND state = 'maintenance'").all({ now });
-  const local = host === null ? [] : stmt(store, "SELECT * FROM agents WHERE host = :host AND pid IS NOT NULL AND state NOT IN ('offline', 'failed', 'maintenance')").all({ host });
+  const due = store.prepared("SELECT * FROM agents WHERE check_at <= :now").all({ now });
+  const maintenance = store.prepared("SELECT * FROM agents WHERE maintenance_until <= :now AND state = 'maintenance'").all({ now });
+  const local = host === null ? [] : store.prepared("SELECT * FROM agents WHERE host = :host AND pid IS NOT NULL AND state NOT IN ('offline', 'failed', 'maintenance')").all({ host });
   return [...rows(due), ...rows(maintenance), ...rows(local)];
 }
 
 /** Agents the health loop watches: registered, and neither offline, failed nor in maintenance (for the mass-conviction rule). */
 export function countWatched(store: Store): number {
-  return (stmt(store, "SELECT count(*) AS n FROM agents WHERE deregistered_at IS NULL AND state NOT IN ('offline', 'failed', 'maintenance')").get() as { n: number }).n;
+  return (store.prepared("SELECT count(*) AS n FROM agents WHERE deregistered_at IS NULL AND state NOT IN ('offline', 'failed', 'maintenance')").get() as { n: number }).n;
 }
 
 /** One state change a pass decided, written only if the agent is still exactly as the pass saw it. */
@@ -55,9 +44,7 @@ export interface GuardedTransition {
 export function writeGuardedTransition(store: Store, t: GuardedTransition, now: number): boolean {
   const a = t.agent;
   return (
-    stmt(
-      store,
-      `UPDATE agents SET state = :to, state_since = :since, state_reason = :reason, state_evidence = :evidence,
+    store.prepared(`UPDATE agents SET state = :to, state_since = :since, state_reason = :reason, state_evidence = :evidence,
          maintenance_until = CASE WHEN :to = 'maintenance' THEN maintenance_until ELSE NULL END, updated_at = :now
        WHERE id = :id AND state = :state AND heartbeat_seq = :seq AND incarnation = :incarnation AND pid IS :pid
          AND maintenance_until IS :until AND deregistered_at IS NULL`,
@@ -111,13 +98,13 @@ export function readMonitorFrom(db: Database.Database): MonitorRecord | null {
 /** Starts a pass: raises the pass number and returns it with the record as it was (call inside store.immediate()). */
 export function beginPass(store: Store): { passSeq: number; before: MonitorRecord | null } {
   const before = readMonitor(store);
-  stmt(store, 'INSERT INTO monitor_state (id, pass_seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET pass_seq = pass_seq + 1').run();
+  store.prepared('INSERT INTO monitor_state (id, pass_seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET pass_seq = pass_seq + 1').run();
   return { passSeq: (before?.passSeq ?? 0) + 1, before };
 }
 
 /** Records a completed pass: the loop's own heartbeat, which `status` and `check` read. */
 export function recordPass(store: Store, p: { at: number; durationMs: number; everyMs: number | null; pid: number; host: string | null }): void {
-  stmt(store, 'UPDATE monitor_state SET last_pass_at = :at, last_pass_ms = :ms, every_ms = :every, monitor_pid = :pid, monitor_host = :host WHERE id = 1').run({
+  store.prepared('UPDATE monitor_state SET last_pass_at = :at, last_pass_ms = :ms, every_ms = :every, monitor_pid = :pid, monitor_host = :host WHERE id = 1').run({
     at: p.at,
     ms: p.durationMs,
     every: p.everyMs,
@@ -127,45 +114,41 @@ export function recordPass(store: Store, p: { at: number; durationMs: number; ev
 }
 
 export function setEventCursor(store: Store, id: number): void {
-  stmt(store, 'INSERT INTO monitor_state (id, event_cursor) VALUES (1, :id) ON CONFLICT (id) DO UPDATE SET event_cursor = :id').run({ id });
+  store.prepared('INSERT INTO monitor_state (id, event_cursor) VALUES (1, :id) ON CONFLICT (id) DO UPDATE SET event_cursor = :id').run({ id });
 }
 
 /** Events after `afterId`, oldest first, at most `limit`. */
 export function eventsAfter(store: Store, afterId: number, limit: number): EventRecord[] {
-  return (stmt(store, 'SELECT * FROM events WHERE id > :after ORDER BY id LIMIT :limit').all({ after: afterId, limit }) as Record<string, unknown>[]).map(toEventRecord);
-}
-
-export function lastEventId(store: Store): number {
-  return (stmt(store, 'SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+  return (store.prepared('SELECT * FROM events WHERE id > :after ORDER BY id LIMIT :limit').all({ after: afterId, limit }) as Record<string, unknown>[]).map(toEventRecord);
 }
 
 /** Adds to named counters (created at 0 on first use). */
 export function bumpCounters(store: Store, deltas: Record<string, number>): void {
-  const s = stmt(store, 'INSERT INTO monitor_counters (name, value) VALUES (:name, :d) ON CONFLICT (name) DO UPDATE SET value = value + :d');
+  const s = store.prepared('INSERT INTO monitor_counters (name, value) VALUES (:name, :d) ON CONFLICT (name) DO UPDATE SET value = value + :d');
   for (const [name, d] of Object.entries(deltas)) if (d) s.run({ name, d });
 }
 
 export function readCounters(store: Store): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const r of stmt(store, 'SELECT name, value FROM monitor_counters ORDER BY name').all() as { name: string; value: number }[]) out[r.name] = Number(r.value);
+  for (const r of store.prepared('SELECT name, value FROM monitor_counters ORDER BY name').all() as { name: string; value: number }[]) out[r.name] = Number(r.value);
   return out;
 }
 
 /** The convictions held back by the previous pass: agent id → the state it was to enter. */
 export function readHeld(store: Store): Map<number, AgentState> {
   const m = new Map<number, AgentState>();
-  for (const r of stmt(store, 'SELECT agent_id, to_state FROM monitor_held').all() as { agent_id: number; to_state: AgentState }[]) m.set(Number(r.agent_id), r.to_state);
+  for (const r of store.prepared('SELECT agent_id, to_state FROM monitor_held').all() as { agent_id: number; to_state: AgentState }[]) m.set(Number(r.agent_id), r.to_state);
   return m;
 }
 
 /** Replaces the held convictions with `held` (call inside store.immediate()). */
 export function replaceHeld(store: Store, held: { agentId: number; to: AgentState }[], now: number, passSeq: number): void {
-  stmt(store, 'DELETE FROM monitor_held').run();
-  const ins = stmt(store, 'INSERT INTO monitor_held (agent_id, to_state, held_at, pass_seq) VALUES (:id, :to, :now, :pass)');
+  store.prepared('DELETE FROM monitor_held').run();
+  const ins = store.prepared('INSERT INTO monitor_held (agent_id, to_state, held_at, pass_seq) VALUES (:id, :to, :now, :pass)');
   for (const h of held) ins.run({ id: h.agentId, to: h.to, now, pass: passSeq });
 }
 
 export function agentById(store: Store, id: number): AgentRecord | undefined {
-  const r = stmt(store, 'SELECT * FROM agents WHERE id = ?').get(id) as Record<string, unknown> | undefined;
+  const r = store.prepared('SELECT * FROM agents WHERE id = ?').get(id) as Record<string, unknown> | undefined;
   return r ? toAgentRecord(r) : undefined;
 }

@@ -1,6 +1,6 @@
 import type { Store } from '../../store/store.js';
 import type { AgentState } from '../../store/rows.js';
-import { beginPass, bumpCounters, lastEventId, readMonitor, recordPass, setEventCursor } from '../../store/monitor.js';
+import { beginPass, bumpCounters, readMonitor, recordPass, setEventCursor } from '../../store/monitor.js';
 import { formatDuration } from '../duration.js';
 import { type AlertTally, DEFAULT_ALERT_ON, DEFAULT_COOLDOWN_MS, queueAlerts } from './alerts.js';
 import { type AppliedTransition, type HoldRule, convict } from './convict.js';
@@ -56,7 +56,7 @@ export function checkHealth(store: Store, now: number, policy: HealthPolicy = {}
   const { passSeq, before } = store.immediate(() => {
     const r = beginPass(store);
     // The first pass ever starts alerting from here, not from the whole history.
-    if (r.before?.eventCursor == null) setEventCursor(store, lastEventId(store));
+    if (r.before?.eventCursor == null) setEventCursor(store, store.lastEventId());
     return r;
   });
   let suspect = policy.suspect ?? null;
