@@ -15,7 +15,7 @@ const rows = (list: unknown[]): AgentRecord[] => (list as Record<string, unknown
  */
 export function dueAgents(store: Store, now: number, host: string | null): AgentRecord[] {
   // The WHERE terms repeat the partial indexes' own terms word for word: that is how SQLite knows it may use them.
-  // check_at (0002) is the earlier of the stale and offline deadlines, NULL for offline, failed and maintenance.
+  // check_at (0003, recomputed by 0004) is the earlier of the stale and offline deadlines, NULL for offline, failed and maintenance.
   const due = store.prepared("SELECT * FROM agents WHERE check_at <= :now").all({ now });
   const maintenance = store.prepared("SELECT * FROM agents WHERE maintenance_until <= :now AND state = 'maintenance'").all({ now });
   const local = host === null ? [] : store.prepared("SELECT * FROM agents WHERE host = :host AND pid IS NOT NULL AND state NOT IN ('offline', 'failed', 'maintenance')").all({ host });
