@@ -88,6 +88,9 @@ export function cliJson<T = any>(args: string[], opts: Parameters<typeof cli>[1]
   return JSON.parse(r.stdout) as T;
 }
 
+/** For children from start(): settles once their stdout and stderr have been read to the end. */
+const drained = new WeakMap<ChildProcess, Promise<void>>();
+
 /** Starts a long-running child (CLI or fixture) that is killed after the test if still running. */
 export function start(command: string, args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}): ChildProcess & { output: () => string; errors: () => string } {
   // Its own process group, so that afterEach can kill it with everything it started.
@@ -97,6 +100,7 @@ export function start(command: string, args: string[], opts: { env?: Record<stri
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  drained.set(child, new Promise((r) => child.once('close', () => r())));
   return Object.assign(child, { output: () => out, errors: () => err });
 }
 
@@ -115,10 +119,23 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, what: stri
   throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
 }
 
-/** Resolves with the exit code (or signal) of a child. */
-export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  return new Promise((res) => child.once('exit', (code, signal) => res({ code, signal })));
+/**
+ * Resolves with the exit code (or signal) of a child. For a child from start(), also waits until what it wrote is
+ * read: 'exit' can come before the last of its output, so a line written just before exiting could be missed. A
+ * grandchild still holding the pipes open must not hang the test, so that wait is at most 2 s.
+ */
+export async function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const result =
+    child.exitCode !== null || child.signalCode !== null
+      ? { code: child.exitCode, signal: child.signalCode }
+      : await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
+  const reading = drained.get(child);
+  if (reading) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([reading, new Promise<void>((r) => (timer = setTimeout(r, 2_000)))]);
+    clearTimeout(timer);
+  }
+  return result;
 }
 
 /** sha256 of a file's bytes, or 'missing'. */
