@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
+  CLAIM_SQL,
   HeartbeatHealthAgent,
   checkHealth,
   convict,
@@ -9,6 +10,7 @@ import {
   readCounters,
   recentAlerts,
   registerAgent,
+  sendCommand,
   updateAgentState,
   updateHeartbeat,
   viewAgent,
@@ -219,6 +221,36 @@ describe('a health pass with an injected clock', () => {
     pass(s, T0 + 3000, policy);
     pass(s, T0 + 10_000, policy);
     expect(recentAlerts(s).reverse().map((a) => `${a.agentName}:${a.state}`)).toEqual(['e:stale', 'e:offline']);
+    s.close();
+  });
+
+  it('settles commands past their deadline though nobody reads them: queued → cancelled, executing → failed', () => {
+    const s = fresh();
+    registerAgent(s, { name: 'w', intervalMs: 60_000 }, T0);
+    updateHeartbeat(s, { name: 'w' }, T0);
+    const running = sendCommand(s, 'w', 'claimed', T0, { timeoutMs: 5000 });
+    // The agent claims it (the documented claim statement), then says nothing more about it.
+    expect(s.db.prepare(CLAIM_SQL).get({ name: 'w', incarnation: 1, token: 'tok', now: T0 + 1 })).toMatchObject({ id: running.id });
+    const queued = sendCommand(s, 'w', 'never claimed', T0 + 2, { timeoutMs: 4998 });
+    const open = sendCommand(s, 'w', 'no deadline', T0 + 2);
+    const later = sendCommand(s, 'w', 'later deadline', T0 + 2, { timeoutMs: 60_000 });
+    const states = () => s.db.prepare('SELECT id, state, error FROM commands ORDER BY id').all() as { id: number; state: string; error: string | null }[];
+
+    expect(pass(s, T0 + 4999).commandsExpired).toBe(0);
+    // A pass that suspects its own clock settles nothing either.
+    expect(pass(s, T0 + 5000, { suspect: 'a test says so' }).commandsExpired).toBe(0);
+    expect(states().map((c) => c.state)).toEqual(['executing', 'queued', 'queued', 'queued']);
+
+    const r = pass(s, T0 + 5000);
+    expect(r.commandsExpired).toBe(2);
+    expect(states()).toEqual([
+      { id: running.id, state: 'failed', error: 'deadline passed while executing' },
+      { id: queued.id, state: 'cancelled', error: 'deadline passed before the agent claimed it' },
+      { id: open.id, state: 'queued', error: null },
+      { id: later.id, state: 'queued', error: null },
+    ]);
+    expect(readCounters(s)['commands_expired_total']).toBe(2);
+    expect(pass(s, T0 + 6000).commandsExpired).toBe(0);
     s.close();
   });
 });

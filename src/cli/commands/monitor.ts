@@ -45,7 +45,8 @@ export function define(program: Command): void {
     .description(
       'Run the health loop (seed 002\'s HeartbeatHealthAgent): every --every, mark agents stale or offline by their own ' +
         'contract, offline at once when their process is proven gone (pid with start time, boot id), cancel the work of ' +
-        'offline agents, end expired maintenance, send alerts, and rewrite the map and metrics files. Stops on ' +
+        'offline agents, end expired maintenance, settle commands past their deadline, send alerts, and rewrite the map ' +
+        'and metrics files. Stops on ' +
         'SIGINT/SIGTERM after the current pass. Only one health loop runs at a time: another one exits 0 at once.',
     )
     .option('--once', 'one pass, then exit (for cron)')

@@ -213,6 +213,7 @@ export class HeartbeatHealthAgent extends EventEmitter {
       this.emit('transition', t);
     }
     for (const a of r.alerts) this.log.info(`pass ${r.pass}: ${a.kind} ${a.id} queued for ${a.agent} (${a.state})`);
+    if (r.commandsExpired) this.log.info(`pass ${r.pass}: ${r.commandsExpired} command${r.commandsExpired === 1 ? '' : 's'} past ${r.commandsExpired === 1 ? 'its' : 'their'} deadline settled (queued: cancelled; executing: failed)`);
     this.log.debug(`pass ${r.pass}: ${r.transitions.length} transition(s) in ${r.durationMs.toFixed(1)}ms`);
   }
 

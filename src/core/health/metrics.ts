@@ -43,6 +43,7 @@ export function renderMetrics(store: Store, now: number): string {
   family('agentctl_alerts_sent_total', 'counter', 'Alert deliveries that reached their receiver.', [[null, c('alerts_sent_total')]]);
   family('agentctl_alerts_failed_total', 'counter', 'Alert delivery attempts that failed (retried on later passes).', [[null, c('alerts_failed_total')]]);
   family('agentctl_alerts_suppressed_total', 'counter', 'Down alerts not sent because of the per-agent cooldown.', [[null, c('alerts_suppressed_total')]]);
+  family('agentctl_commands_expired_total', 'counter', 'Commands settled by the health loop because their deadline passed (queued: cancelled; executing: failed).', [[null, c('commands_expired_total')]]);
   family('agentctl_convictions_held_total', 'counter', 'Convictions held for one pass because most of the fleet would have been convicted at once.', [[null, c('convictions_held_total')]]);
   family('agentctl_monitor_suspect_passes_total', 'counter', 'Passes that convicted no one because the health loop suspected itself (paused, clock step).', [[null, c('suspect_passes_total')]]);
   family('agentctl_monitor_passes_total', 'counter', 'Health-loop passes.', [[null, c('passes_total')]]);

@@ -1,6 +1,7 @@
 import type { Store } from '../../store/store.js';
 import type { AgentState } from '../../store/rows.js';
 import { beginPass, bumpCounters, readMonitor, recordPass, setEventCursor } from '../../store/monitor.js';
+import { expireCommands } from '../../store/commands.js';
 import { formatDuration } from '../duration.js';
 import { type AlertTally, DEFAULT_ALERT_ON, DEFAULT_COOLDOWN_MS, queueAlerts } from './alerts.js';
 import { type AppliedTransition, type HoldRule, convict } from './convict.js';
@@ -39,6 +40,8 @@ export interface HealthReport {
   holdReason: string | null;
   alerts: AlertTally['queued'];
   alertsSuppressed: number;
+  /** Commands whose deadline passed, settled by this pass (queued → cancelled, executing → failed). */
+  commandsExpired: number;
 }
 
 /** A wall clock this far behind the last recorded pass counts as a step back. */
@@ -47,7 +50,8 @@ const CLOCK_BACK_TOLERANCE_MS = 2000;
 /**
  * One health pass as a plain function of (store, now, policy): convicts the agents that are due (the shared
  * `convict` rule), turns every transition since the last pass into alerts in the outbox (with cooldowns, reminders
- * and recovery notices), counts what happened and records the loop's own heartbeat. Sending the queued alerts is
+ * and recovery notices), settles commands whose deadline has passed (so a deadline holds even when nobody reads
+ * the commands), counts what happened and records the loop's own heartbeat. Sending the queued alerts is
  * the caller's (asynchronous) business: see deliverAlerts.
  */
 export function checkHealth(store: Store, now: number, policy: HealthPolicy = {}): HealthReport {
@@ -64,7 +68,10 @@ export function checkHealth(store: Store, now: number, policy: HealthPolicy = {}
     suspect = `the wall clock is ${formatDuration(before.lastPassAt - now)} behind the last pass`;
   }
   const convicted = suspect ? { applied: [], held: [], holdReason: null } : convict(store, now, { local, passSeq, ...(policy.hold !== undefined ? { hold: policy.hold } : {}) });
+  let commandsExpired = 0;
   const tally = store.immediate(() => {
+    // A suspect clock convicts no one and expires nothing: both judge by the wall clock.
+    commandsExpired = suspect ? 0 : expireCommands(store, null, now);
     const cursor = readMonitor(store)?.eventCursor ?? 0;
     const t = queueAlerts(store, cursor, now, {
       alertOn: policy.alertOn ?? DEFAULT_ALERT_ON,
@@ -78,6 +85,7 @@ export function checkHealth(store: Store, now: number, policy: HealthPolicy = {}
       passes_total: 1,
       suspect_passes_total: suspect ? 1 : 0,
       convictions_held_total: convicted.held.length,
+      commands_expired_total: commandsExpired,
     });
     recordPass(store, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, pid: process.pid, host: local.host });
     return t;
@@ -92,5 +100,6 @@ export function checkHealth(store: Store, now: number, policy: HealthPolicy = {}
     holdReason: convicted.holdReason,
     alerts: tally.queued,
     alertsSuppressed: tally.suppressed,
+    commandsExpired,
   };
 }
