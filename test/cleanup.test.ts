@@ -64,6 +64,49 @@ describe('agentctl cleanup', () => {
     expect(cliJson(['status'], { db }).agents.map((a: any) => a.state)).toEqual(['active', 'active']);
   });
 
+  it('--events-older-than also prunes alerts every receiver has settled and finished commands, never open ones', () => {
+    const db = tempDb();
+    cli(['heartbeat', 'w'], { db });
+    const old = Date.now() - 2 * HOUR;
+    const recent = Date.now() - 60_000;
+    const raw = new Database(db);
+    const id = raw.prepare("SELECT id FROM agents WHERE name = 'w'").pluck().get();
+    const command = raw.prepare('INSERT INTO commands (agent_id, payload, state, created_at, finished_at) VALUES (?, ?, ?, ?, ?)');
+    command.run(id, 'done long ago', 'completed', old, old);
+    command.run(id, 'cancelled long ago', 'cancelled', old, old + 1);
+    command.run(id, 'queued long ago', 'queued', old, null);
+    command.run(id, 'claimed long ago', 'executing', old, null);
+    command.run(id, 'done lately', 'completed', old, recent);
+    const alert = raw.prepare("INSERT INTO alerts (agent_id, agent_name, kind, state, created_at, payload) VALUES (?, 'w', 'alert', 'offline', ?, '{}')");
+    const delivery = raw.prepare('INSERT INTO alert_deliveries (alert_id, target, status) VALUES (?, ?, ?)');
+    const sent = alert.run(id, old).lastInsertRowid;
+    delivery.run(sent, 'webhook:http://127.0.0.1:1/a', 'sent');
+    delivery.run(sent, 'exec:true', 'failed');
+    const unreached = alert.run(id, old).lastInsertRowid;
+    delivery.run(unreached, 'webhook:http://127.0.0.1:1/a', 'sent');
+    delivery.run(unreached, 'exec:true', 'pending');
+    alert.run(id, old); // recorded with no receivers configured: settled
+    const lately = alert.run(id, recent).lastInsertRowid;
+    delivery.run(lately, 'exec:true', 'sent');
+    raw.close();
+
+    const dry = cliJson(['cleanup', '--events-older-than', '1h', '--dry-run'], { db });
+    expect(dry).toMatchObject({ dryRun: true, prunedEvents: 0, prunedAlerts: 2, prunedCommands: 2 });
+    const r = cli(['cleanup', '--events-older-than', '1h'], { db });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe('deleted 0 old events, 2 settled alerts and 2 finished commands');
+    const left = new Database(db, { readonly: true });
+    expect(left.prepare('SELECT payload FROM commands ORDER BY id').pluck().all()).toEqual(['queued long ago', 'claimed long ago', 'done lately']);
+    expect(left.prepare('SELECT id FROM alerts ORDER BY id').pluck().all()).toEqual([Number(unreached), Number(lately)]);
+    expect(left.prepare('SELECT alert_id, status FROM alert_deliveries ORDER BY alert_id, target').all()).toEqual([
+      { alert_id: Number(unreached), status: 'pending' },
+      { alert_id: Number(unreached), status: 'sent' },
+      { alert_id: Number(lately), status: 'sent' },
+    ]);
+    left.close();
+    expect(cliJson(['cleanup', '--events-older-than', '1h'], { db })).toMatchObject({ prunedEvents: 0, prunedAlerts: 0, prunedCommands: 0 });
+  });
+
   it('bad durations exit 2 and change nothing', () => {
     const db = tempDb();
     cli(['heartbeat', 'a'], { db });

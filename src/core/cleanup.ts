@@ -44,23 +44,45 @@ export function purgeAgents(store: Store, now: number, olderThanMs: number): Pur
   });
 }
 
-/** How many events are older than the cutoff. */
-export function countEventsOlderThan(store: Store, now: number, olderThanMs: number): number {
-  return store.db.prepare('SELECT COUNT(*) FROM events WHERE at < ?').pluck().get(now - olderThanMs) as number;
+/** What pruning history deletes, or with --dry-run would delete. */
+export interface PruneResult {
+  events: number;
+  /** Alerts whose every delivery is settled (sent, or failed for good), with those deliveries. */
+  alerts: number;
+  /** Commands that finished (completed, failed or cancelled). */
+  commands: number;
+}
+
+// Only history that is over: an alert still waiting for a receiver and a command still queued or executing stay,
+// however old, because somebody is still owed them.
+const PRUNABLE = {
+  events: 'SELECT id FROM events WHERE at < :cutoff',
+  alerts:
+    "SELECT id FROM alerts a WHERE created_at < :cutoff AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = a.id AND d.status IN ('pending', 'sending'))",
+  commands: "SELECT id FROM commands WHERE state IN ('completed', 'failed', 'cancelled') AND COALESCE(finished_at, created_at) < :cutoff",
+} as const;
+
+/** How much history is older than the cutoff and over. */
+export function countHistoryOlderThan(store: Store, now: number, olderThanMs: number): PruneResult {
+  const count = (table: keyof typeof PRUNABLE) => store.db.prepare(`SELECT COUNT(*) FROM (${PRUNABLE[table]})`).pluck().get({ cutoff: now - olderThanMs }) as number;
+  return { events: count('events'), alerts: count('alerts'), commands: count('commands') };
 }
 
 /**
- * Deletes events older than `olderThanMs`, in batches of their own transactions so that writers are never held up
- * for long. Returns how many were deleted. `signal` stops between batches (for a compromised lock).
+ * Deletes history older than `olderThanMs` that is over (see PRUNABLE), in batches of their own transactions so
+ * that writers are never held up for long. `signal` stops between batches (for a compromised lock).
  */
-export function pruneEvents(store: Store, now: number, olderThanMs: number, signal?: AbortSignal): number {
+export function pruneHistory(store: Store, now: number, olderThanMs: number, signal?: AbortSignal): PruneResult {
   const cutoff = now - olderThanMs;
-  const del = store.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?)');
-  let total = 0;
-  for (;;) {
-    if (signal?.aborted) throw signal.reason;
-    const n = store.immediate(() => del.run(cutoff, BATCH).changes);
-    total += n;
-    if (n < BATCH) return total;
-  }
+  const prune = (table: keyof typeof PRUNABLE): number => {
+    const del = store.db.prepare(`DELETE FROM ${table} WHERE id IN (${PRUNABLE[table]} ORDER BY id LIMIT :limit)`);
+    let total = 0;
+    for (;;) {
+      if (signal?.aborted) throw signal.reason;
+      const n = store.immediate(() => del.run({ cutoff, limit: BATCH }).changes);
+      total += n;
+      if (n < BATCH) return total;
+    }
+  };
+  return { events: prune('events'), alerts: prune('alerts'), commands: prune('commands') };
 }

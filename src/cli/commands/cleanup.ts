@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { convict, findVerdicts } from '../../core/health/convict.js';
-import { agentsToPurge, countEventsOlderThan, purgeAgents, pruneEvents } from '../../core/cleanup.js';
+import { agentsToPurge, countHistoryOlderThan, purgeAgents, pruneHistory } from '../../core/cleanup.js';
 import { parseDuration } from '../../core/duration.js';
 import { UsageError } from '../../errors.js';
 import { withExclusiveLock } from '../../store/lock.js';
@@ -23,12 +23,14 @@ export function define(program: Command): void {
         '                           (events, cancelled commands; no mass-conviction hold: you asked)\n' +
         '  --purge-older-than DUR   delete agents that are offline, failed or deregistered and unseen for DUR,\n' +
         '                           with their events and commands\n' +
-        '  --events-older-than DUR  delete history older than DUR (in small batches; writers keep going)\n' +
+        '  --events-older-than DUR  delete history older than DUR: events, alerts every receiver has settled, and\n' +
+        '                           finished commands (pending alerts and open commands stay; in small batches,\n' +
+        '                           writers keep going)\n' +
         'With --dry-run it only says what it would do.',
     )
     .option('--stale', 'convict overdue and crashed agents now')
     .option('--purge-older-than <dur>', 'delete gone agents unseen for this long')
-    .option('--events-older-than <dur>', 'delete events older than this')
+    .option('--events-older-than <dur>', 'delete events, settled alerts and finished commands older than this')
     .option('--dry-run', 'show what would change, change nothing')
     .addHelpText('after', '\nExamples:\n  agentctl cleanup --purge-older-than 7d --dry-run\n  agentctl cleanup --events-older-than 30d --json')
     .action(async (flags: Flags, cmd: Command) => {
@@ -52,7 +54,10 @@ export function define(program: Command): void {
             out.purged = flags.dryRun ? { agents: agentsToPurge(store, now, purgeMs), events: 0, commands: 0 } : purgeAgents(store, now, purgeMs);
           }
           if (eventsMs !== undefined) {
-            out.prunedEvents = flags.dryRun ? countEventsOlderThan(store, now, eventsMs) : pruneEvents(store, now, eventsMs, lock.signal);
+            const pruned = flags.dryRun ? countHistoryOlderThan(store, now, eventsMs) : pruneHistory(store, now, eventsMs, lock.signal);
+            out.prunedEvents = pruned.events;
+            out.prunedAlerts = pruned.alerts;
+            out.prunedCommands = pruned.commands;
           }
           return out;
         });
@@ -72,6 +77,8 @@ interface Report {
   convicted?: { agent: string; from: string; to: string; reason: string }[];
   purged?: { agents: string[]; events: number; commands: number };
   prunedEvents?: number;
+  prunedAlerts?: number;
+  prunedCommands?: number;
 }
 
 function plural(n: number, word: string): string {
@@ -93,6 +100,11 @@ function summary(r: Report): string {
         : `purged ${plural(r.purged.agents.length, 'agent')}${names} with ${plural(r.purged.events, 'event')} and ${plural(r.purged.commands, 'command')}`,
     );
   }
-  if (r.prunedEvents !== undefined) parts.push(`${r.dryRun ? 'would delete' : 'deleted'} ${plural(r.prunedEvents, 'old event')}`);
+  if (r.prunedEvents !== undefined) {
+    parts.push(
+      `${r.dryRun ? 'would delete' : 'deleted'} ${plural(r.prunedEvents, 'old event')}, ${plural(r.prunedAlerts ?? 0, 'settled alert')} ` +
+        `and ${plural(r.prunedCommands ?? 0, 'finished command')}`,
+    );
+  }
   return parts.join('; ');
 }
