@@ -16,7 +16,7 @@ export {
   processIdentity,
 } from './core/agents.js';
 export type { AgentView, AgentQuery, RegisterInput, HeartbeatInput, StatusTarget, UpdateStateOptions } from './core/agents.js';
-export { deriveState, isOverdue, staleAfterMs, heartbeatAgeMs, seedStatus, stateSeverity } from './core/state.js';
+export { deriveState, isOverdue, staleAfterMs, heartbeatAgeMs, clockStart, hasBeatenSinceStart, seedStatus, stateSeverity } from './core/state.js';
 export { parseDuration, formatDuration } from './core/duration.js';
 export { resolveConfig, defaultDbPath, DEFAULTS } from './config.js';
 export type { Config } from './config.js';

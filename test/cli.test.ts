@@ -79,6 +79,29 @@ describe('register, heartbeat, status', () => {
     expect(dead.stderr).toMatch(/no process with pid 4000000/);
   });
 
+  it('a new process registering after a long silence is initializing, not offline, until it beats', () => {
+    const db = tempDb();
+    expect(cli(['heartbeat', 'w', '--interval', '10s'], { db }).code).toBe(0);
+    const raw = new Database(db);
+    const hours = 2 * 3_600_000;
+    raw.prepare('UPDATE agents SET last_heartbeat_at = last_heartbeat_at - ?, started_at = started_at - ?, state_since = state_since - ?').run(hours, hours, hours);
+    raw.close();
+    expect(cliJson(['status', 'w'], { db }).agents[0]).toMatchObject({ state: 'offline', stateReason: 'no heartbeat within the offline threshold' });
+    expect(cli(['register', 'w', '--pid', String(process.pid)], { db }).code).toBe(0);
+    const [a] = cliJson(['status', 'w'], { db }).agents;
+    expect(a).toMatchObject({ state: 'initializing', stateReason: 'registered by a new process', pid: process.pid });
+    expect(a.secondsSinceHeartbeat).toBeGreaterThanOrEqual(7200); // the last heartbeat shown is still the real one
+    expect(cli(['check', 'w'], { db }).code).toBe(0);
+    expect(cli(['heartbeat', 'w', '--pid', String(process.pid)], { db }).code).toBe(0);
+    const history = cliJson(['history', 'w'], { db }) as any[];
+    expect(history.map((e) => `${e.fromState ?? '-'}>${e.toState}:${e.reason}`)).toEqual([
+      '->initializing:registered',
+      'initializing>active:first heartbeat',
+      'active>initializing:registered by a new process',
+      'initializing>active:first heartbeat',
+    ]);
+  });
+
   it('shows stale agents by their own contract, and filters by state and group', () => {
     const db = tempDb();
     cli(['register', 'fast', '--interval', '100ms', '--group', 'g'], { db });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   CLAIM_SQL,
+  START_SQL,
   HeartbeatHealthAgent,
   checkHealth,
   convict,
@@ -63,31 +64,75 @@ describe('a health pass with an injected clock', () => {
     s.close();
   });
 
-  it('agrees with what readers derive, for any contract and silence (property)', () => {
+  // Random fleets: each agent has its own contract, beat (or not) `silent` ms ago, and was perhaps restarted since.
+  const fleet = fc.array(
+    fc.record({
+      interval: fc.integer({ min: 1, max: 5000 }),
+      mult: fc.integer({ min: 1, max: 5 }),
+      offline: fc.integer({ min: 1, max: 40_000 }),
+      silent: fc.integer({ min: 0, max: 50_000 }),
+      beat: fc.boolean(),
+      restartAgo: fc.option(fc.integer({ min: 0, max: 50_000 }), { nil: undefined }),
+    }),
+    { minLength: 1, maxLength: 8 },
+  );
+  type Case = { interval: number; mult: number; offline: number; silent: number; beat: boolean; restartAgo: number | undefined };
+  function build(s: Store, cases: Case[], now: number): void {
+    cases.forEach((c, i) => {
+      registerAgent(s, { name: `a${i}`, intervalMs: c.interval, staleMultiplier: c.mult, offlineAfterMs: c.offline }, now - c.silent);
+      if (c.beat) updateHeartbeat(s, { name: `a${i}` }, now - c.silent);
+      if (c.restartAgo !== undefined) {
+        s.db.prepare(START_SQL).run({ name: `a${i}`, restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now: now - Math.min(c.restartAgo, c.silent) });
+      }
+    });
+  }
+
+  it('agrees with what readers derive, for any contract, silence and restart (property)', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.record({ interval: fc.integer({ min: 1, max: 5000 }), mult: fc.integer({ min: 1, max: 5 }), offline: fc.integer({ min: 1, max: 40_000 }), silent: fc.integer({ min: 0, max: 50_000 }), beat: fc.boolean() }), { minLength: 1, maxLength: 8 }),
-        (cases) => {
-          const s = fresh();
-          try {
-            const now = T0 + 100_000;
-            cases.forEach((c, i) => {
-              registerAgent(s, { name: `a${i}`, intervalMs: c.interval, staleMultiplier: c.mult, offlineAfterMs: c.offline }, now - c.silent);
-              if (c.beat) updateHeartbeat(s, { name: `a${i}` }, now - c.silent);
-            });
-            const expected = cases.map((_, i) => deriveState(s.getAgent(`a${i}`)!, now));
-            checkHealth(s, now, { local: nowhere, hold: false });
-            cases.forEach((_, i) => {
-              const after = s.getAgent(`a${i}`)!;
-              expect(after.state).toBe(expected[i]!.state);
-              expect(viewAgent(after, now).state).toBe(expected[i]!.state);
-              if (expected[i]!.byClock) expect(after.stateSince).toBe(expected[i]!.since);
-            });
-          } finally {
-            s.close();
-          }
-        },
-      ),
+      fc.property(fleet, (cases) => {
+        const s = fresh();
+        try {
+          const now = T0 + 100_000;
+          build(s, cases, now);
+          const expected = cases.map((_, i) => deriveState(s.getAgent(`a${i}`)!, now));
+          checkHealth(s, now, { local: nowhere, hold: false });
+          cases.forEach((_, i) => {
+            const after = s.getAgent(`a${i}`)!;
+            expect(after.state).toBe(expected[i]!.state);
+            expect(viewAgent(after, now).state).toBe(expected[i]!.state);
+            if (expected[i]!.byClock) expect(after.stateSince).toBe(expected[i]!.since);
+          });
+        } finally {
+          s.close();
+        }
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('the heartbeat trigger records the same clock transition readers derive, for any contract, silence and restart (property)', () => {
+    fc.assert(
+      fc.property(fleet, (cases) => {
+        const s = fresh();
+        try {
+          const now = T0 + 100_000;
+          build(s, cases, now);
+          cases.forEach((_, i) => {
+            const name = `a${i}`;
+            const expected = deriveState(s.getAgent(name)!, now);
+            const before = s.lastEventId();
+            updateHeartbeat(s, { name }, now);
+            const clock = s.listEvents({ agent: name, afterId: before }).filter((e) => (e.evidence as { rule?: string } | null)?.rule === 'clock');
+            if (expected.byClock) {
+              expect(clock.map((e) => ({ to: e.toState, at: e.at, reason: e.reason }))).toEqual([{ to: expected.state, at: expected.since, reason: expected.reason }]);
+            } else {
+              expect(clock).toEqual([]);
+            }
+          });
+        } finally {
+          s.close();
+        }
+      }),
       { numRuns: 25 },
     );
   });

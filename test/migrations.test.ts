@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openStore } from '../src/store/store.js';
 import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrationSql } from '../src/store/migrations.js';
-import { GOODBYE_SQL, HEARTBEAT_SQL, SEND_SQL, registerSql } from '../src/store/protocol.js';
+import { GOODBYE_SQL, HEARTBEAT_SQL, SEND_SQL, START_SQL, registerSql } from '../src/store/protocol.js';
 import { tempDb } from './helpers.js';
 
 const T0 = 1_800_000_000_000;
@@ -40,11 +40,12 @@ function mainProgram(db: Database.Database, sql: string, params: Record<string, 
 }
 
 describe('migrations', () => {
-  it('upgrades a version 3 database in place: every row, event and command kept, each deadline the same', () => {
+  it('upgrades a version 3 database in place: every row, event and command kept; deadlines count from a restart', () => {
     const path = tempDb();
     const old = databaseAtVersion(path, 3);
-    // One agent in each kind of deadline: beating, never beat, stale by the clock, gone offline, in maintenance.
-    for (const name of ['beating', 'silent', 'late', 'gone', 'paused']) register(old, name, T0, { interval_ms: name === 'late' ? 1000 : null });
+    // One agent in each kind of deadline: beating, never beat, stale by the clock, gone offline, in maintenance,
+    // and restarted (a new incarnation that has not beaten yet).
+    for (const name of ['beating', 'silent', 'late', 'gone', 'paused', 'restarted']) register(old, name, T0, { interval_ms: name === 'late' ? 1000 : null });
     beat(old, 'beating', T0 + 10_000);
     beat(old, 'late', T0 + 1_000);
     beat(old, 'gone', T0 + 2_000);
@@ -52,26 +53,39 @@ describe('migrations', () => {
     old.prepare(`UPDATE agents SET state = 'maintenance', state_since = :now, state_reason = 'test', maintenance_until = :until WHERE name = 'paused'`)
       .run({ now: T0 + 4_000, until: T0 + 60_000 });
     old.prepare(SEND_SQL).run({ name: 'beating', payload: '{"do":"x"}', now: T0 + 5_000, deadline_at: null });
+    beat(old, 'restarted', T0 + 1_000);
+    old.prepare(START_SQL).run({ name: 'restarted', restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now: T0 + 50_000 });
+    const deadlines = (db: Database.Database) => db.prepare('SELECT name, check_at, due_at FROM agents ORDER BY id').all() as { name: string; check_at: number | null; due_at: number }[];
     const snapshot = (db: Database.Database) => ({
-      agents: db.prepare('SELECT name, state, heartbeat_seq, progress, check_at, due_at FROM agents ORDER BY id').all(),
+      agents: db.prepare('SELECT * FROM agents ORDER BY id').all().map((row) => ({ ...(row as object), check_at: undefined, due_at: undefined })),
       events: db.prepare('SELECT agent_name, from_state, to_state, reason, at FROM events ORDER BY id').all(),
       commands: db.prepare('SELECT agent_id, payload, state FROM commands ORDER BY id').all(),
     });
     const before = snapshot(old);
-    old.close();
-    // The deadlines as version 3 computed them, for the record.
-    expect((before.agents as { name: string; check_at: number | null }[]).map((a) => [a.name, a.check_at])).toEqual([
+    // The deadlines as version 3 computed them: the restarted agent's from its predecessor's last heartbeat.
+    expect(deadlines(old).map((a) => [a.name, a.check_at])).toEqual([
       ['beating', T0 + 10_000 + 90_000],
       ['silent', T0 + 90_000],
       ['late', T0 + 1_000 + 3_000],
       ['gone', null],
       ['paused', null],
+      ['restarted', T0 + 1_000 + 90_000],
     ]);
+    old.close();
 
     const s = openStore({ path });
     expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(4);
     expect(snapshot(s.db)).toEqual(before);
+    // The same deadlines, except the restarted agent's, which now counts from its restart.
+    expect(deadlines(s.db)).toEqual([
+      { name: 'beating', check_at: T0 + 10_000 + 90_000, due_at: T0 + 10_000 + 90_000 },
+      { name: 'silent', check_at: T0 + 90_000, due_at: T0 + 90_000 },
+      { name: 'late', check_at: T0 + 1_000 + 3_000, due_at: T0 + 1_000 + 3_000 },
+      { name: 'gone', check_at: null, due_at: T0 + 2_000 + 90_000 },
+      { name: 'paused', check_at: null, due_at: T0 + 90_000 },
+      { name: 'restarted', check_at: T0 + 50_000 + 90_000, due_at: T0 + 50_000 + 90_000 },
+    ]);
     expect(s.db.pragma('quick_check', { simple: true })).toBe('ok');
     expect(s.db.pragma('foreign_key_check')).toEqual([]);
     // The health loop still reads what is due through the index.

@@ -53,6 +53,22 @@ describe('deriveState at the boundaries', () => {
     expect(deriveState(a, T0 + 90_000)).toMatchObject({ state: 'stale', reason: 'stuck in initializing' });
   });
 
+  it('judges a new incarnation from its start, not from the last heartbeat of the one before', () => {
+    // Restarted at T0 after an hour of silence: it has its own stale window to make its first beat.
+    const restarted = agent({ state: 'initializing', incarnation: 2, lastHeartbeatAt: T0 - 3_600_000, startedAt: T0, stateSince: T0 });
+    expect(deriveState(restarted, T0)).toMatchObject({ state: 'initializing', byClock: false });
+    expect(deriveState(restarted, T0 + 89_999).state).toBe('initializing');
+    expect(deriveState(restarted, T0 + 90_000)).toMatchObject({ state: 'stale', since: T0 + 90_000, reason: 'stuck in initializing' });
+    expect(deriveState(restarted, T0 + 300_000)).toMatchObject({ state: 'offline', since: T0 + 300_000 });
+    // A maintenance window that ends before the new incarnation beat leaves it initializing.
+    const paused = { ...restarted, state: 'maintenance' as const, maintenanceUntil: T0 + 1000 };
+    expect(deriveState(paused, T0 + 2000)).toMatchObject({ state: 'initializing', reason: 'maintenance window ended' });
+    // Once it beats, its heartbeat is the reference again.
+    const beating = { ...restarted, state: 'active' as const, lastHeartbeatAt: T0 + 5000 };
+    expect(deriveState(beating, T0 + 5000 + 89_999).state).toBe('active');
+    expect(deriveState(beating, T0 + 5000 + 90_000)).toMatchObject({ state: 'stale', reason: 'heartbeat overdue' });
+  });
+
   it('keeps offline and failed until a heartbeat, whatever the clock', () => {
     expect(deriveState(agent({ state: 'offline' }), T0 + 1).state).toBe('offline');
     expect(deriveState(agent({ state: 'failed' }), T0 + 1).state).toBe('failed');

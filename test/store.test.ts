@@ -4,7 +4,8 @@ import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore } from '../src/store/store.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/migrations.js';
-import { getRegisteredAgents, registerAgent, updateAgentState, updateHeartbeat, deregisterAgent } from '../src/core/agents.js';
+import { getRegisteredAgents, registerAgent, updateAgentState, updateHeartbeat, deregisterAgent, viewAgent } from '../src/core/agents.js';
+import { START_SQL } from '../src/store/protocol.js';
 import { DatabaseUnusableError, OperationError, DatabaseMissingError, AgentNotFoundError, UsageError } from '../src/errors.js';
 import { FIXTURES, exited, fileHash, start, tempDb, tempDir, waitFor } from './helpers.js';
 
@@ -135,6 +136,34 @@ describe('heartbeats and transitions', () => {
     expect(stale.at).toBe(T0 + 1500 + 3000);
     expect(stale.evidence).toMatchObject({ rule: 'clock', detected_by: 'heartbeat', heartbeat_age_ms: 3000, stale_after_ms: 3000 });
     expect(evs[3]!.evidence).toMatchObject({ rule: 'heartbeat', silent_ms: 3000 });
+  });
+
+  it('a restarted agent is judged from its restart: its first heartbeat records no silence from before it, for every writer', () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    const restart = (now: number) =>
+      s.db.prepare(START_SQL).run({ name: 'w', restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now });
+    registerAgent(s, { name: 'w', intervalMs: 1000 }, T0); // stale after 3 s, offline after 300 s
+    updateHeartbeat(s, { name: 'w' }, T0);
+    restart(T0 + 3_600_000); // an hour later
+    expect(viewAgent(s.getAgent('w')!, T0 + 3_600_000 + 2999).state).toBe('initializing');
+    updateHeartbeat(s, { name: 'w' }, T0 + 3_600_000 + 2999);
+    // Restarted again; this time the first beat comes after the stale window, before the offline threshold.
+    restart(T0 + 7_200_000);
+    updateHeartbeat(s, { name: 'w' }, T0 + 7_200_000 + 10_000);
+    const evs = s.listEvents({ agent: 'w' });
+    s.close();
+    expect(evs.map((e) => `${e.fromState}>${e.toState}:${e.reason}@${e.at - T0}`)).toEqual([
+      'null>initializing:registered@0',
+      'initializing>active:first heartbeat@0',
+      'active>initializing:restarted@3600000',
+      'initializing>active:first heartbeat@3602999',
+      'active>initializing:restarted@7200000',
+      'initializing>stale:stuck in initializing@7203000',
+      'stale>active:heartbeat@7210000',
+    ]);
+    expect(evs[3]!.evidence).toMatchObject({ silent_ms: 2999 });
+    expect(evs[5]!.evidence).toMatchObject({ rule: 'clock', detected_by: 'heartbeat', heartbeat_age_ms: 10_000 });
   });
 
   it('reactivates an agent persisted as stale or offline with an event', () => {

@@ -2,7 +2,7 @@ import { AgentNotFoundError, UsageError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { AGENT_STATES, type AgentRecord, type AgentState, type Availability } from '../store/rows.js';
 import { bootId, hostName, processStartTime } from './host.js';
-import { deriveState, heartbeatAgeMs, staleAfterMs } from './state.js';
+import { deriveState, staleAfterMs } from './state.js';
 import { MAX_DURATION_MS } from './duration.js';
 import { validateGroup, validateMessage, validateMetadata, validateName, validateReportedStatus } from './validate.js';
 
@@ -29,7 +29,7 @@ export function viewAgent(a: AgentRecord, now: number): AgentView {
     stateSince: d.since,
     stateReason: d.reason,
     persistedState: a.state,
-    heartbeatAgeMs: a.lastHeartbeatAt === null ? null : heartbeatAgeMs(a, now),
+    heartbeatAgeMs: a.lastHeartbeatAt === null ? null : now - a.lastHeartbeatAt,
     staleAfterMs: staleAfterMs(a),
     uptimeMs: alive ? Math.max(0, now - a.startedAt) : null,
   };

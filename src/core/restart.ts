@@ -8,6 +8,7 @@ import { withExclusiveLock } from '../store/lock.js';
 import { markFailed, noteRestartAttempt } from '../store/lifecycle.js';
 import type { AgentRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
+import { clockStart } from './state.js';
 import { RESTART_BACKOFF, nextRestart } from './backoff.js';
 import { bootId, hostName, pidExists } from './host.js';
 import { type ProcessRef, isSameProcess, signalProcess, waitGone } from './process-control.js';
@@ -91,7 +92,7 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   if (!a.launch) throw new NoLaunchCommandError(name);
   const steps: string[] = [];
   const maxRestarts = a.maxRestarts ?? opts.maxRestarts ?? RESTART_BACKOFF.maxRestarts;
-  const uptime = (a.lastHeartbeatAt ?? a.startedAt) - a.startedAt;
+  const uptime = clockStart(a) - a.startedAt; // how long this incarnation kept beating
   const next = nextRestart(a.restartAttempts, uptime, maxRestarts);
   if (opts.respectBackoff) {
     if (next.action === 'fail') {

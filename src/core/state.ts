@@ -15,9 +15,22 @@ export function staleAfterMs(a: Pick<AgentRecord, 'intervalMs' | 'staleMultiplie
   return Math.floor(a.intervalMs * a.staleMultiplier);
 }
 
-/** Time since the agent last beat (or, if it never has, since it started), in ms. */
+/**
+ * Where the agent's silence is counted from: its last heartbeat, or the start of its current incarnation if it has
+ * not beaten since (a restarted agent is judged from its restart, like a new one, not from its predecessor's beat).
+ */
+export function clockStart(a: Pick<AgentRecord, 'lastHeartbeatAt' | 'startedAt'>): number {
+  return Math.max(a.lastHeartbeatAt ?? a.startedAt, a.startedAt);
+}
+
+/** True if the current incarnation has beaten at least once. */
+export function hasBeatenSinceStart(a: Pick<AgentRecord, 'lastHeartbeatAt' | 'startedAt'>): boolean {
+  return a.lastHeartbeatAt !== null && a.lastHeartbeatAt >= a.startedAt;
+}
+
+/** How long the agent has been silent by its contract's clock (see clockStart), in ms. */
 export function heartbeatAgeMs(a: Pick<AgentRecord, 'lastHeartbeatAt' | 'startedAt'>, now: number): number {
-  return now - (a.lastHeartbeatAt ?? a.startedAt);
+  return now - clockStart(a);
 }
 
 /** True if the agent is overdue by its own contract: no heartbeat for interval × multiplier (seed 002's isAgentStale). */
@@ -28,25 +41,26 @@ export function isOverdue(a: AgentRecord, now: number): boolean {
 /**
  * Derives the state at `now` from the persisted one, exactly as the database's heartbeat trigger does:
  * offline and failed stay until a heartbeat; maintenance holds until it expires; otherwise an agent silent for its
- * offline threshold is offline, and one silent for its stale window is stale ("stuck in initializing" if it never beat).
+ * offline threshold is offline, and one silent for its stale window is stale ("stuck in initializing" if it has not
+ * beaten since it started). Silence counts from clockStart.
  * The boundaries are inclusive: silent for exactly the window is stale.
  */
 export function deriveState(a: AgentRecord, now: number): DerivedState {
   const persisted: DerivedState = { state: a.state, since: a.stateSince, reason: a.stateReason, byClock: false };
   if (a.state === 'offline' || a.state === 'failed') return persisted;
   if (a.state === 'maintenance' && (a.maintenanceUntil === null || a.maintenanceUntil > now)) return persisted;
-  const ref = a.lastHeartbeatAt ?? a.startedAt;
+  const ref = clockStart(a);
   const age = now - ref;
   if (age >= a.offlineAfterMs) {
     return { state: 'offline', since: ref + a.offlineAfterMs, reason: 'no heartbeat within the offline threshold', byClock: true };
   }
   if (age >= staleAfterMs(a)) {
-    const reason = a.lastHeartbeatAt === null ? 'stuck in initializing' : 'heartbeat overdue';
+    const reason = hasBeatenSinceStart(a) ? 'heartbeat overdue' : 'stuck in initializing';
     if (a.state === 'stale') return persisted;
     return { state: 'stale', since: ref + staleAfterMs(a), reason, byClock: true };
   }
   if (a.state === 'maintenance') {
-    const state: AgentState = a.lastHeartbeatAt === null ? 'initializing' : a.reportedStatus === 'error' ? 'error' : 'active';
+    const state: AgentState = !hasBeatenSinceStart(a) ? 'initializing' : a.reportedStatus === 'error' ? 'error' : 'active';
     return { state, since: a.maintenanceUntil!, reason: 'maintenance window ended', byClock: true };
   }
   return persisted;

@@ -3,7 +3,6 @@ import type { AgentRecord, AgentState, EventRecord } from '../../store/rows.js';
 import { type Cooldown, insertAlert, readCooldown, remindersDue, writeCooldown } from '../../store/alerts.js';
 import { agentById, eventsAfter } from '../../store/monitor.js';
 import { formatDuration } from '../duration.js';
-import { heartbeatAgeMs } from '../state.js';
 
 /** Which transitions alert, how often, and to whom. */
 export interface AlertPolicy {
@@ -43,7 +42,7 @@ function inMaintenance(a: AgentRecord, now: number): boolean {
 export function alertPayload(kind: string, a: AgentRecord, state: AgentState, now: number, extra: { previous?: AgentState | null; event?: EventRecord; downSince?: number | null; host: string | null }): Record<string, unknown> {
   const downFor = extra.downSince != null ? Math.max(0, (extra.event?.at ?? now) - extra.downSince) : null;
   const reason = extra.event?.reason ?? a.stateReason;
-  const age = a.lastHeartbeatAt === null ? null : heartbeatAgeMs(a, now);
+  const age = a.lastHeartbeatAt === null ? null : now - a.lastHeartbeatAt;
   const seen = age === null ? 'never beat' : `last heartbeat ${formatDuration(age)} ago`;
   const message =
     kind === 'recovery'

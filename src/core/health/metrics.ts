@@ -2,7 +2,7 @@ import type { Store } from '../../store/store.js';
 import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import { readCounters, readMonitor } from '../../store/monitor.js';
 import { getRegisteredAgents } from '../agents.js';
-import { seedStatus } from '../state.js';
+import { heartbeatAgeMs, seedStatus } from '../state.js';
 
 /** Escapes a Prometheus label value: backslash, double quote and newline. */
 export function escapeLabel(v: string): string {
@@ -34,7 +34,7 @@ export function renderMetrics(store: Store, now: number): string {
   for (const a of agents) perState.set(a.state, perState.get(a.state)! + 1);
   family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState.get(s)!]));
   family('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).', agents.map((a) => [{ agent: a.name, group: a.group, state: a.state }, seedStatus(a.state) === 'online' ? 1 : 0]));
-  family('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds since the agent last beat (since it started, if it never did).', agents.map((a) => [{ agent: a.name, group: a.group }, Math.max(0, now - (a.lastHeartbeatAt ?? a.startedAt)) / 1000]));
+  family('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.', agents.map((a) => [{ agent: a.name, group: a.group }, Math.max(0, heartbeatAgeMs(a, now)) / 1000]));
   const c = (name: string) => counters[name] ?? 0;
   family('agentctl_transitions_total', 'counter', 'State transitions seen by the health loop, by the state entered.', AGENT_STATES.map((s) => [{ to: s }, c(`transitions_total:${s}`)]));
   family('agentctl_heartbeat_timeouts_total', 'counter', 'Agents found stale or offline by the clock (no heartbeat within their contract).', [[null, c('heartbeat_timeouts_total')]]);
