@@ -77,34 +77,38 @@ describe('a health pass with an injected clock', () => {
     { minLength: 1, maxLength: 8 },
   );
   type Case = { interval: number; mult: number; offline: number; silent: number; beat: boolean; restartAgo: number | undefined };
-  function build(s: Store, cases: Case[], now: number): void {
-    cases.forEach((c, i) => {
-      registerAgent(s, { name: `a${i}`, intervalMs: c.interval, staleMultiplier: c.mult, offlineAfterMs: c.offline }, now - c.silent);
-      if (c.beat) updateHeartbeat(s, { name: `a${i}` }, now - c.silent);
-      if (c.restartAgo !== undefined) {
-        s.db.prepare(START_SQL).run({ name: `a${i}`, restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now: now - Math.min(c.restartAgo, c.silent) });
+
+  /** Checks `check` on a fresh database holding the fleet, `now` being 100 s after T0. */
+  function onFleet(check: (s: Store, cases: Case[], now: number) => void) {
+    return fc.property(fleet, (cases) => {
+      const s = fresh();
+      try {
+        const now = T0 + 100_000;
+        cases.forEach((c, i) => {
+          registerAgent(s, { name: `a${i}`, intervalMs: c.interval, staleMultiplier: c.mult, offlineAfterMs: c.offline }, now - c.silent);
+          if (c.beat) updateHeartbeat(s, { name: `a${i}` }, now - c.silent);
+          if (c.restartAgo !== undefined) {
+            s.db.prepare(START_SQL).run({ name: `a${i}`, restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now: now - Math.min(c.restartAgo, c.silent) });
+          }
+        });
+        check(s, cases, now);
+      } finally {
+        s.close();
       }
     });
   }
 
   it('agrees with what readers derive, for any contract, silence and restart (property)', () => {
     fc.assert(
-      fc.property(fleet, (cases) => {
-        const s = fresh();
-        try {
-          const now = T0 + 100_000;
-          build(s, cases, now);
-          const expected = cases.map((_, i) => deriveState(s.getAgent(`a${i}`)!, now));
-          checkHealth(s, now, { local: nowhere, hold: false });
-          cases.forEach((_, i) => {
-            const after = s.getAgent(`a${i}`)!;
-            expect(after.state).toBe(expected[i]!.state);
-            expect(viewAgent(after, now).state).toBe(expected[i]!.state);
-            if (expected[i]!.byClock) expect(after.stateSince).toBe(expected[i]!.since);
-          });
-        } finally {
-          s.close();
-        }
+      onFleet((s, cases, now) => {
+        const expected = cases.map((_, i) => deriveState(s.getAgent(`a${i}`)!, now));
+        checkHealth(s, now, { local: nowhere, hold: false });
+        cases.forEach((_, i) => {
+          const after = s.getAgent(`a${i}`)!;
+          expect(after.state).toBe(expected[i]!.state);
+          expect(viewAgent(after, now).state).toBe(expected[i]!.state);
+          if (expected[i]!.byClock) expect(after.stateSince).toBe(expected[i]!.since);
+        });
       }),
       { numRuns: 25 },
     );
@@ -112,26 +116,19 @@ describe('a health pass with an injected clock', () => {
 
   it('the heartbeat trigger records the same clock transition readers derive, for any contract, silence and restart (property)', () => {
     fc.assert(
-      fc.property(fleet, (cases) => {
-        const s = fresh();
-        try {
-          const now = T0 + 100_000;
-          build(s, cases, now);
-          cases.forEach((_, i) => {
-            const name = `a${i}`;
-            const expected = deriveState(s.getAgent(name)!, now);
-            const before = s.lastEventId();
-            updateHeartbeat(s, { name }, now);
-            const clock = s.listEvents({ agent: name, afterId: before }).filter((e) => (e.evidence as { rule?: string } | null)?.rule === 'clock');
-            if (expected.byClock) {
-              expect(clock.map((e) => ({ to: e.toState, at: e.at, reason: e.reason }))).toEqual([{ to: expected.state, at: expected.since, reason: expected.reason }]);
-            } else {
-              expect(clock).toEqual([]);
-            }
-          });
-        } finally {
-          s.close();
-        }
+      onFleet((s, cases, now) => {
+        cases.forEach((_, i) => {
+          const name = `a${i}`;
+          const expected = deriveState(s.getAgent(name)!, now);
+          const before = s.lastEventId();
+          updateHeartbeat(s, { name }, now);
+          const clock = s.listEvents({ agent: name, afterId: before }).filter((e) => (e.evidence as { rule?: string } | null)?.rule === 'clock');
+          if (expected.byClock) {
+            expect(clock.map((e) => ({ to: e.toState, at: e.at, reason: e.reason }))).toEqual([{ to: expected.state, at: expected.since, reason: expected.reason }]);
+          } else {
+            expect(clock).toEqual([]);
+          }
+        });
       }),
       { numRuns: 25 },
     );
