@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { ROOT, cli, cliJson, exited, startCli, tempDb, tempDir, waitFor } from './helpers.js';
-import { beatOnce, cliAsync, freePort, receiver } from './receiver.js';
+import { TLS_CERT, beatOnce, cliAsync, freePort, receiver } from './receiver.js';
 
 const SINK = join(ROOT, 'test', 'fixtures', 'alert-sink.mjs');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -61,6 +61,26 @@ describe('alerts', () => {
     expect(hook.bodies[1].message).toMatch(/^down is still offline \(down for \d+s/);
     await once();
     expect(hook.bodies).toHaveLength(2);
+  });
+
+  it('an https webhook gets the alert only over a verified connection: an untrusted certificate is a failed delivery, retried', async () => {
+    const db = tempDb();
+    const hook = await receiver(0, { tls: true });
+    expect(hook.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/hook$/);
+    const once = (env: Record<string, string | undefined> = {}) =>
+      cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-retries', '0', '--alert-timeout', '2s'], { db, env });
+    await once();
+    await dying(db, 'w');
+    // The receiver's certificate is self-signed: without trusting it, nothing is sent and the alert stays pending.
+    const untrusted = await once();
+    expect(untrusted.code).toBe(0);
+    expect(untrusted.stderr).toMatch(/not delivered to webhook:https:.*(self[- ]signed|certificate).*will retry on the next pass/i);
+    expect(hook.bodies).toEqual([]);
+    // Trusted (as an operator would add an internal CA): delivered once, and not again.
+    expect((await once({ NODE_EXTRA_CA_CERTS: TLS_CERT })).code).toBe(0);
+    expect(hook.bodies.map((b) => `${b.kind}:${b.state}:${b.agent.name}`)).toEqual(['alert:offline:w']);
+    await once({ NODE_EXTRA_CA_CERTS: TLS_CERT });
+    expect(hook.bodies).toHaveLength(1);
   });
 
   it('an alert the receiver could not take is delivered once it is up', async () => {

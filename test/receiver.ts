@@ -1,7 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterEach } from 'vitest';
-import { exited, startCli } from './helpers.js';
+import { FIXTURES, exited, startCli } from './helpers.js';
 import { openStore, registerAgent, updateHeartbeat } from '../dist/index.js';
 
 const servers = new Set<Server>();
@@ -11,10 +14,16 @@ afterEach(async () => {
   servers.clear();
 });
 
-/** A webhook receiver on loopback that records every JSON body it gets; closed after the test. */
-export async function receiver(port = 0): Promise<{ url: string; port: number; bodies: any[]; close(): Promise<void> }> {
+/** The test-only certificate of the HTTPS receiver (trust it with NODE_EXTRA_CA_CERTS=TLS_CERT). */
+export const TLS_CERT = join(FIXTURES, 'tls', 'cert.pem');
+
+/**
+ * A webhook receiver on loopback that records every JSON body it gets; closed after the test. With `tls`, it
+ * speaks HTTPS with the certificate in test/fixtures/tls.
+ */
+export async function receiver(port = 0, opts: { tls?: boolean } = {}): Promise<{ url: string; port: number; bodies: any[]; close(): Promise<void> }> {
   const bodies: any[] = [];
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (d) => (body += d));
@@ -22,7 +31,10 @@ export async function receiver(port = 0): Promise<{ url: string; port: number; b
       bodies.push(JSON.parse(body));
       res.writeHead(200, { connection: 'close' }).end('ok');
     });
-  });
+  };
+  const server = opts.tls
+    ? createTlsServer({ cert: readFileSync(TLS_CERT), key: readFileSync(join(FIXTURES, 'tls', 'key.pem')) }, handle)
+    : createServer(handle);
   servers.add(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -30,7 +42,7 @@ export async function receiver(port = 0): Promise<{ url: string; port: number; b
   });
   const actual = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${actual}/hook`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${actual}/hook`,
     port: actual,
     bodies,
     close: () => new Promise((r) => { servers.delete(server); server.close(() => r()); }),
@@ -48,11 +60,9 @@ export async function freePort(): Promise<number> {
  * Runs the CLI without blocking this process (cli() uses spawnSync, which would stop the in-process receiver from
  * answering while the monitor waits for it).
  */
-export async function cliAsync(args: string[], opts: { db?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function cliAsync(args: string[], opts: { db?: string; env?: Record<string, string | undefined> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = startCli(args, opts);
-  const { code } = await exited(child);
-  // 'exit' can come before the last output: wait for the streams to end too.
-  await Promise.all([child.stdout, child.stderr].map((s) => (s!.readableEnded ? undefined : new Promise((r) => s!.once('end', r)))));
+  const { code } = await exited(child); // with all its output read
   return { code, stdout: child.output(), stderr: child.errors() };
 }
 
