@@ -53,7 +53,11 @@ describe('register, heartbeat, status', () => {
     const r = cli(['heartbeat', 'w1', '--status', 'busy', '--message', 'crunching', '--progress', '3', '--meta', '{"jobs":1}'], { db });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/registered new agent w1/);
+    expect(r.stderr.trim()).toBe('agentctl: registered new agent w1 (interval 30s)');
+    // The line names the contract it registered with; a later beat with a contract is no registration.
+    expect(cli(['heartbeat', 'w2', '--interval', '250ms'], { db }).stderr.trim()).toBe('agentctl: registered new agent w2 (interval 250ms)');
+    expect(cli(['heartbeat', 'w2', '--interval', '1s'], { db }).stderr).toBe('');
+    cli(['deregister', 'w2'], { db });
     const status = cliJson(['status'], { db });
     expect(status.summary).toMatchObject({ total: 1, active: 1 });
     expect(status.agents[0]).toMatchObject({ name: 'w1', state: 'active', availability: 'busy', reportedStatus: 'busy', message: 'crunching', progress: 3, metadata: { jobs: 1 }, pid: null, heartbeatSeq: 1 });

@@ -159,9 +159,7 @@ export function updateHeartbeat(store: Store, input: HeartbeatInput, now: number
   const beat = { name: input.name, status: input.status ?? null, message: input.message ?? null, metadataJson, progress: input.progress ?? null };
   const needsRegister = input.pid !== undefined || input.intervalMs !== undefined || input.staleMultiplier !== undefined || input.offlineAfterMs !== undefined;
   if (!needsRegister) return store.heartbeat(beat, now);
-  const existed = store.getAgent(input.name) !== undefined;
-  const agent = store.registerAndHeartbeat(registerParams(input), beat, now);
-  return { registered: !existed, agent };
+  return store.registerAndHeartbeat(registerParams(input), beat, now);
 }
 
 /** What `set-status` (and seed 002's update_agent_state) may set. */

@@ -157,12 +157,16 @@ export class Store {
     });
   }
 
-  /** Registration (or contract update) and a heartbeat in one transaction: for heartbeats that also set the contract or pid. */
-  registerAndHeartbeat(r: RegisterParams, h: HeartbeatParams, now: number): AgentRecord {
+  /**
+   * Registration (or contract update) and a heartbeat in one transaction: for heartbeats that also set the contract
+   * or pid. `registered` says whether this call created the agent (decided under the write lock).
+   */
+  registerAndHeartbeat(r: RegisterParams, h: HeartbeatParams, now: number): { registered: boolean; agent: AgentRecord } {
     return this.immediate(() => {
+      const existed = this.getAgent(r.name) !== undefined;
       this.stmt(registerSql(this.contract)).run(registerBindings(r, now));
       this.stmt(HEARTBEAT_SQL).run(heartbeatBindings(h, now));
-      return this.getAgent(r.name)!;
+      return { registered: !existed, agent: this.getAgent(r.name)! };
     });
   }
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { checkHeartbeatInput, updateHeartbeat } from '../../core/agents.js';
 import { parseCount, validateReportedStatus } from '../../core/validate.js';
+import { formatDuration } from '../../core/duration.js';
 import { type CliContext, cliContext } from '../context.js';
 import { parseContract, parseMeta, parsePid } from './options.js';
 
@@ -52,7 +53,7 @@ export function runHeartbeat(name: string, flags: HeartbeatFlags, ctx: CliContex
     const now = ctx.now();
     const result = updateHeartbeat(store, input, now);
     if (ctx.json) ctx.out(JSON.stringify({ name, at: new Date(now).toISOString(), registered: result.registered }));
-    else if (result.registered) ctx.err(`agentctl: registered new agent ${name} (interval ${store.contract.intervalMs / 1000}s)`);
+    else if (result.registered) ctx.err(`agentctl: registered new agent ${name} (interval ${formatDuration(result.agent?.intervalMs ?? store.contract.intervalMs)})`);
   } finally {
     store.close();
   }
