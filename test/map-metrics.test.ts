@@ -86,6 +86,14 @@ describe('agentctl map', () => {
     expect(map.health_loop).toMatchObject({ overdue: false, last_pass: expect.any(String) });
     expect(readdirSync(dir).sort()).toEqual(['agent_heartbeat.json', 'agentctl.prom']); // no temp files left
   });
+  it('map --out into a missing directory exits 1 with one line naming the file asked for', () => {
+    const db = tempDb();
+    cli(['heartbeat', 'w'], { db });
+    const out = join(tempDir(), 'missing', 'map.json');
+    const r = cli(['map', '--out', out], { db });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([`agentctl: cannot write ${out}: its directory ${join(out, '..')} does not exist`]);
+  });
 });
 
 describe('agentctl metrics', () => {

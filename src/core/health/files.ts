@@ -13,6 +13,14 @@ export function writeFileAtomic(path: string, text: string): void {
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw new OperationError(`cannot write ${path}: ${(err as Error).message}`, { cause: err });
+    // Name the file asked for, not the temporary one beside it that the system call saw.
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT' ? `its directory ${dirname(path)} does not exist`
+      : code === 'EACCES' || code === 'EPERM' ? `no permission to write in ${dirname(path)}`
+      : code === 'EISDIR' ? 'it is a directory'
+      : code === 'ENOSPC' ? 'the disk is full'
+      : (err as Error).message;
+    throw new OperationError(`cannot write ${path}: ${why}`, { cause: err });
   }
 }
