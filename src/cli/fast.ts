@@ -1,5 +1,6 @@
-import { runHeartbeat, type HeartbeatFlags } from './commands/heartbeat.js';
-import { contextFrom, type GlobalOptions } from './context.js';
+import { type HeartbeatFlags, prepareCliHeartbeat, writeCliHeartbeat } from './commands/heartbeat.js';
+import { type CliContext, contextFrom, type GlobalOptions } from './context.js';
+import type { PreparedHeartbeat } from '../core/agents.js';
 import { reportError } from './report.js';
 import { AgentctlError, MigrationNeededError } from '../errors.js';
 
@@ -33,21 +34,21 @@ export function fastHeartbeat(args: string[]): number | null {
     } else positional.push(arg);
   }
   if (positional.length !== 2 || positional[0] !== 'heartbeat') return null;
-  let opened = false;
+  let ctx: CliContext;
+  let prepared: PreparedHeartbeat;
   try {
-    const ctx = contextFrom(globals);
-    const open = ctx.open.bind(ctx);
-    // Everything before the database is opened is validation: on any error there, hand over to the full CLI.
-    ctx.open = (mode, opts) => {
-      const store = open(mode, opts);
-      opened = true;
-      return store;
-    };
-    runHeartbeat(positional[1]!, flags, ctx, { migrate: false });
+    ctx = contextFrom(globals);
+    prepared = prepareCliHeartbeat(positional[1]!, flags);
+  } catch (err) {
+    // Invalid input or configuration: the full CLI reports it, in its own words.
+    if (err instanceof AgentctlError) return null;
+    return reportError(err, Boolean(globals.debug));
+  }
+  try {
+    writeCliHeartbeat(prepared, ctx, { migrate: false });
     return 0;
   } catch (err) {
     if (err instanceof MigrationNeededError) return null;
-    if (!opened && err instanceof AgentctlError) return null;
     return reportError(err, Boolean(globals.debug));
   }
 }

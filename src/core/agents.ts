@@ -1,5 +1,5 @@
 import { AgentNotFoundError, UsageError } from '../errors.js';
-import type { Store } from '../store/store.js';
+import type { HeartbeatParams, RegisterParams, Store } from '../store/store.js';
 import { AGENT_STATES, type AgentRecord, type AgentState, type Availability } from '../store/rows.js';
 import { bootId, hostName, processStartTime } from './host.js';
 import { deriveState, staleAfterMs } from './state.js';
@@ -107,7 +107,8 @@ export function processIdentity(pid: number): { pid: number; pidStartTime: numbe
   return { pid, pidStartTime: start, host: hostName(), bootId: bootId() };
 }
 
-function registerParams(input: RegisterInput | HeartbeatInput) {
+/** The registration columns of an input whose name and contract are already validated; reads the pid's identity. */
+function registerParams(input: RegisterInput | HeartbeatInput): RegisterParams {
   const identity = input.pid !== undefined ? processIdentity(input.pid) : undefined;
   return {
     name: input.name,
@@ -118,26 +119,34 @@ function registerParams(input: RegisterInput | HeartbeatInput) {
   };
 }
 
-/** Validates a registration completely (names, contract, metadata, pid, launch) without touching the database. */
-export function checkRegisterInput(input: RegisterInput): void {
+/**
+ * Validates a registration completely (name, contract, group, metadata, pid, launch) without touching the database,
+ * and returns what the store writes. Validating is preparing: the pid's identity is read and the metadata
+ * serialised once. The CLI calls it before opening the database, so bad input creates nothing.
+ */
+export function prepareRegister(input: RegisterInput): RegisterParams {
   validateName(input.name);
   validateContract(input);
   if (input.group !== undefined) validateGroup(input.group);
-  if (input.metadata !== undefined) validateMetadata(input.metadata);
-  if (input.pid !== undefined) processIdentity(input.pid);
   if (input.launch && (!Array.isArray(input.launch.argv) || input.launch.argv.length === 0)) throw new UsageError('the launch command is empty');
+  const metadataJson = input.metadata !== undefined ? validateMetadata(input.metadata) : null;
+  return { ...registerParams(input), group: input.group ?? null, metadataJson, launch: input.launch ?? null };
 }
 
 /** Registers an agent or updates its contract (idempotent). Validates everything before writing. */
 export function registerAgent(store: Store, input: RegisterInput, now: number): AgentRecord {
-  checkRegisterInput(input);
-  const base = registerParams(input);
-  const metadataJson = input.metadata !== undefined ? validateMetadata(input.metadata) : null;
-  return store.register({ ...base, group: input.group ?? null, metadataJson, launch: input.launch ?? null }, now);
+  return store.register(prepareRegister(input), now).agent;
 }
 
-/** Validates a heartbeat completely without touching the database. */
-export function checkHeartbeatInput(input: HeartbeatInput): void {
+/** A heartbeat validated and turned into the store's parameters (see prepareHeartbeat). */
+export interface PreparedHeartbeat {
+  beat: HeartbeatParams;
+  /** Set when the heartbeat also changes the contract or names the pid: then it registers and beats in one transaction. */
+  register: RegisterParams | null;
+}
+
+/** Validates a heartbeat completely without touching the database, and returns what writeHeartbeat writes. */
+export function prepareHeartbeat(input: HeartbeatInput): PreparedHeartbeat {
   validateName(input.name);
   validateContract(input);
   if (input.status !== undefined) validateReportedStatus(input.status);
@@ -145,8 +154,15 @@ export function checkHeartbeatInput(input: HeartbeatInput): void {
   if (input.progress !== undefined && (!Number.isSafeInteger(input.progress) || input.progress < 0)) {
     throw new UsageError(`invalid progress '${input.progress}': must be a whole number of at least 0`);
   }
-  if (input.metadata !== undefined) validateMetadata(input.metadata);
-  if (input.pid !== undefined) processIdentity(input.pid);
+  const metadataJson = input.metadata !== undefined ? validateMetadata(input.metadata) : null;
+  const beat = { name: input.name, status: input.status ?? null, message: input.message ?? null, metadataJson, progress: input.progress ?? null };
+  const needsRegister = input.pid !== undefined || input.intervalMs !== undefined || input.staleMultiplier !== undefined || input.offlineAfterMs !== undefined;
+  return { beat, register: needsRegister ? registerParams(input) : null };
+}
+
+/** Writes a prepared heartbeat: one autocommit UPDATE, or registration and heartbeat in one transaction. */
+export function writeHeartbeat(store: Store, p: PreparedHeartbeat, now: number): { registered: boolean; agent?: AgentRecord } {
+  return p.register ? store.registerAndHeartbeat(p.register, p.beat, now) : store.heartbeat(p.beat, now);
 }
 
 /**
@@ -154,12 +170,7 @@ export function checkHeartbeatInput(input: HeartbeatInput): void {
  * changes the contract or names the pid registers and beats in one transaction; a plain one is a single write.
  */
 export function updateHeartbeat(store: Store, input: HeartbeatInput, now: number): { registered: boolean; agent?: AgentRecord } {
-  checkHeartbeatInput(input);
-  const metadataJson = input.metadata !== undefined ? validateMetadata(input.metadata) : null;
-  const beat = { name: input.name, status: input.status ?? null, message: input.message ?? null, metadataJson, progress: input.progress ?? null };
-  const needsRegister = input.pid !== undefined || input.intervalMs !== undefined || input.staleMultiplier !== undefined || input.offlineAfterMs !== undefined;
-  if (!needsRegister) return store.heartbeat(beat, now);
-  return store.registerAndHeartbeat(registerParams(input), beat, now);
+  return writeHeartbeat(store, prepareHeartbeat(input), now);
 }
 
 /** What `set-status` (and seed 002's update_agent_state) may set. */

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { DatabaseReplacedError, DatabaseUnusableError, UsageError } from '../errors.js';
-import { GOODBYE_SQL, HEARTBEAT_SQL } from '../store/protocol.js';
+import { GOODBYE_SQL } from '../store/protocol.js';
 import { type StartRowParams, markExited, startAgentRow } from '../store/lifecycle.js';
-import { type Store, openStore } from '../store/store.js';
+import { type HeartbeatParams, type Store, openStore } from '../store/store.js';
 import { isBusyError } from '../store/retry.js';
 import { type HeartbeatAgentOptions, type ResolvedAgentOptions, resolveAgentOptions } from './agent-options.js';
 import { reconnectDelay } from './backoff.js';
@@ -162,17 +162,14 @@ export class HeartbeatAgent extends EventEmitter {
   /** Sends a heartbeat now (the timer calls this). Returns whether it committed; never throws. */
   beat(): boolean {
     const now = this.clock();
+    const p = { name: this.name, status: this.status, message: this.message, metadataJson: this.pendingMeta ? JSON.stringify(this.pendingMeta) : null, progress: this.progressValue };
     try {
-      this.checkFile();
       // Until the first connection the agent may create the file; afterwards a missing file is an operator's doing.
       if (!this.store) this.connect(this.incarnationNo === null ? 'create' : 'existing');
-      const store = this.store!;
-      const bind = { name: this.name, status: this.status, message: this.message, metadata: this.pendingMeta ? JSON.stringify(this.pendingMeta) : null, progress: this.progressValue, now };
-      const changed = store.retrying(() => store.prepared(HEARTBEAT_SQL).run(bind).changes);
-      if (changed !== 1) {
+      if (!this.beatThroughStore(p, now)) {
         // The row is gone (the file was recreated, or someone purged the agent): register again, then beat.
-        this.register(store, 'registered again: the agent was missing from the database');
-        store.retrying(() => store.prepared(HEARTBEAT_SQL).run(bind));
+        this.register(this.store!, 'registered again: the agent was missing from the database');
+        this.store!.heartbeatRow(p, now);
       }
       this.pendingMeta = null;
       this.lastAck = now;
@@ -257,7 +254,7 @@ export class HeartbeatAgent extends EventEmitter {
           offlineAfterMs: this.o.offlineAfterMs, pid: this.o.pid, pidStartTime: start, host: hostName(), bootId: bootId(),
           metadataJson: this.o.metaJson, launch: this.o.launch ?? null,
         },
-        ...(why !== undefined && store.getAgent(this.name) ? { reason: why } : {}),
+        ...(why !== undefined ? { reason: why } : {}), // ignored for a new row: its registration is its start
         ...(how.evidence ? { evidence: how.evidence } : {}),
         ...(how.restarted ? { restarted: true } : {}),
         ...(how.supervision !== undefined ? { supervision: how.supervision } : {}),
@@ -265,6 +262,22 @@ export class HeartbeatAgent extends EventEmitter {
       this.clock(),
     );
     this.incarnationNo = row.incarnation;
+  }
+
+  /**
+   * One heartbeat row through the current connection. The store checks the file before writing, so a deleted,
+   * replaced or truncated file swallows nothing; a replaced one gets this beat through a new connection.
+   */
+  private beatThroughStore(p: HeartbeatParams, now: number): boolean {
+    try {
+      return this.store!.heartbeatRow(p, now);
+    } catch (err) {
+      if (!(err instanceof DatabaseReplacedError)) throw err;
+      this.dropConnection();
+      if (!existsSync(this.o.db)) throw err; // deleted: report and wait (never create it again)
+      this.connect('existing');
+      return this.store!.heartbeatRow(p, now);
+    }
   }
 
   /** A deleted, replaced or truncated database file must not swallow heartbeats through a connection to the old one. */

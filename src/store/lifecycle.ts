@@ -1,5 +1,5 @@
 import { AgentNotFoundError } from '../errors.js';
-import { START_SQL, registerSql } from './protocol.js';
+import { START_SQL } from './protocol.js';
 import type { AgentRecord, RestartPolicy } from './rows.js';
 import { type RegisterParams, type Store, registerBindings } from './store.js';
 
@@ -38,7 +38,7 @@ export function startAgentRow(store: Store, p: StartRowParams, now: number): Age
         now,
       });
     }
-    store.prepared(registerSql(store.contract)).run(registerBindings(r, now));
+    store.prepared(store.registerSql).run(registerBindings(r, now));
     if (p.supervision !== undefined) {
       const s = p.supervision;
       store

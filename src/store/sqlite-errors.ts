@@ -1,11 +1,12 @@
 import { AgentctlError, DatabaseBusyError, DatabaseUnusableError, OperationError } from '../errors.js';
+import { isBusyError } from './retry.js';
 
 /** Turns an SQLite error into the agentctl error a user can act on; AgentctlErrors pass through unchanged. */
 export function describeSqliteError(err: unknown, path: string, attempts: number): Error {
   if (err instanceof AgentctlError) return err;
   const code = String((err as { code?: unknown } | null)?.code ?? '');
   const msg = (err as Error)?.message ?? String(err);
-  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return new DatabaseBusyError(path, attempts, { cause: err });
+  if (isBusyError(err)) return new DatabaseBusyError(path, attempts, { cause: err });
   if (code === 'SQLITE_NOTADB') return new DatabaseUnusableError(path, 'it is not an SQLite database; it was left untouched', { cause: err });
   if (code.startsWith('SQLITE_CORRUPT')) return new DatabaseUnusableError(path, `it is corrupt (${msg}); run 'agentctl db-check' and restore from a backup`, { cause: err });
   if (code.startsWith('SQLITE_READONLY')) return new OperationError(`database ${path} is read-only (${msg}); check the permissions of the file and its directory`, { cause: err, code: 'E_READONLY' });

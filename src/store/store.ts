@@ -83,11 +83,15 @@ export class Store {
   /** The file this connection opened: a write after it was deleted or replaced would go nowhere anyone reads. */
   private readonly file: { dev: number; ino: number; size: number };
 
+  /** The register statement with this store's contract defaults filled in. */
+  readonly registerSql: string;
+
   constructor(db: Database.Database, path: string, retry: RetryPolicy, contract = DEFAULT_CONTRACT) {
     this.db = db;
     this.path = path;
     this.retry = retry;
     this.contract = contract;
+    this.registerSql = registerSql(contract);
     const st = statSync(path);
     this.file = { dev: st.dev, ino: st.ino, size: st.size };
   }
@@ -106,12 +110,8 @@ export class Store {
     this.file.size = st.size;
   }
 
-  /** The statement for `sql`, prepared once per connection (for the store modules beside this one). */
+  /** The statement for `sql`, prepared once per connection (also for the store modules beside this one). */
   prepared(sql: string): Database.Statement {
-    return this.stmt(sql);
-  }
-
-  private stmt(sql: string): Database.Statement {
     let s = this.stmts.get(sql);
     if (!s) {
       s = this.db.prepare(sql);
@@ -126,17 +126,35 @@ export class Store {
     return immediate(this.db, this.retry, this.path, fn, { prompt: this.promptWriteLock });
   }
 
-  /** Runs a single statement with the busy retry. */
+  /** Runs a single write statement with the busy retry, after checking that the file is still the one open. */
   retrying<T>(fn: () => T): T {
+    this.assertSameFile();
     return withRetry(this.retry, this.path, fn);
   }
 
-  /** Registers an agent or updates its contract and identity (idempotent). Returns the stored record. */
-  register(p: RegisterParams, now: number): AgentRecord {
+  /**
+   * Registers an agent or updates its contract and identity (idempotent). Returns the stored record, and whether
+   * this call created it (decided under the write lock).
+   */
+  register(p: RegisterParams, now: number): { registered: boolean; agent: AgentRecord } {
     return this.immediate(() => {
-      this.stmt(registerSql(this.contract)).run(registerBindings(p, now));
-      return this.getAgent(p.name)!;
+      const registered = !this.exists(p.name);
+      this.prepared(this.registerSql).run(registerBindings(p, now));
+      return { registered, agent: this.getAgent(p.name)! };
     });
+  }
+
+  private exists(name: string): boolean {
+    return this.prepared('SELECT 1 FROM agents WHERE name = ?').get(name) !== undefined;
+  }
+
+  /**
+   * The heartbeat statement alone, as one autocommit UPDATE (with the busy retry and the file check). False means
+   * no agent has that name, and nothing was written.
+   */
+  heartbeatRow(p: HeartbeatParams, now: number): boolean {
+    const bindings = heartbeatBindings(p, now);
+    return this.retrying(() => this.prepared(HEARTBEAT_SQL).run(bindings).changes) === 1;
   }
 
   /**
@@ -144,15 +162,13 @@ export class Store {
    * contract) in one transaction. Returns whether it registered the agent. Throws if the write did not commit.
    */
   heartbeat(p: HeartbeatParams, now: number): { registered: boolean } {
+    if (this.heartbeatRow(p, now)) return { registered: false };
     const bindings = heartbeatBindings(p, now);
-    this.assertSameFile();
-    const changed = this.retrying(() => this.stmt(HEARTBEAT_SQL).run(bindings).changes);
-    if (changed === 1) return { registered: false };
     return this.immediate(() => {
-      const existed = this.stmt(HEARTBEAT_SQL).run(bindings).changes === 1;
+      const existed = this.prepared(HEARTBEAT_SQL).run(bindings).changes === 1;
       if (existed) return { registered: false };
-      this.stmt(registerSql(this.contract)).run(registerBindings({ name: p.name }, now));
-      this.stmt(HEARTBEAT_SQL).run(bindings);
+      this.prepared(this.registerSql).run(registerBindings({ name: p.name }, now));
+      this.prepared(HEARTBEAT_SQL).run(bindings);
       return { registered: true };
     });
   }
@@ -163,9 +179,9 @@ export class Store {
    */
   registerAndHeartbeat(r: RegisterParams, h: HeartbeatParams, now: number): { registered: boolean; agent: AgentRecord } {
     return this.immediate(() => {
-      const existed = this.getAgent(r.name) !== undefined;
-      this.stmt(registerSql(this.contract)).run(registerBindings(r, now));
-      this.stmt(HEARTBEAT_SQL).run(heartbeatBindings(h, now));
+      const existed = this.exists(r.name);
+      this.prepared(this.registerSql).run(registerBindings(r, now));
+      this.prepared(HEARTBEAT_SQL).run(heartbeatBindings(h, now));
       return { registered: !existed, agent: this.getAgent(r.name)! };
     });
   }
@@ -174,13 +190,13 @@ export class Store {
   goodbye(name: string, message: string | null, now: number): boolean {
     return this.immediate(() => {
       if (!this.getAgent(name)) throw new AgentNotFoundError(name);
-      return this.stmt(GOODBYE_SQL).run({ name, message, now }).changes === 1;
+      return this.prepared(GOODBYE_SQL).run({ name, message, now }).changes === 1;
     });
   }
 
   /** One agent's stored record, or undefined. */
   getAgent(name: string): AgentRecord | undefined {
-    const row = this.stmt('SELECT * FROM agents WHERE name = ?').get(name) as Record<string, unknown> | undefined;
+    const row = this.prepared('SELECT * FROM agents WHERE name = ?').get(name) as Record<string, unknown> | undefined;
     return row ? toAgentRecord(row) : undefined;
   }
 
@@ -194,7 +210,7 @@ export class Store {
       args.push(opts.group);
     }
     const sql = `SELECT * FROM agents${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`;
-    return (this.stmt(sql).all(...args) as Record<string, unknown>[]).map(toAgentRecord);
+    return (this.prepared(sql).all(...args) as Record<string, unknown>[]).map(toAgentRecord);
   }
 
   /**
@@ -207,7 +223,7 @@ export class Store {
       if (!before) throw new AgentNotFoundError(name);
       const t = decide(before);
       if (!t) return { before, after: before, changed: false };
-      this.stmt(
+      this.prepared(
         `UPDATE agents SET state = :to, state_since = CASE WHEN state = :to THEN state_since ELSE :now END, state_reason = :reason, state_evidence = :evidence,
            maintenance_until = :until, availability = COALESCE(:availability, availability),
            deregistered_at = CASE WHEN :deregister THEN :now ELSE deregistered_at END, updated_at = :now
@@ -223,7 +239,7 @@ export class Store {
         deregister: t.deregister ? 1 : 0,
       });
       if (t.alwaysEvent && before.state === t.to) {
-        this.stmt(
+        this.prepared(
           `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
            VALUES (:id, :name, :now, :to, :to, :reason, :evidence)`,
         ).run({ id: before.id, name: before.name, now, to: t.to, reason: t.reason, evidence: t.evidence ? JSON.stringify(t.evidence) : null });
@@ -254,12 +270,12 @@ export class Store {
       ? `SELECT * FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) ORDER BY id`
       : `SELECT * FROM events${filter} ORDER BY id`;
     if (q.limit !== undefined) args.limit = q.limit;
-    return (this.stmt(sql).all(args) as Record<string, unknown>[]).map(toEventRecord);
+    return (this.prepared(sql).all(args) as Record<string, unknown>[]).map(toEventRecord);
   }
 
   /** The id of the newest event (0 if none). */
   lastEventId(): number {
-    return (this.stmt('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+    return (this.prepared('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
   }
 
   close(): void {

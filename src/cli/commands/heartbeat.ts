@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { checkHeartbeatInput, updateHeartbeat } from '../../core/agents.js';
-import { parseCount, validateReportedStatus } from '../../core/validate.js';
+import { type HeartbeatInput, type PreparedHeartbeat, prepareHeartbeat, writeHeartbeat } from '../../core/agents.js';
+import { parseCount } from '../../core/validate.js';
 import { formatDuration } from '../../core/duration.js';
 import { type CliContext, cliContext } from '../context.js';
 import { parseContract, parseMeta, parsePid } from './options.js';
@@ -30,28 +30,32 @@ export function define(program: Command): void {
     .option('--interval <dur>', 'change the heartbeat interval in the contract')
     .option('--pid <pid>', "the agent's process id")
     .addHelpText('after', `\nExamples:\n  agentctl heartbeat worker-1\n  agentctl heartbeat worker-1 --status error --message "queue unreachable"\n  while sleep 30; do agentctl heartbeat backup --progress "$n"; done`)
-    .action((name: string, flags: HeartbeatFlags, cmd: Command) => runHeartbeat(name, flags, cliContext(cmd)));
+    .action((name: string, flags: HeartbeatFlags, cmd: Command) => writeCliHeartbeat(prepareCliHeartbeat(name, flags), cliContext(cmd)));
 }
 
-/**
- * The heartbeat command without commander: validates every flag, then one write. Shared by the command and the
- * fast path in bin/agentctl. `migrate: false` makes it throw MigrationNeededError instead of creating the schema.
- */
-export function runHeartbeat(name: string, flags: HeartbeatFlags, ctx: CliContext, opts: { migrate?: boolean } = {}): void {
-  const input = {
+/** Parses and validates every flag of a heartbeat, before any database is opened: bad input writes nothing. */
+export function prepareCliHeartbeat(name: string, flags: HeartbeatFlags): PreparedHeartbeat {
+  return prepareHeartbeat({
     name,
     ...parseContract({ interval: flags.interval }),
-    status: flags.status !== undefined ? validateReportedStatus(flags.status) : undefined,
+    status: flags.status as HeartbeatInput['status'], // prepareHeartbeat checks it
     message: flags.message,
     metadata: parseMeta(flags.meta),
     progress: flags.progress !== undefined ? parseCount(flags.progress, '--progress') : undefined,
     pid: parsePid(flags.pid),
-  };
-  checkHeartbeatInput(input);
+  });
+}
+
+/**
+ * Writes a prepared heartbeat: one write. Shared by the command and the fast path in bin/agentctl. `migrate: false`
+ * makes it throw MigrationNeededError instead of creating the schema.
+ */
+export function writeCliHeartbeat(prepared: PreparedHeartbeat, ctx: CliContext, opts: { migrate?: boolean } = {}): void {
   const store = ctx.open('create', opts);
   try {
     const now = ctx.now();
-    const result = updateHeartbeat(store, input, now);
+    const result = writeHeartbeat(store, prepared, now);
+    const name = prepared.beat.name;
     if (ctx.json) ctx.out(JSON.stringify({ name, at: new Date(now).toISOString(), registered: result.registered }));
     else if (result.registered) ctx.err(`agentctl: registered new agent ${name} (interval ${formatDuration(result.agent?.intervalMs ?? store.contract.intervalMs)})`);
   } finally {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { checkRegisterInput, registerAgent, viewAgent } from '../../core/agents.js';
+import { prepareRegister, viewAgent } from '../../core/agents.js';
 import { formatDuration } from '../../core/duration.js';
 import { staleAfterMs } from '../../core/state.js';
 import { UsageError } from '../../errors.js';
@@ -41,12 +41,12 @@ export function define(program: Command): void {
         pid: parsePid(flags.pid),
         launch: command.length ? { argv: command, cwd: process.cwd() } : undefined,
       };
-      checkRegisterInput(input);
+      const params = prepareRegister(input); // before opening: bad input creates and writes nothing
       const store = ctx.open('create');
       try {
-        const existed = store.getAgent(name) !== undefined;
         const now = ctx.now();
-        const agent = registerAgent(store, input, now);
+        const { registered, agent } = store.register(params, now);
+        const existed = !registered;
         if (ctx.json) {
           ctx.out(JSON.stringify({ created: !existed, agent: agentJson(viewAgent(agent, now)) }, null, 2));
           return;
