@@ -4,7 +4,8 @@ import { openStore } from '../src/store/store.js';
 import { claimCommand, expireCommands, finishCommand, getCommand } from '../src/store/commands.js';
 import { registerAgent, updateAgentState, updateHeartbeat } from '../src/core/agents.js';
 import { cancelCommand, sendCommand } from '../src/core/commands.js';
-import { AgentUnavailableError } from '../src/errors.js';
+import Database from 'better-sqlite3';
+import { AgentUnavailableError, DatabaseBusyError } from '../src/errors.js';
 import { cli, cliJson, FIXTURES, jsonLines, start, tempDb, waitFor } from './helpers.js';
 
 const T0 = 1_800_000_000_000;
@@ -79,6 +80,32 @@ describe('the command protocol', () => {
     expect(cancelCommand(store, e.id, T0 + 300)).toMatchObject({ cancelled: true, command: { state: 'cancelled', error: 'cancelled by operator' } });
     expect(cancelCommand(store, e.id, T0 + 301).cancelled).toBe(false);
     store.close();
+  });
+
+  it('a poll with nothing to do takes no write lock, so it never waits behind a writer', () => {
+    const path = tempDb();
+    const setup = openStore({ path });
+    registerAgent(setup, { name: 'w' }, T0);
+    setup.close();
+    const poller = openStore({ path, busyTimeoutMs: 20, retryAttempts: 1 });
+    const writer = new Database(path);
+    writer.exec('BEGIN IMMEDIATE'); // another process holds the write lock
+    try {
+      expect(expireCommands(poller, 'w', T0)).toBe(0);
+      expect(expireCommands(poller, null, T0)).toBe(0);
+      expect(claimCommand(poller, 'w', 1, 'tok', T0)).toBeUndefined();
+      // With work to do it does write, and so meets the lock.
+      writer.exec('ROLLBACK');
+      sendCommand(poller, 'w', 'job', T0, { timeoutMs: 10 });
+      writer.exec('BEGIN IMMEDIATE');
+      expect(() => claimCommand(poller, 'w', 1, 'tok', T0)).toThrow(DatabaseBusyError);
+      expect(() => expireCommands(poller, 'w', T0 + 10)).toThrow(DatabaseBusyError);
+    } finally {
+      writer.exec('ROLLBACK');
+      writer.close();
+    }
+    expect(claimCommand(poller, 'w', 1, 'tok', T0)).toMatchObject({ payload: 'job' });
+    poller.close();
   });
 });
 

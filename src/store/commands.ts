@@ -38,13 +38,21 @@ export function selectCommands(store: Store, q: { agent?: string; states?: Comma
   return (store.prepared(sql).all(args) as Record<string, unknown>[]).map(toCommandRecord);
 }
 
-/** Settles commands past their deadline (of one agent, or all); returns how many. */
+// Agents poll for commands every second or so, and an UPDATE takes the write lock even when it changes nothing,
+// competing with every heartbeat. So each write below is preceded by a read that finds whether it has work.
+const EXPIRABLE = `SELECT 1 FROM commands WHERE state IN ('queued', 'executing') AND deadline_at <= :now
+  AND (:name IS NULL OR agent_id = (SELECT id FROM agents WHERE name = :name)) LIMIT 1`;
+const CLAIMABLE = `SELECT 1 FROM commands WHERE agent_id = (SELECT id FROM agents WHERE name = :name) AND state = 'queued' LIMIT 1`;
+
+/** Settles commands past their deadline (of one agent, or all); returns how many. Writes only when there are some. */
 export function expireCommands(store: Store, name: string | null, now: number): number {
+  if (store.prepared(EXPIRABLE).get({ name, now }) === undefined) return 0;
   return store.retrying(() => store.prepared(EXPIRE_SQL).run({ name, now }).changes);
 }
 
 /** Claims the oldest queued command of `name` for `incarnation` with `token`; undefined when there is none to claim. */
 export function claimCommand(store: Store, name: string, incarnation: number, token: string, now: number): { id: number; payload: string; createdAt: number; deadlineAt: number | null } | undefined {
+  if (store.prepared(CLAIMABLE).get({ name }) === undefined) return undefined; // nothing queued: no write
   const row = store.retrying(() => store.prepared(CLAIM_SQL).get({ name, incarnation, token, now })) as Record<string, unknown> | undefined;
   if (!row) return undefined;
   return { id: Number(row.id), payload: String(row.payload), createdAt: Number(row.created_at), deadlineAt: row.deadline_at == null ? null : Number(row.deadline_at) };
