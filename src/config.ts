@@ -15,6 +15,9 @@ export const DEFAULTS = {
   logLevel: 'info' as LogLevel,
 };
 
+/** The shortest lock stale period accepted: a holder refreshes its lock every second or so. */
+export const MIN_LOCK_STALE_MS = 2000;
+
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -118,7 +121,7 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
   const offlineAfterMs = duration(DEFAULTS.offlineAfterMs, 'AGENTCTL_OFFLINE_AFTER');
   const busyTimeoutMs = duration(DEFAULTS.busyTimeoutMs, 'AGENTCTL_LOCK_TIMEOUT', 'LOCK_TIMEOUT');
   const lockStaleMs = duration(DEFAULTS.lockStaleMs, 'AGENTCTL_LOCK_STALE');
-  if (lockStaleMs < 2000) problems.push(`invalid AGENTCTL_LOCK_STALE: must be at least 2s`);
+  if (lockStaleMs < MIN_LOCK_STALE_MS) problems.push(`invalid AGENTCTL_LOCK_STALE: must be at least 2s`);
   const retryAttempts = number(DEFAULTS.retryAttempts, 1, true, 'AGENTCTL_RETRY_ATTEMPTS', 'RETRY_ATTEMPTS');
   const backoffFactor = number(DEFAULTS.backoffFactor, 1, false, 'AGENTCTL_BACKOFF_FACTOR', 'BACKOFF_FACTOR');
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { cli, cliJson, fileHash, tempDb, tempDir, BIN, cleanEnv } from './helpers.js';
+import { cli, cliJson, fileHash, tempDb, tempDir, BIN, ROOT, cleanEnv } from './helpers.js';
 
 describe('agentctl --help and usage errors', () => {
   it('prints help that lists the commands, exit codes and environment', () => {
@@ -13,6 +13,24 @@ describe('agentctl --help and usage errors', () => {
       expect(r.stdout).toContain(word);
     }
     expect(cli(['heartbeat', '--help']).stdout).toContain('--progress');
+  });
+
+  it('main() called in-process sees the -- of the arguments it is given, not of process.argv', async () => {
+    const { main } = await import('../src/cli/main.js');
+    const db = tempDb();
+    cli(['register', 'w', '--interval', '1h'], { db });
+    expect(process.argv).not.toContain('--');
+    expect(await main(['node', 'agentctl', '--db', db, 'register', 'w', '--', 'true'])).toBe(0);
+    expect(await main(['node', 'agentctl', '--db', db, 'send', 'w', '--json', '--', 'ping'])).toBe(0);
+    expect(cliJson(['status', 'w'], { db }).agents[0].launch).toMatchObject({ argv: ['true'] });
+    expect(cliJson(['commands', 'w'], { db }).map((c: any) => c.payload)).toEqual(['ping']);
+  });
+
+  it('-V prints the version of package.json, whatever npm project runs it', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const r = cli(['-V'], { env: { npm_package_version: '9.9.9' } });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(pkg.version);
   });
 
   it('an unknown command or flag exits 2 with one line', () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, openSync, readdirSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { hostname } from 'node:os';
 import { cli, fileHash, tempDb, tempDir } from './helpers.js';
 import { SCHEMA_VERSION } from '../src/store/migrations.js';
 
@@ -108,15 +109,22 @@ describe('agentctl db-check', () => {
     expect(h.at(-1)).toMatchObject({ toState: 'initializing', reason: 'repaired by db-check: never beat' });
   });
 
-  it('reports a stale lock of a dead process, and --fix removes it', () => {
+  it('reports a stale lock of a dead process, and --fix removes it; a holder on another host is never judged dead', () => {
     const db = tempDb();
     fleet(db, 1);
     const lockDir = `${db}.monitor.lock`;
     mkdirSync(lockDir);
-    writeFileSync(`${db}.monitor.owner`, JSON.stringify({ pid: 4_000_000, host: null, acquiredAt: 0, operation: 'monitor' }));
+    // The same pid on another host (another machine, or a container with its own pids) cannot be checked from here.
+    writeFileSync(`${db}.monitor.owner`, JSON.stringify({ pid: 4_000_000, host: 'elsewhere', acquiredAt: 0, operation: 'monitor' }));
+    const remote = cli(['db-check'], { db });
+    expect(remote.stdout).toMatch(/monitor lock: held by pid 4000000, refreshed \d+s ago/);
+    expect(remote.stdout).not.toMatch(/monitor lock.*stale/);
+    expect(cli(['db-check', '--fix'], { db }).stdout).not.toMatch(/removed the stale monitor lock/);
+    expect(existsSync(lockDir)).toBe(true);
+    writeFileSync(`${db}.monitor.owner`, JSON.stringify({ pid: 4_000_000, host: hostname(), acquiredAt: 0, operation: 'monitor' }));
     const r = cli(['db-check'], { db });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/monitor lock: held by pid 4000000 \(no such process\).*stale/);
+    expect(r.stdout).toMatch(/monitor lock: held by pid 4000000 \(that process is gone\).*stale/);
     const fix = cli(['db-check', '--fix'], { db });
     expect(fix.stdout).toMatch(/removed the stale monitor lock/);
     expect(fix.code).toBe(0);

@@ -89,7 +89,8 @@ describe('agentctl monitor', () => {
     await exited(first);
     let taken: ReturnType<typeof cli> | undefined;
     await waitFor(() => {
-      const r = cli(['monitor', '--once', '--json', '--lock-stale', '3s'], { db });
+      // The stale period from the environment (the first monitor had it as a flag).
+      const r = cli(['monitor', '--once', '--json'], { db, env: { AGENTCTL_LOCK_STALE: '3s' } });
       if (r.stdout) taken = r;
       return Boolean(r.stdout);
     }, 'a monitor to take the abandoned lock over', 20_000, 250);

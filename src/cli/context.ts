@@ -30,6 +30,17 @@ export function colorEnabled(g: GlobalOptions, env: NodeJS.ProcessEnv, isTTY: bo
   return isTTY && env.TERM !== 'dumb';
 }
 
+/**
+ * Whether the command line had a `--` (after which commander passes everything on as arguments). Read from the
+ * arguments the program parsed, not process.argv, so that it holds for any caller of main().
+ */
+export function hadDoubleDash(cmd: Command): boolean {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  // commander keeps the argv it parsed as rawArgs (public in its JavaScript, absent from its typings).
+  return (root as Command & { rawArgs: string[] }).rawArgs.includes('--');
+}
+
 /** Builds the context of one CLI invocation from the command's options (with the program's). */
 export function cliContext(cmd: Command, extra: { logDir?: string } = {}): CliContext {
   return contextFrom(cmd.optsWithGlobals() as GlobalOptions, extra);

@@ -1,31 +1,35 @@
 import { Command, CommanderError } from 'commander';
 import { reportError } from './report.js';
 import { ExitCode, EXIT_CODES_HELP } from '../exit-codes.js';
+import { VERSION } from '../version.js';
 
 /** A command module: adds its subcommand (options, help, action) to the program. */
 export interface CommandModule {
   define(program: Command): void;
 }
 
-/** Every command, loaded only when it runs (so `agentctl heartbeat` does not pay for the table renderer). */
-const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
-  status: { summary: 'show agents and their states', load: () => import('./commands/status.js') },
-  check: { summary: 'one line and a monitoring-plugin exit code', load: () => import('./commands/check.js') },
-  register: { summary: 'register an agent or update its contract', load: () => import('./commands/register.js') },
-  heartbeat: { summary: 'record a heartbeat (registers on first use)', load: () => import('./commands/heartbeat.js') },
-  'set-status': { summary: 'set available, busy, offline or maintenance by hand', load: () => import('./commands/set-status.js') },
-  deregister: { summary: 'remove an agent from the fleet', load: () => import('./commands/deregister.js') },
-  history: { summary: 'list state transitions with their evidence', load: () => import('./commands/history.js') },
-  cleanup: { summary: 'convict stale agents, purge gone ones, prune old history', load: () => import('./commands/cleanup.js') },
-  'db-check': { summary: 'check the database file, and repair what is safe', load: () => import('./commands/db-check.js') },
-  run: { summary: 'run a command as an agent: heartbeat, restart, pass its exit on', load: () => import('./commands/run.js') },
-  restart: { summary: 'stop agents and start them again by their launch command', load: () => import('./commands/restart.js') },
-  send: { summary: 'send a command to an agent', load: () => import('./commands/send.js') },
-  commands: { summary: 'list commands sent to agents, or cancel one', load: () => import('./commands/commands.js') },
-  monitor: { summary: 'the health loop (daemon, or --once for cron) with alerts', load: () => import('./commands/monitor.js') },
-  map: { summary: 'the seed-003 heartbeat map as JSON', load: () => import('./commands/map.js') },
-  metrics: { summary: 'Prometheus metrics of the fleet and the health loop', load: () => import('./commands/metrics.js') },
-  demo: { summary: 'a first look: three agents, a health loop and a crash, in a temporary database', load: () => import('./commands/demo.js') },
+/**
+ * Every command, loaded only when it runs (so `agentctl heartbeat` does not pay for the table renderer). The help
+ * text, summary included, is each module's own; `agentctl --help` loads them all.
+ */
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  status: () => import('./commands/status.js'),
+  check: () => import('./commands/check.js'),
+  register: () => import('./commands/register.js'),
+  heartbeat: () => import('./commands/heartbeat.js'),
+  'set-status': () => import('./commands/set-status.js'),
+  deregister: () => import('./commands/deregister.js'),
+  history: () => import('./commands/history.js'),
+  cleanup: () => import('./commands/cleanup.js'),
+  'db-check': () => import('./commands/db-check.js'),
+  run: () => import('./commands/run.js'),
+  restart: () => import('./commands/restart.js'),
+  send: () => import('./commands/send.js'),
+  commands: () => import('./commands/commands.js'),
+  monitor: () => import('./commands/monitor.js'),
+  map: () => import('./commands/map.js'),
+  metrics: () => import('./commands/metrics.js'),
+  demo: () => import('./commands/demo.js'),
 };
 
 const ENV_HELP = `Environment:
@@ -73,7 +77,8 @@ function buildProgram(): Command {
       outputError: (str, write) => write(`agentctl: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}\n`),
     })
     .addHelpText('after', `\n${EXIT_CODES_HELP}\n\n${ENV_HELP}`);
-  program.version(process.env.npm_package_version ?? '0.1.0', '-V, --version');
+  // Not npm_package_version: under `npm run` that is the version of whichever package runs the script.
+  program.version(VERSION, '-V, --version');
   return program;
 }
 
@@ -83,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);
   const name = commandName(args);
   const wanted = name && COMMANDS[name] ? [name] : Object.keys(COMMANDS);
-  for (const mod of await Promise.all(wanted.map((n) => COMMANDS[n]!.load()))) mod.define(program);
+  for (const mod of await Promise.all(wanted.map((n) => COMMANDS[n]!()))) mod.define(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.OK;

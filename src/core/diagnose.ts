@@ -3,9 +3,8 @@ import { existsSync, statSync } from 'node:fs';
 import { AgentctlError } from '../errors.js';
 import { preflight } from '../store/open.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from '../store/migrations.js';
-import { inspectLock } from '../store/lock.js';
+import { holderIsDead, inspectLock } from '../store/lock.js';
 import { describeSqliteError } from '../store/sqlite-errors.js';
-import { pidExists } from './host.js';
 import { formatDuration } from './duration.js';
 import { loopStatusOf } from './health/loop-status.js';
 import { readMonitorFrom } from '../store/monitor.js';
@@ -164,12 +163,13 @@ function lockFinding(path: string, name: string, staleMs: number): Finding {
   const info = inspectLock(path, name);
   if (!info) return { check: `${name} lock`, ok: true, detail: 'not held' };
   const pid = info.owner?.pid;
-  const alive = pid !== undefined && pidExists(pid);
-  const stale = info.ageMs >= staleMs || (pid !== undefined && !alive);
+  // The lock module's own rule: only a holder on this host can be proven dead (by pid and start time).
+  const dead = info.owner !== null && holderIsDead(info.owner);
+  const stale = info.ageMs >= staleMs || dead;
   return {
     check: `${name} lock`,
     ok: !stale,
-    detail: `held${pid !== undefined ? ` by pid ${pid}${alive ? '' : ' (no such process)'}` : ''}, refreshed ${Math.round(info.ageMs / 1000)}s ago${stale ? ': stale' : ''}`,
+    detail: `held${pid !== undefined ? ` by pid ${pid}${dead ? ' (that process is gone)' : ''}` : ''}, refreshed ${Math.round(info.ageMs / 1000)}s ago${stale ? ': stale' : ''}`,
     ...(stale ? { fix: 'remove the stale lock' } : {}),
   };
 }

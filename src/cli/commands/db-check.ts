@@ -26,7 +26,7 @@ export function define(program: Command): void {
       const ctx = cliContext(cmd);
       const now = ctx.now();
       if (!flags.fix) {
-        const d = diagnose(ctx.config.dbPath, now, { full: Boolean(flags.full) });
+        const d = diagnose(ctx.config.dbPath, now, { full: Boolean(flags.full), lockStaleMs: ctx.config.lockStaleMs });
         if (ctx.json) ctx.out(JSON.stringify(d, null, 2));
         else printDiagnosis(ctx, d);
         process.exitCode = EXIT[d.verdict];

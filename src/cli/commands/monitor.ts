@@ -4,6 +4,7 @@ import { parseCount } from '../../core/validate.js';
 import { HeartbeatHealthAgent } from '../../core/health/agent.js';
 import { type AlertTarget, execTarget, webhookTarget } from '../../core/health/deliver.js';
 import { dailyFileLogger } from '../../core/health/log.js';
+import { MIN_LOCK_STALE_MS } from '../../config.js';
 import { LockHeldError, UsageError } from '../../errors.js';
 import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import { cliContext, collect } from '../context.js';
@@ -63,7 +64,7 @@ export function define(program: Command): void {
     .option('--log-dir <dir>', 'directory of the daily health-YYYY-MM-DD.log files (else AGENTCTL_LOG_DIR, else logs/ beside the database)')
     .option('--log-keep <days>', 'days of log files to keep', '14')
     .option('--restart-stale', 'restart convicted agents by their launch command (backoff ×1.5 from 1s, failed after their restart limit)')
-    .option('--lock-stale <dur>', 'take over the lock of a monitor that stopped refreshing it this long ago', '30s')
+    .option('--lock-stale <dur>', 'take over the lock of a monitor that stopped refreshing it this long ago (default: AGENTCTL_LOCK_STALE, else 30s)')
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -80,8 +81,8 @@ export function define(program: Command): void {
       const timeoutMs = parseDuration(flags.alertTimeout ?? '5s', '--alert-timeout');
       const retries = parseCount(flags.alertRetries ?? '2', '--alert-retries', { min: 0, max: 10 });
       const keepDays = parseCount(flags.logKeep ?? '14', '--log-keep', { min: 1, max: 3650 });
-      const lockStaleMs = parseDuration(flags.lockStale ?? '30s', '--lock-stale');
-      if (lockStaleMs < 2000) throw new UsageError(`invalid --lock-stale '${flags.lockStale}': at least 2s`);
+      const lockStaleMs = flags.lockStale === undefined ? ctx.config.lockStaleMs : parseDuration(flags.lockStale, '--lock-stale');
+      if (lockStaleMs < MIN_LOCK_STALE_MS) throw new UsageError(`invalid --lock-stale '${flags.lockStale}': at least 2s`);
       const alertOn = parseAlertOn(flags.alertOn);
       const targets: AlertTarget[] = [
         ...(flags.alertWebhook ?? []).map((u) => webhookTarget(u, { timeoutMs, retries })),

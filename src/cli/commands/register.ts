@@ -3,7 +3,7 @@ import { prepareRegister, viewAgent } from '../../core/agents.js';
 import { formatDuration } from '../../core/duration.js';
 import { staleAfterMs } from '../../core/state.js';
 import { UsageError } from '../../errors.js';
-import { cliContext } from '../context.js';
+import { cliContext, hadDoubleDash } from '../context.js';
 import { agentJson } from '../render.js';
 import { CONTRACT_HELP, type ContractFlags, parseContract, parseMeta, parsePid } from './options.js';
 
@@ -29,7 +29,7 @@ export function define(program: Command): void {
     .addHelpText('after', `${CONTRACT_HELP}\n\nExamples:\n  agentctl register worker-1 --interval 10s --group batch\n  agentctl register worker-1 --meta '{"region":"eu"}' -- /usr/bin/python3 worker.py --queue a`)
     .action((name: string, command: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
-      if (command.length && !process.argv.includes('--')) {
+      if (command.length && !hadDoubleDash(cmd)) {
         throw new UsageError(`unexpected argument '${command[0]}': put the launch command after --, as in 'agentctl register ${name} -- CMD ARGS'`);
       }
       const contract = parseContract(flags);

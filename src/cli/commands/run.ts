@@ -7,7 +7,7 @@ import { supervise } from '../../core/supervisor.js';
 import { parseCount, validateName } from '../../core/validate.js';
 import { UsageError } from '../../errors.js';
 import { RESTART_POLICIES, type RestartPolicy } from '../../store/rows.js';
-import { cliContext } from '../context.js';
+import { cliContext, hadDoubleDash } from '../context.js';
 import { stderrLogger } from '../logger.js';
 import { CONTRACT_HELP, parseContract } from './options.js';
 
@@ -50,7 +50,7 @@ export function define(program: Command): void {
     .addHelpText('after', `${CONTRACT_HELP}\n\nExamples:\n  agentctl run --name ingest --interval 10s -- python3 ingest.py --queue a\n  agentctl run --name crawler --restart on-failure --max-restarts 5 --log /var/log/crawler.log -- ./crawler\n\nIn a crontab (started once, kept alive):  @reboot agentctl run --name backup --restart always -- /usr/local/bin/backup-daemon`)
     .action(async (command: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
-      if (!process.argv.includes('--')) throw new UsageError(`put the command after --, as in 'agentctl run --name NAME -- ${command.join(' ') || 'CMD ARGS'}'`);
+      if (!hadDoubleDash(cmd)) throw new UsageError(`put the command after --, as in 'agentctl run --name NAME -- ${command.join(' ') || 'CMD ARGS'}'`);
       if (!command.length) throw new UsageError("nothing to run: put the command after --, as in 'agentctl run --name NAME -- CMD ARGS'");
       const name = flags.name ?? defaultName(command[0]!);
       validateName(name);

@@ -3,7 +3,7 @@ import { sendCommand, waitForCommand } from '../../core/commands.js';
 import { parseDuration } from '../../core/duration.js';
 import { UsageError } from '../../errors.js';
 import { ExitCode } from '../../exit-codes.js';
-import { cliContext } from '../context.js';
+import { cliContext, hadDoubleDash } from '../context.js';
 import { commandJson } from './commands.js';
 
 interface Flags {
@@ -29,7 +29,7 @@ export function define(program: Command): void {
     .addHelpText('after', '\nExamples:\n  agentctl send worker-1 -- \'{"op":"reload"}\'\n  agentctl send worker-1 --wait --timeout 10s -- ping')
     .action(async (name: string, payload: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
-      if (!process.argv.includes('--')) throw new UsageError(`put the payload after --, as in 'agentctl send ${name} -- PAYLOAD'`);
+      if (!hadDoubleDash(cmd)) throw new UsageError(`put the payload after --, as in 'agentctl send ${name} -- PAYLOAD'`);
       const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : undefined;
       const store = ctx.open('existing');
       try {
