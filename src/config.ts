@@ -21,6 +21,11 @@ export const MIN_LOCK_STALE_MS = 2000;
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** True if a message at level `at` is written under the threshold `level`. */
+export function logsAt(at: LogLevel, level: LogLevel): boolean {
+  return LOG_LEVELS.indexOf(at) >= LOG_LEVELS.indexOf(level);
+}
+
 /** The contract an agent gets when it does not say otherwise. */
 export interface ContractDefaults {
   intervalMs: number;

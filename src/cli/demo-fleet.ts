@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { processStartTime } from '../core/host.js';
+import { sleepSync } from '../store/retry.js';
 import { fileURLToPath } from 'node:url';
 
 /** The CLI entry point this build runs from: the demo starts its children with the same node and the same agentctl. */
@@ -79,19 +80,10 @@ export async function stopAll(procs: DemoProcess[], graceMs: number, hurry: Prom
  */
 export function waitExitedSync(procs: DemoProcess[], ms: number): boolean {
   const deadline = Date.now() + ms;
-  const nap = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
-    if (procs.every((p) => p.child.pid === undefined || hasExited(p.child.pid))) return true;
+    // Gone, or a zombie (exited, not yet reaped): processStartTime is null for both.
+    if (procs.every((p) => p.child.pid === undefined || processStartTime(p.child.pid) === null)) return true;
     if (Date.now() >= deadline) return false;
-    Atomics.wait(nap, 0, 0, 25);
-  }
-}
-
-function hasExited(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return true;
+    sleepSync(25);
   }
 }

@@ -1,6 +1,7 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { AgentView } from '../core/agents.js';
-import { formatDuration } from '../core/duration.js';
+import { formatDuration, iso } from '../core/duration.js';
+import { countStates } from '../core/state.js';
 import type { AgentState } from '../store/rows.js';
 
 /** A chalk that colours only when `enabled` (TTY, no NO_COLOR, no --no-color). */
@@ -38,19 +39,20 @@ export function summaryLine(agents: AgentView[], c?: ChalkInstance): string {
   const parts = Object.entries(counts)
     .filter(([, n]) => n > 0)
     .map(([s, n]) => `${n} ${c ? paintState(c, s as AgentState) : s}`);
-  return `${agents.length} agent${agents.length === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}`;
+  return `${plural(agents.length, 'agent')}${parts.length ? `: ${parts.join(', ')}` : ''}`;
 }
 
-export function countStates(agents: AgentView[]): Record<AgentState, number> {
-  const counts: Record<AgentState, number> = { active: 0, initializing: 0, stale: 0, error: 0, maintenance: 0, offline: 0, failed: 0 };
-  for (const a of agents) counts[a.state]++;
-  return counts;
+/** `n word`, or `n words`. */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
-/** ISO time, or null. */
-export function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
+/** `s` on one line, cut to `n` characters with an ellipsis. */
+export function oneLine(s: string, n: number): string {
+  const one = s.replace(/\s+/g, ' ');
+  return one.length > n ? `${one.slice(0, n - 1)}…` : one;
 }
+
 
 /** An agent as the JSON outputs give it: the view plus ISO times and the seconds seed 003 uses. */
 export function agentJson(a: AgentView) {

@@ -1,7 +1,7 @@
 import { ValidationError } from '../errors.js';
 import { MAX_DURATION_MS, parseDuration } from './duration.js';
 import type { Logger } from './logger.js';
-import { GROUP_MAX, NAME_RE, validateMetadata } from './validate.js';
+import { validateGroup, validateMetadata, validateName } from './validate.js';
 
 /**
  * The shortest heartbeat interval a HeartbeatAgent accepts. A heartbeat is one write (tens of µs), but under
@@ -82,9 +82,15 @@ export function resolveAgentOptions(o: HeartbeatAgentOptions): ResolvedAgentOpti
     }
     return Math.round(ms);
   };
-  if (typeof o?.name !== 'string' || !NAME_RE.test(o.name)) {
-    problems.push(`invalid agent name ${JSON.stringify(o?.name)}: use 1-128 letters, digits, '.', '_', '-', ':' or '@', starting with a letter or digit`);
-  }
+  // The shared validators, their messages collected so that every problem is named at once.
+  const check = (validate: () => unknown) => {
+    try {
+      validate();
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  };
+  check(() => validateName(o?.name));
   if (typeof o?.db !== 'string' || o.db.trim() === '') problems.push('db: give the path of the agentctl database');
   const intervalMs = duration(o.interval, 'interval', 30_000);
   if (o.interval !== undefined && intervalMs < MIN_INTERVAL_MS && !problems.some((p) => p.startsWith('invalid interval'))) {
@@ -96,15 +102,9 @@ export function resolveAgentOptions(o: HeartbeatAgentOptions): ResolvedAgentOpti
   }
   const offlineAfterMs = duration(o.offlineAfter, 'offlineAfter', Math.max(300_000, intervalMs * staleMultiplier));
   if (offlineAfterMs < intervalMs) problems.push(`offlineAfter (${offlineAfterMs} ms) is shorter than the interval (${intervalMs} ms): the agent would read offline between its own heartbeats`);
-  if (o.group !== undefined && (typeof o.group !== 'string' || !NAME_RE.test(o.group) || o.group.length > GROUP_MAX)) problems.push(`invalid group ${JSON.stringify(o.group)}`);
+  if (o.group !== undefined) check(() => validateGroup(typeof o.group === 'string' ? o.group : String(o.group)));
   let metaJson: string | null = null;
-  if (o.meta !== undefined) {
-    try {
-      metaJson = validateMetadata(o.meta, 'meta');
-    } catch (err) {
-      problems.push((err as Error).message);
-    }
-  }
+  if (o.meta !== undefined) check(() => (metaJson = validateMetadata(o.meta, 'meta')));
   const pid = o.pid ?? process.pid;
   if (!Number.isInteger(pid) || pid <= 0) problems.push(`invalid pid ${JSON.stringify(o.pid)}`);
   if (o.launch !== undefined && (!Array.isArray(o.launch.argv) || o.launch.argv.length === 0)) problems.push('launch.argv must be a non-empty array');

@@ -1,4 +1,5 @@
 import type { RestartPolicy } from '../store/rows.js';
+import { equalJitter } from '../store/retry.js';
 
 /** Restart backoff (the issue's numbers): ×1.5 from 1 s, capped at 60 s, reset after 60 s of stable uptime; `failed` after 10 unstable exits. */
 export const RESTART_BACKOFF = { initialMs: 1000, factor: 1.5, maxMs: 60_000, stableAfterMs: 60_000, maxRestarts: 10 };
@@ -40,7 +41,7 @@ export function nextRestart(unstableBefore: number, uptimeMs: number, maxRestart
  */
 export function reconnectDelay(failures: number, intervalMs: number, maxMs: number, random: () => number = Math.random): number {
   const exp = Math.min(maxMs, Math.min(intervalMs, 1000) * 2 ** Math.max(0, failures - 1));
-  return Math.max(1, Math.round(exp / 2 + random() * (exp / 2)));
+  return Math.max(1, equalJitter(exp, random));
 }
 
 /** Exit code of a process that a wrapper passes on: the child's code, 128 + the signal's number, or 1 if unknown. */

@@ -5,6 +5,7 @@ import type { Store } from '../store/store.js';
 import { MAX_DURATION_MS } from './duration.js';
 import { deriveState } from './state.js';
 import { PAYLOAD_MAX, validateMessage, validateName } from './validate.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The command channel as operators and tools use it: send, list, cancel, wait. Agents claim through HeartbeatAgent.onCommand. */
 
@@ -64,6 +65,6 @@ export async function waitForCommand(store: Store, id: number, timeoutMs: number
     if (!c) throw new CommandNotFoundError(id);
     if (c.state !== 'queued' && c.state !== 'executing') return c;
     if (now() >= until) return c;
-    await new Promise((r) => setTimeout(r, opts.everyMs ?? 50));
+    await sleep(opts.everyMs ?? 50);
   }
 }

@@ -177,7 +177,7 @@ function lockFinding(path: string, name: string, staleMs: number): Finding {
 /** Rows that contradict the state model, each with the statement that puts it right (recording an event through the trigger). */
 function stateModelRepairs(db: Database.Database, now: number): Repair[] {
   const out: Repair[] = [];
-  const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
+  const count = (sql: string, params: Record<string, number> = {}) => (db.prepare(sql).get(params) as { n: number }).n;
   const active = count("SELECT COUNT(*) AS n FROM agents WHERE state IN ('active', 'error') AND last_heartbeat_at IS NULL");
   if (active) {
     out.push({
@@ -210,7 +210,7 @@ function stateModelRepairs(db: Database.Database, now: number): Repair[] {
       params: { now },
     });
   }
-  const future = count('SELECT COUNT(*) AS n FROM agents WHERE state_since > :now'.replace(':now', String(now + FUTURE_TOLERANCE_MS)));
+  const future = count('SELECT COUNT(*) AS n FROM agents WHERE state_since > :limit', { limit: now + FUTURE_TOLERANCE_MS });
   if (future) {
     out.push({
       what: `${future} agent(s) whose state began in the future`,

@@ -43,3 +43,8 @@ export function formatDuration(ms: number): string {
   }
   return neg ? `-${out}` : out;
 }
+
+/** An ISO 8601 time (UTC) for a time in ms, or null. */
+export function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}

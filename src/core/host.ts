@@ -26,17 +26,23 @@ export function hostName(): string {
  * life of a boot: a recycled pid has another start time.
  */
 export function processStartTime(pid: number): number | null {
-  let stat: string;
+  const fields = procStat(pid);
+  if (!fields || fields[0] === 'Z' || fields[0] === 'X') return null;
+  const start = Number(fields[19]);
+  return Number.isFinite(start) ? start : null;
+}
+
+/**
+ * The fields of /proc/PID/stat from field 3 (the state letter) on, so field N is at index N − 3; null when there is
+ * no such process. The command name (field 2) may contain spaces and parentheses: the rest starts past the last ')'.
+ */
+export function procStat(pid: number): string[] | null {
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
-  // The command name (field 2) may contain spaces and parentheses: fields after it start past the last ')'.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (rest[0] === 'Z' || rest[0] === 'X') return null;
-  const start = Number(rest[19]);
-  return Number.isFinite(start) ? start : null;
 }
 
 /** True if a process with this pid exists (signal 0), including ones we may not signal. */

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { processStartTime } from './host.js';
+import { procStat, processStartTime } from './host.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A process as the database names it: a pid and the start time it had. Signalled only while both still match. */
 export interface ProcessRef {
@@ -14,13 +14,8 @@ export function isSameProcess(ref: ProcessRef): boolean {
 
 /** The process group of a pid (field 5 of /proc/PID/stat), or null. */
 export function processGroup(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-    return Number.isInteger(pgrp) ? pgrp : null;
-  } catch {
-    return null;
-  }
+  const pgrp = Number(procStat(pid)?.[2]);
+  return Number.isInteger(pgrp) ? pgrp : null;
 }
 
 /**
@@ -50,6 +45,6 @@ export async function waitGone(refs: ProcessRef[], ms: number, everyMs = 25): Pr
   for (;;) {
     if (refs.every((r) => !isSameProcess(r))) return true;
     if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, everyMs));
+    await sleep(everyMs);
   }
 }

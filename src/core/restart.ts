@@ -12,6 +12,7 @@ import { clockStart } from './state.js';
 import { RESTART_BACKOFF, nextRestart } from './backoff.js';
 import { bootId, hostName, pidExists } from './host.js';
 import { type ProcessRef, isSameProcess, signalProcess, waitGone } from './process-control.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The agent has no launch command, so there is nothing to start again. */
 export class NoLaunchCommandError extends AgentctlError {
@@ -131,7 +132,7 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
       steps.push(`started: pid ${now2.pid}, incarnation ${now2.incarnation}`);
       return { name, action: 'restarted', steps, pid: now2.pid, logFile };
     }
-    await new Promise((r) => setTimeout(r, 25));
+    await sleep(25);
   }
   throw new OperationError(`agent '${name}' did not come back${exitedEarly !== null ? ` (agentctl run exited with ${exitedEarly})` : ''}; see ${logFile}`);
 }

@@ -38,6 +38,11 @@ export function isOverdue(a: AgentRecord, now: number): boolean {
   return heartbeatAgeMs(a, now) >= staleAfterMs(a);
 }
 
+/** True while an agent is in a maintenance window that has not ended at `now` (NULL until: until cleared). */
+export function inMaintenance(a: Pick<AgentRecord, 'state' | 'maintenanceUntil'>, now: number): boolean {
+  return a.state === 'maintenance' && (a.maintenanceUntil === null || a.maintenanceUntil > now);
+}
+
 /**
  * Derives the state at `now` from the persisted one, exactly as the database's heartbeat trigger does:
  * offline and failed stay until a heartbeat; maintenance holds until it expires; otherwise an agent silent for its
@@ -48,7 +53,7 @@ export function isOverdue(a: AgentRecord, now: number): boolean {
 export function deriveState(a: AgentRecord, now: number): DerivedState {
   const persisted: DerivedState = { state: a.state, since: a.stateSince, reason: a.stateReason, byClock: false };
   if (a.state === 'offline' || a.state === 'failed') return persisted;
-  if (a.state === 'maintenance' && (a.maintenanceUntil === null || a.maintenanceUntil > now)) return persisted;
+  if (inMaintenance(a, now)) return persisted;
   const ref = clockStart(a);
   const age = now - ref;
   if (age >= a.offlineAfterMs) {
@@ -64,6 +69,13 @@ export function deriveState(a: AgentRecord, now: number): DerivedState {
     return { state, since: a.maintenanceUntil!, reason: 'maintenance window ended', byClock: true };
   }
   return persisted;
+}
+
+/** How many agents are in each state, every state present (in the order status shows them). */
+export function countStates(agents: readonly Pick<AgentRecord, 'state'>[]): Record<AgentState, number> {
+  const counts: Record<AgentState, number> = { active: 0, initializing: 0, stale: 0, error: 0, maintenance: 0, offline: 0, failed: 0 };
+  for (const a of agents) counts[a.state]++;
+  return counts;
 }
 
 /** Seed 003's three-valued view of an agent: online, offline, or unknown (not yet or no longer sure). */

@@ -10,6 +10,7 @@ import { HeartbeatAgent, type StartHow } from './heartbeat-agent.js';
 import { processStartTime } from './host.js';
 import { type Logger, SILENT } from './logger.js';
 import { RotatingLog } from './log-file.js';
+import { setTimeout as sleepPromise } from 'node:timers/promises';
 
 /** The command given to `agentctl run` could not be started (not found, not executable): exit code 127, as a shell says. */
 export class CommandNotStartedError extends AgentctlError {
@@ -180,5 +181,5 @@ function withStore<T>(o: SuperviseOptions, fn: (store: ReturnType<typeof openSto
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
+  return sleepPromise(ms, undefined, { ref: false }); // never what keeps the process alive
 }

@@ -55,13 +55,16 @@ export function inspectLock(dbPath: string, name: string): { owner: LockOwner | 
   } catch {
     return null;
   }
-  let owner: LockOwner | null = null;
+  return { owner: readOwner(ownerPath), ageMs: Date.now() - mtime };
+}
+
+/** The owner file's record, or null when it is missing or unreadable. */
+function readOwner(ownerPath: string): LockOwner | null {
   try {
-    owner = JSON.parse(readFileSync(ownerPath, 'utf8')) as LockOwner;
+    return JSON.parse(readFileSync(ownerPath, 'utf8')) as LockOwner;
   } catch {
-    owner = null;
+    return null;
   }
-  return { owner, ageMs: Date.now() - mtime };
 }
 
 /** True when the lock's holder ran on this host and its process is gone (or its pid now names another process). */
@@ -73,18 +76,13 @@ export function holderIsDead(owner: LockOwner): boolean {
 }
 
 function inspectOwner(ownerPath: string): { owner: LockOwner | null; ageMs: number } | null {
+  let mtime: number;
   try {
-    const st = statSync(ownerPath);
-    let owner: LockOwner | null = null;
-    try {
-      owner = JSON.parse(readFileSync(ownerPath, 'utf8')) as LockOwner;
-    } catch {
-      owner = null;
-    }
-    return { owner, ageMs: Date.now() - st.mtimeMs };
+    mtime = statSync(ownerPath).mtimeMs;
   } catch {
     return null;
   }
+  return { owner: readOwner(ownerPath), ageMs: Date.now() - mtime };
 }
 
 /**

@@ -76,12 +76,18 @@ export interface MonitorRecord {
 }
 
 export function readMonitor(store: Store): MonitorRecord | null {
-  return readMonitorFrom(store.db);
+  return monitorRecord(store.prepared(READ_MONITOR).get());
 }
+
+const READ_MONITOR = 'SELECT * FROM monitor_state WHERE id = 1';
 
 /** The same from any connection (db-check reads through a read-only one). */
 export function readMonitorFrom(db: Database.Database): MonitorRecord | null {
-  const r = db.prepare('SELECT * FROM monitor_state WHERE id = 1').get() as Record<string, number | string | null> | undefined;
+  return monitorRecord(db.prepare(READ_MONITOR).get());
+}
+
+function monitorRecord(row: unknown): MonitorRecord | null {
+  const r = row as Record<string, number | string | null> | undefined;
   if (!r) return null;
   const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return {

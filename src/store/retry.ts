@@ -14,11 +14,14 @@ export function isBusyError(err: unknown): boolean {
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
 }
 
+/** "Equal jitter" around a delay: half of it fixed, half random, so racing waiters spread out but never retry at once. */
+export function equalJitter(ms: number, random: () => number = Math.random): number {
+  return Math.round(ms / 2 + random() * (ms / 2));
+}
+
 /** The jittered exponential delay before try number `attempt` (1-based, so attempt 2 waits about baseDelayMs). */
 export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const exp = policy.baseDelayMs * policy.factor ** Math.max(0, attempt - 2);
-  // "Equal jitter": half fixed, half random, so racing writers spread out but never retry at once.
-  return Math.round(exp / 2 + random() * (exp / 2));
+  return equalJitter(policy.baseDelayMs * policy.factor ** Math.max(0, attempt - 2), random);
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));

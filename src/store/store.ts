@@ -5,6 +5,7 @@ import { openDatabase, immediate, withRetry } from './open.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import type { RetryPolicy } from './retry.js';
 import { type AgentRecord, type AgentState, type Availability, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
+import { DEFAULTS } from '../config.js';
 
 export interface StoreOptions {
   path: string;
@@ -66,7 +67,7 @@ export interface EventQuery {
   limit?: number;
 }
 
-const DEFAULT_CONTRACT = { intervalMs: 30_000, staleMultiplier: 3, offlineAfterMs: 300_000 };
+const DEFAULT_CONTRACT = { intervalMs: DEFAULTS.intervalMs, staleMultiplier: DEFAULTS.staleMultiplier, offlineAfterMs: DEFAULTS.offlineAfterMs };
 
 /** The shared state database: one connection with the pragmas, retries and statements every agentctl process uses. */
 export class Store {
@@ -86,7 +87,7 @@ export class Store {
   /** The register statement with this store's contract defaults filled in. */
   readonly registerSql: string;
 
-  constructor(db: Database.Database, path: string, retry: RetryPolicy, contract = DEFAULT_CONTRACT) {
+  constructor(db: Database.Database, path: string, retry: RetryPolicy, contract: Store['contract']) {
     this.db = db;
     this.path = path;
     this.retry = retry;
@@ -316,12 +317,12 @@ function heartbeatBindings(p: HeartbeatParams, now: number): Record<string, unkn
 /** Opens (creating and migrating if needed) the database at `opts.path` and returns a Store on it. */
 export function openStore(opts: StoreOptions): Store {
   const retry: RetryPolicy = {
-    attempts: Math.max(1, Math.floor(opts.retryAttempts ?? 3)),
-    factor: Math.max(1, opts.backoffFactor ?? 1.5),
+    attempts: Math.max(1, Math.floor(opts.retryAttempts ?? DEFAULTS.retryAttempts)),
+    factor: Math.max(1, opts.backoffFactor ?? DEFAULTS.backoffFactor),
     baseDelayMs: 50,
   };
   const db = openDatabase(opts.path, {
-    busyTimeoutMs: opts.busyTimeoutMs ?? 5000,
+    busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs,
     retry,
     mode: opts.mode ?? 'create',
     createDir: opts.createDir ?? false,

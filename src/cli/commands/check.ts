@@ -6,7 +6,8 @@ import { validateGroup } from '../../core/validate.js';
 import { AgentctlError, AgentNotFoundError } from '../../errors.js';
 import { CheckCode } from '../../exit-codes.js';
 import { cliContext } from '../context.js';
-import { countStates, summaryLine } from '../render.js';
+import { countStates } from '../../core/state.js';
+import { summaryLine } from '../render.js';
 import { healthLoopStatus } from '../../core/health/loop-status.js';
 
 const LABELS = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'] as const;

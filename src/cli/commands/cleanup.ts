@@ -5,6 +5,7 @@ import { parseDuration } from '../../core/duration.js';
 import { UsageError } from '../../errors.js';
 import { withExclusiveLock } from '../../store/lock.js';
 import { cliContext } from '../context.js';
+import { plural } from '../render.js';
 
 interface Flags {
   stale?: boolean;
@@ -81,9 +82,6 @@ interface Report {
   prunedCommands?: number;
 }
 
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 /** The one-line summary: what was done, or with --dry-run what would be. */
 function summary(r: Report): string {

@@ -1,21 +1,20 @@
 import type { Command } from 'commander';
 import { cancelCommand, listCommands, parseCommandStates } from '../../core/commands.js';
-import { formatDuration } from '../../core/duration.js';
+import { formatDuration, iso } from '../../core/duration.js';
 import { parseCount } from '../../core/validate.js';
 import { UsageError } from '../../errors.js';
 import type { CommandRecord } from '../../store/rows.js';
 import { cliContext } from '../context.js';
-import { painter } from '../render.js';
+import { oneLine, painter } from '../render.js';
 
 interface Flags {
   state?: string;
-  limit?: string;
+  limit: string; // commander's default fills it in
   reason?: string;
 }
 
 /** A command as the JSON outputs give it. */
 export function commandJson(c: CommandRecord) {
-  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
   return { ...c, claimToken: undefined, createdAtIso: iso(c.createdAt), deadlineAtIso: iso(c.deadlineAt), finishedAtIso: iso(c.finishedAt) };
 }
 
@@ -44,7 +43,7 @@ export function define(program: Command): void {
         }
         if (args.length > 1) throw new UsageError('give at most one agent name');
         const states = flags.state !== undefined ? parseCommandStates(flags.state) : undefined;
-        const limit = parseCount(flags.limit ?? '50', '--limit', { min: 1, max: 100_000 });
+        const limit = parseCount(flags.limit, '--limit', { min: 1, max: 100_000 });
         const now = ctx.now();
         const list = listCommands(store, now, { agent: args[0], states, limit });
         if (ctx.json) ctx.out(JSON.stringify(list.map(commandJson), null, 2));
@@ -59,14 +58,10 @@ function table(list: CommandRecord[], now: number, color: boolean): string {
   if (!list.length) return 'No commands.';
   const c = painter(color);
   const paint = (s: string) => (s === 'completed' ? c.green(s) : s === 'failed' ? c.red(s) : s === 'cancelled' ? c.yellow(s) : s === 'executing' ? c.cyan(s) : s);
-  const rows = list.map((x) => [String(x.id), x.agentName, x.state, `${formatDuration(now - x.createdAt)} ago`, clip(x.payload), clip(x.state === 'completed' ? (x.result ?? '') : (x.error ?? ''))]);
+  const rows = list.map((x) => [String(x.id), x.agentName, x.state, `${formatDuration(now - x.createdAt)} ago`, oneLine(x.payload, 40), oneLine(x.state === 'completed' ? (x.result ?? '') : (x.error ?? ''), 40)]);
   const head = ['ID', 'AGENT', 'STATE', 'SENT', 'PAYLOAD', 'RESULT / ERROR'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[], paintState: boolean) => r.map((v, i) => (i === 2 && paintState ? paint(v) + ' '.repeat(widths[i]! - v.length) : v.padEnd(widths[i]!))).join('  ').trimEnd();
   return [c.bold(line(head, false)), ...rows.map((r) => line(r, true))].join('\n');
 }
 
-function clip(s: string, n = 40): string {
-  const one = s.replace(/\s+/g, ' ');
-  return one.length > n ? `${one.slice(0, n - 1)}…` : one;
-}

@@ -3,7 +3,7 @@ import { type Diagnosis, diagnose } from '../../core/diagnose.js';
 import { repairDatabase } from '../../core/repair.js';
 import { ExitCode } from '../../exit-codes.js';
 import { type CliContext, cliContext } from '../context.js';
-import { painter } from '../render.js';
+import { painter, plural } from '../render.js';
 
 const EXIT: Record<Diagnosis['verdict'], number> = { healthy: ExitCode.OK, problems: ExitCode.FAILED, unusable: ExitCode.DB_UNUSABLE };
 
@@ -60,5 +60,5 @@ function printDiagnosis(ctx: CliContext, d: Diagnosis): void {
   const problems = d.findings.filter((f) => !f.ok).length;
   if (d.verdict === 'healthy') ctx.out(c.green('healthy'));
   else if (d.verdict === 'unusable') ctx.out(c.red("unusable: nothing was written to it. Restore a backup, or run 'agentctl db-check --fix' to copy what is readable into a new file."));
-  else ctx.out(c.yellow(`${problems} problem${problems === 1 ? '' : 's'} found; 'agentctl db-check --fix' repairs what is safe`));
+  else ctx.out(c.yellow(`${plural(problems, 'problem')} found; 'agentctl db-check --fix' repairs what is safe`));
 }

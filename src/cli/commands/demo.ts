@@ -16,9 +16,9 @@ import { renderStatus, watchFrames } from './status.js';
 
 interface Flags {
   restart?: boolean;
-  killAfter?: string;
+  killAfter: string; // commander's default fills it in
   duration?: string;
-  refresh?: string;
+  refresh: string; // commander's default fills it in
   keep?: boolean;
 }
 
@@ -64,8 +64,8 @@ export function define(program: Command): void {
     .action(async (flags: Flags, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
       if (g.json) throw new UsageError("demo is a screen for people and has no --json (run it with --keep, then 'agentctl --db PATH status --json')");
-      const killAfterMs = parseDuration(flags.killAfter ?? '5s', '--kill-after', { allowZero: true });
-      const refreshMs = parseDuration(flags.refresh ?? '500ms', '--refresh');
+      const killAfterMs = parseDuration(flags.killAfter, '--kill-after', { allowZero: true });
+      const refreshMs = parseDuration(flags.refresh, '--refresh');
       const duration = flags.duration ?? (process.stdout.isTTY ? undefined : UNATTENDED_DURATION);
       const durationMs = duration === undefined ? null : parseDuration(duration, '--duration');
       await runDemo(g, { restart: Boolean(flags.restart), keep: Boolean(flags.keep), killAfterMs, refreshMs, durationMs });

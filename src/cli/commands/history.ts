@@ -3,12 +3,13 @@ import { parseDuration } from '../../core/duration.js';
 import { parseCount, validateName } from '../../core/validate.js';
 import { AgentNotFoundError, UsageError } from '../../errors.js';
 import type { EventRecord } from '../../store/rows.js';
-import { type CliContext, cliContext } from '../context.js';
+import type { ChalkInstance } from 'chalk';
+import { cliContext } from '../context.js';
 import { paintState, painter } from '../render.js';
 import { untilSignal } from '../signals.js';
 
 interface Flags {
-  limit?: string;
+  limit: string; // commander's default fills it in
   since?: string;
   follow?: boolean;
   refresh?: string;
@@ -28,7 +29,7 @@ export function define(program: Command): void {
     .action(async (name: string | undefined, flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
       if (name !== undefined) validateName(name);
-      const limit = parseCount(flags.limit ?? '50', '--limit', { min: 1, max: 1_000_000 });
+      const limit = parseCount(flags.limit, '--limit', { min: 1, max: 1_000_000 });
       const sinceMs = flags.since !== undefined ? parseDuration(flags.since, '--since') : undefined;
       const refreshMs = parseDuration(flags.refresh ?? '500ms', '--refresh');
       if (flags.refresh !== undefined && !flags.follow) throw new UsageError('--refresh applies only to --follow');
@@ -37,8 +38,10 @@ export function define(program: Command): void {
         if (name !== undefined && !store.getAgent(name) && store.listEvents({ agent: name, limit: 1 }).length === 0) throw new AgentNotFoundError(name);
         const base = { ...(name !== undefined ? { agent: name } : {}), ...(sinceMs !== undefined ? { sinceMs: ctx.now() - sinceMs } : {}) };
         const events = store.listEvents({ ...base, limit });
+        const c = painter(ctx.color);
+        const format = (e: EventRecord) => (ctx.json ? JSON.stringify(eventJson(e)) : formatEvent(c, e));
         if (ctx.json && !flags.follow) ctx.out(JSON.stringify(events.map(eventJson), null, 2));
-        else for (const e of events) ctx.out(format(ctx, e));
+        else for (const e of events) ctx.out(format(e));
         if (!flags.follow) return;
         let last = events.length ? events[events.length - 1]!.id : store.lastEventId();
         const stop = untilSignal(['SIGINT', 'SIGTERM']);
@@ -46,7 +49,7 @@ export function define(program: Command): void {
           while (!stop.stopped) {
             await stop.sleep(refreshMs);
             for (const e of store.listEvents({ ...(name !== undefined ? { agent: name } : {}), afterId: last })) {
-              ctx.out(format(ctx, e));
+              ctx.out(format(e));
               last = e.id;
             }
           }
@@ -63,9 +66,7 @@ function eventJson(e: EventRecord) {
   return { ...e, atIso: new Date(e.at).toISOString() };
 }
 
-function format(ctx: CliContext, e: EventRecord): string {
-  if (ctx.json) return JSON.stringify(eventJson(e));
-  const c = painter(ctx.color);
+function formatEvent(c: ChalkInstance, e: EventRecord): string {
   const when = new Date(e.at).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
   const from = e.fromState ? paintState(c, e.fromState) : c.dim('(new)');
   const evidence = e.evidence

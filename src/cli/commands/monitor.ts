@@ -6,23 +6,23 @@ import { type AlertTarget, execTarget, webhookTarget } from '../../core/health/d
 import { dailyFileLogger } from '../../core/health/log.js';
 import { MIN_LOCK_STALE_MS } from '../../config.js';
 import { LockHeldError, UsageError } from '../../errors.js';
-import { AGENT_STATES, type AgentState } from '../../store/rows.js';
+import type { AgentState } from '../../store/rows.js';
 import { cliContext, collect } from '../context.js';
 
 interface Flags {
   once?: boolean;
-  every?: string;
+  every: string; // commander's default fills it in
   alertWebhook?: string[];
   alertExec?: string[];
   alertOn?: string;
-  alertCooldown?: string;
-  alertTimeout?: string;
-  alertRetries?: string;
+  alertCooldown: string; // commander's default fills it in
+  alertTimeout: string; // commander's default fills it in
+  alertRetries: string; // commander's default fills it in
   testAlert?: boolean;
   map?: string;
   metrics?: string;
   logDir?: string;
-  logKeep?: string;
+  logKeep: string; // commander's default fills it in
   lockStale?: string;
   restartStale?: boolean;
 }
@@ -36,7 +36,7 @@ export function parseAlertOn(text: string | undefined): AgentState[] {
     if (!(ALERTABLE as string[]).includes(s)) throw new UsageError(`invalid state '${s}' in --alert-on: use ${ALERTABLE.join(', ')}`);
     states.add(s as AgentState);
   }
-  return [...states].filter((s) => (AGENT_STATES as readonly string[]).includes(s));
+  return [...states];
 }
 
 export function define(program: Command): void {
@@ -76,11 +76,11 @@ export function define(program: Command): void {
     )
     .action(async (flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd, flags.logDir !== undefined ? { logDir: flags.logDir } : {});
-      const everyMs = parseDuration(flags.every ?? '30s', '--every');
-      const cooldownMs = parseDuration(flags.alertCooldown ?? '30m', '--alert-cooldown', { allowZero: true });
-      const timeoutMs = parseDuration(flags.alertTimeout ?? '5s', '--alert-timeout');
-      const retries = parseCount(flags.alertRetries ?? '2', '--alert-retries', { min: 0, max: 10 });
-      const keepDays = parseCount(flags.logKeep ?? '14', '--log-keep', { min: 1, max: 3650 });
+      const everyMs = parseDuration(flags.every, '--every');
+      const cooldownMs = parseDuration(flags.alertCooldown, '--alert-cooldown', { allowZero: true });
+      const timeoutMs = parseDuration(flags.alertTimeout, '--alert-timeout');
+      const retries = parseCount(flags.alertRetries, '--alert-retries', { min: 0, max: 10 });
+      const keepDays = parseCount(flags.logKeep, '--log-keep', { min: 1, max: 3650 });
       const lockStaleMs = flags.lockStale === undefined ? ctx.config.lockStaleMs : parseDuration(flags.lockStale, '--lock-stale');
       if (lockStaleMs < MIN_LOCK_STALE_MS) throw new UsageError(`invalid --lock-stale '${flags.lockStale}': at least 2s`);
       const alertOn = parseAlertOn(flags.alertOn);

@@ -11,7 +11,7 @@ interface Flags {
   stale?: boolean;
   failed?: boolean;
   all?: boolean;
-  grace?: string;
+  grace: string; // commander's default fills it in
   dryRun?: boolean;
 }
 
@@ -39,7 +39,7 @@ export function define(program: Command): void {
       const selectors = [flags.stale, flags.failed, flags.all].filter(Boolean).length;
       if (names.length && selectors) throw new UsageError('give agent names or one of --stale, --failed, --all, not both');
       if (!names.length && selectors !== 1) throw new UsageError('say which agents: NAME…, --stale, --failed or --all');
-      const graceMs = parseDuration(flags.grace ?? '10s', '--grace', { allowZero: true });
+      const graceMs = parseDuration(flags.grace, '--grace', { allowZero: true });
       const store = ctx.open('existing');
       try {
         const now = ctx.now();

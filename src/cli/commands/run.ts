@@ -17,8 +17,8 @@ interface Flags {
   staleAfter?: string;
   offlineAfter?: string;
   restart?: string;
-  maxRestarts?: string;
-  backoff?: string;
+  maxRestarts: string; // commander's default fills it in
+  backoff: string; // commander's default fills it in
   log?: string;
   logMaxSize?: string;
   restarted?: string;
@@ -56,8 +56,8 @@ export function define(program: Command): void {
       validateName(name);
       const policy = flags.restart as RestartPolicy;
       if (!(RESTART_POLICIES as readonly string[]).includes(policy)) throw new UsageError(`invalid --restart '${flags.restart}': use ${RESTART_POLICIES.join(', ')}`);
-      const maxRestarts = parseCount(flags.maxRestarts ?? '10', '--max-restarts', { max: 1_000_000 });
-      const initialMs = parseDuration(flags.backoff ?? '1s', '--backoff');
+      const maxRestarts = parseCount(flags.maxRestarts, '--max-restarts', { max: 1_000_000 });
+      const initialMs = parseDuration(flags.backoff, '--backoff');
       const logMaxBytes = parseCount(flags.logMaxSize ?? String(LOG_MAX_BYTES), '--log-max-size', { min: 1024 });
       const contract = parseContract(flags);
       let start: { reason: string; evidence: Record<string, unknown> } | undefined;

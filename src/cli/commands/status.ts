@@ -7,7 +7,8 @@ import { DatabaseMissingError, UsageError } from '../../errors.js';
 import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import type { Store } from '../../store/store.js';
 import { type CliContext, cliContext } from '../context.js';
-import { agentJson, countStates, lastSeen, paintState, painter, summaryLine } from '../render.js';
+import { countStates } from '../../core/state.js';
+import { agentJson, lastSeen, oneLine, paintState, painter, summaryLine } from '../render.js';
 import { healthLoopStatus } from '../../core/health/loop-status.js';
 import { type Stopper, untilSignal } from '../signals.js';
 
@@ -15,7 +16,7 @@ interface Flags {
   state?: string;
   group?: string;
   watch?: boolean;
-  refresh?: string;
+  refresh: string; // commander's default fills it in
   all?: boolean;
 }
 
@@ -49,7 +50,7 @@ export function define(program: Command): void {
       const ctx = cliContext(cmd);
       const states = parseStates(flags.state);
       if (flags.group !== undefined) validateGroup(flags.group);
-      const refreshMs = parseDuration(flags.refresh ?? '2s', '--refresh');
+      const refreshMs = parseDuration(flags.refresh, '--refresh');
       if (flags.watch && ctx.json) throw new UsageError('--watch and --json do not go together (poll status --json instead)');
       const query = { names, states, ...(flags.group !== undefined ? { group: flags.group } : {}), includeDeregistered: Boolean(flags.all) };
       let store: Store | undefined;
@@ -124,7 +125,7 @@ function table(agents: AgentView[], c: ReturnType<typeof painter>, now: number):
     a.pid === null ? '-' : String(a.pid),
     a.host ?? '-',
     String(a.restartCount),
-    truncate(a.message ?? (a.state !== a.persistedState || a.state === 'offline' ? (a.stateReason ?? '') : ''), 48),
+    oneLine(a.message ?? (a.state !== a.persistedState || a.state === 'offline' ? (a.stateReason ?? '') : ''), 48),
   ]);
   return plainTable(head.map((h) => c.bold(h)), rows);
 }
@@ -137,10 +138,6 @@ function plainTable(head: string[], rows: string[][]): string {
   return t.toString().split('\n').map((l) => l.trimEnd()).join('\n');
 }
 
-function truncate(s: string, n: number): string {
-  const one = s.replace(/\s+/g, ' ');
-  return one.length > n ? `${one.slice(0, n - 1)}…` : one;
-}
 
 /**
  * Redraws `frame()` every refreshMs until `stop` is raised (by default: SIGINT/SIGTERM): in place on a terminal, as

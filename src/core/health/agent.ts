@@ -5,7 +5,7 @@ import { insertAlert } from '../../store/alerts.js';
 import { bumpCounters } from '../../store/monitor.js';
 import { withExclusiveLock } from '../../store/lock.js';
 import { formatDuration } from '../duration.js';
-import { isOverdue } from '../state.js';
+import { isOverdue, staleAfterMs } from '../state.js';
 import { type ConvictResult, convict } from './convict.js';
 import { type AlertTarget, type DeliveryResult, deliverAlerts } from './deliver.js';
 import { writeFileAtomic } from './files.js';
@@ -154,8 +154,7 @@ export class HeartbeatHealthAgent extends EventEmitter {
     const now = this.clock.now();
     if (agent instanceof Date || typeof agent === 'number') {
       const at = agent instanceof Date ? agent.getTime() : agent;
-      const c = this.store.contract;
-      return now - at >= Math.floor(c.intervalMs * c.staleMultiplier);
+      return now - at >= staleAfterMs(this.store.contract);
     }
     const record = typeof agent === 'string' ? this.store.getAgent(agent) : agent;
     return record ? isOverdue(record, now) : false;
@@ -168,7 +167,7 @@ export class HeartbeatHealthAgent extends EventEmitter {
     this.store.immediate(() =>
       insertAlert(this.store, { agentId: null, agentName: 'agentctl-test', kind: 'test', state: 'offline', eventId: null, createdAt: now, payload: {
         source: 'agentctl', kind: 'test', message: 'agentctl test alert: if you read this, alerts reach you', agent: { name: 'agentctl-test', id: null, group: null, host: null, pid: null },
-        state: 'offline', previous_state: 'active', reason: 'test alert', evidence: { rule: 'test' }, at: new Date(now).toISOString(), monitor_host: thisHost().host,
+        state: 'offline', previous_state: 'active', reason: 'test alert', evidence: { rule: 'test' }, at: new Date(now).toISOString(), monitor_host: (this.opts.policy?.local ?? thisHost()).host,
       } }, targets),
     );
     return this.deliver();

@@ -2,7 +2,8 @@ import type { Store } from '../../store/store.js';
 import type { AgentRecord, AgentState, EventRecord } from '../../store/rows.js';
 import { type Cooldown, insertAlert, readCooldown, remindersDue, writeCooldown } from '../../store/alerts.js';
 import { agentById, eventsAfter } from '../../store/monitor.js';
-import { formatDuration } from '../duration.js';
+import { formatDuration, iso } from '../duration.js';
+import { inMaintenance, stateSeverity } from '../state.js';
 
 /** Which transitions alert, how often, and to whom. */
 export interface AlertPolicy {
@@ -21,7 +22,6 @@ export const DEFAULT_COOLDOWN_MS = 30 * 60_000;
 
 /** Rules whose transitions somebody asked for: an operator, a goodbye, a deregistration. They never alert. */
 const DELIBERATE = new Set(['manual', 'goodbye', 'deregister']);
-const SEVERITY: Partial<Record<AgentState, number>> = { stale: 1, error: 1, offline: 2, failed: 2 };
 
 export interface AlertTally {
   /** Events handled (transitions seen). */
@@ -32,11 +32,6 @@ export interface AlertTally {
   lastEventId: number;
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-function inMaintenance(a: AgentRecord, now: number): boolean {
-  return a.state === 'maintenance' && (a.maintenanceUntil === null || a.maintenanceUntil > now);
-}
 
 /** The JSON every receiver gets (webhook body, exec stdin). */
 export function alertPayload(kind: string, a: AgentRecord, state: AgentState, now: number, extra: { previous?: AgentState | null; event?: EventRecord; downSince?: number | null; host: string | null }): Record<string, unknown> {
@@ -105,8 +100,8 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
     if (policy.alertOn.includes(e.toState)) {
       // A down spell that is already over (a heartbeat recorded the silence and the return together): history has
       // it; an alert and a recovery notice for it now would only be noise.
-      if (!(SEVERITY[a.state] ?? 0)) continue;
-      const escalation = Boolean(cd?.downState) && (SEVERITY[e.toState] ?? 0) > (SEVERITY[cd!.downState!] ?? 0);
+      if (!stateSeverity(a.state)) continue;
+      const escalation = Boolean(cd?.downState) && stateSeverity(e.toState) > stateSeverity(cd!.downState!);
       if (cd?.downState && !escalation) continue; // already down and alerted: reminders take it from here
       const downSince = cd?.downState ? cd.downSince : e.at;
       if (cd && now - cd.lastAlertAt < policy.cooldownMs && !escalation) {
@@ -132,7 +127,7 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
 function queueReminders(store: Store, now: number, policy: AlertPolicy, queue: (kind: 'reminder', a: AgentRecord, s: AgentState, e: undefined, p: Record<string, unknown>) => void): void {
   for (const cd of remindersDue(store, now, policy.cooldownMs)) {
     const a = agentById(store, cd.agentId);
-    if (!a || a.deregisteredAt !== null || !(SEVERITY[a.state] ?? 0)) {
+    if (!a || a.deregisteredAt !== null || !stateSeverity(a.state)) {
       writeCooldown(store, { ...cd, downState: null, downSince: null } satisfies Cooldown);
       continue;
     }

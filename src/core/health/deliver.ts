@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import { UsageError } from '../../errors.js';
 import { claimDeliveries, finishDelivery } from '../../store/alerts.js';
 import type { Store } from '../../store/store.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A receiver of alerts. `id` names it in the outbox ('webhook:URL', 'exec:CMD'); `send` rejects if it was not delivered. */
 export interface AlertTarget {
@@ -126,7 +127,7 @@ async function withRetries(fn: () => Promise<void>, retries: number): Promise<vo
       return await fn();
     } catch (err) {
       if (attempt >= retries) throw err;
-      await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      await sleep(200 * 2 ** attempt);
     }
   }
 }

@@ -1,6 +1,6 @@
 import type { AgentRecord, AgentState } from '../../store/rows.js';
 import { bootId, hostName, processStartTime } from '../host.js';
-import { deriveState, heartbeatAgeMs, staleAfterMs } from '../state.js';
+import { deriveState, heartbeatAgeMs, inMaintenance, staleAfterMs } from '../state.js';
 
 /** What this host can tell about processes: injectable so tests can fake a reboot or a recycled pid. */
 export interface LocalHost {
@@ -61,8 +61,7 @@ const CRASH_REASONS: Record<'gone' | 'reused' | 'rebooted', string> = {
  */
 export function judgeAgent(a: AgentRecord, now: number, local: LocalHost): Verdict | null {
   if (a.deregisteredAt !== null || a.state === 'offline' || a.state === 'failed') return null;
-  const inMaintenance = a.state === 'maintenance' && (a.maintenanceUntil === null || a.maintenanceUntil > now);
-  if (inMaintenance) return null;
+  if (inMaintenance(a, now)) return null;
   const age = heartbeatAgeMs(a, now);
   const thresholds = { heartbeat_age_ms: age, stale_after_ms: staleAfterMs(a), offline_after_ms: a.offlineAfterMs };
   const pid = checkPid(a, local);

@@ -1,12 +1,10 @@
 import { appendFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LogLevel } from '../../config.js';
+import { type LogLevel, logsAt } from '../../config.js';
 import type { Logger as BaseLogger } from '../logger.js';
 
 /** The logger the health loop writes to: the library's Logger with every method present. */
 export type Logger = Required<BaseLogger>;
-
-const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export interface DailyLogOptions {
   /** Directory of the daily files `health-YYYY-MM-DD.log` (UTC dates); created if missing. */
@@ -25,13 +23,13 @@ export interface DailyLogOptions {
  * A log file that cannot be written never stops the loop: the line still goes to `echo`.
  */
 export function dailyFileLogger(opts: DailyLogOptions): Logger {
-  const level = RANK[opts.level ?? 'info'];
+  const level = opts.level ?? 'info';
   const keepDays = opts.keepDays ?? 14;
   const now = opts.now ?? Date.now;
   let day = '';
   let broken = false;
   const write = (lvl: LogLevel, message: string) => {
-    if (RANK[lvl] < level) return;
+    if (!logsAt(lvl, level)) return;
     const t = now();
     const stamp = new Date(t).toISOString();
     const line = `${stamp} ${lvl.toUpperCase().padEnd(5)} ${message}\n`;

@@ -1,11 +1,10 @@
 import type { Store } from '../../store/store.js';
-import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import { readCooldown } from '../../store/alerts.js';
 import { getRegisteredAgents } from '../agents.js';
-import { seedStatus } from '../state.js';
+import { iso } from '../duration.js';
+import { countStates, seedStatus } from '../state.js';
 import { healthLoopStatus } from './loop-status.js';
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /**
  * Seed 003's heartbeat map at `now`: every registered agent keyed by name with its seed status (online / offline /
@@ -14,14 +13,12 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
  */
 export function buildHeartbeatMap(store: Store, now: number) {
   const agents = getRegisteredAgents(store, now);
-  const byState = Object.fromEntries(AGENT_STATES.map((s) => [s, 0])) as Record<AgentState, number>;
-  const summary = { total_agents: agents.length, online_agents: 0, offline_agents: 0, unknown_agents: 0, by_state: byState };
+  const summary = { total_agents: agents.length, online_agents: 0, offline_agents: 0, unknown_agents: 0, by_state: countStates(agents) };
   const map: Record<string, unknown> = {};
   const alerts: Record<string, unknown>[] = [];
   for (const a of agents) {
     const status = seedStatus(a.state);
     summary[`${status}_agents`]++;
-    byState[a.state]++;
     map[a.name] = {
       id: a.name,
       name: a.name,

@@ -1,8 +1,8 @@
 import type { Store } from '../../store/store.js';
-import { AGENT_STATES, type AgentState } from '../../store/rows.js';
+import { AGENT_STATES } from '../../store/rows.js';
 import { readCounters, readMonitor } from '../../store/monitor.js';
 import { getRegisteredAgents } from '../agents.js';
-import { heartbeatAgeMs, seedStatus } from '../state.js';
+import { countStates, heartbeatAgeMs, seedStatus } from '../state.js';
 
 /** Escapes a Prometheus label value: backslash, double quote and newline. */
 export function escapeLabel(v: string): string {
@@ -30,9 +30,8 @@ export function renderMetrics(store: Store, now: number): string {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [l, v] of samples) out.push(`${name}${l ? labels(l) : ''} ${num(v)}`);
   };
-  const perState = new Map<AgentState, number>(AGENT_STATES.map((s) => [s, 0]));
-  for (const a of agents) perState.set(a.state, perState.get(a.state)! + 1);
-  family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState.get(s)!]));
+  const perState = countStates(agents);
+  family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
   family('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).', agents.map((a) => [{ agent: a.name, group: a.group, state: a.state }, seedStatus(a.state) === 'online' ? 1 : 0]));
   family('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.', agents.map((a) => [{ agent: a.name, group: a.group }, Math.max(0, heartbeatAgeMs(a, now)) / 1000]));
   const c = (name: string) => counters[name] ?? 0;
