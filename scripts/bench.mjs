@@ -1,5 +1,5 @@
-// npm run bench: agentctl's speed figures, each measured in this run against a baseline measured in the same run.
-// Figures on a shared machine wander; the ratios are what the goals are about.
+// npm run bench: agentctl's speed figures. Where a goal compares two things, both are measured in this run and the
+// ratio is printed: figures on a shared machine wander, ratios much less. The other goals are absolute floors.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -2,21 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HeartbeatAgent } from '../src/core/heartbeat-agent.js';
-import { openStore } from '../src/store/store.js';
+import type { Store } from '../src/store/store.js';
 import { ValidationError } from '../src/errors.js';
-import { cli, exited, FIXTURES, jsonLines, start, tempDb, waitFor } from './helpers.js';
+import { agentRecord, cli, exited, FIXTURES, jsonLines, start, tempDb, waitFor, withStore } from './helpers.js';
 
 const T0 = 1_800_000_000_000;
 
-function read<T>(db: string, fn: (s: ReturnType<typeof openStore>) => T): T {
-  const s = openStore({ path: db, mode: 'existing' });
-  try {
-    return fn(s);
-  } finally {
-    s.close();
-  }
-}
-const agentRow = (db: string, name: string) => (existsSync(db) ? read(db, (s) => s.getAgent(name)) : undefined);
+const read = <T>(db: string, fn: (s: Store) => T): T => withStore(db, fn, 'existing');
+const agentRow = agentRecord;
 
 describe('HeartbeatAgent options', () => {
   it('reports every invalid option at construction, at once', () => {
@@ -117,8 +110,11 @@ describe('HeartbeatAgent as a process', () => {
     await waitFor(() => jsonLines(p).some((l) => l.event === 'started'), 'the agent to start');
     for (const f of [db, `${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
     await waitFor(() => jsonLines(p).some((l) => l.event === 'writeFailed' && /was deleted while in use/.test(l.message)), 'the agent to notice');
-    await new Promise((r) => setTimeout(r, 200));
-    expect(existsSync(db)).toBe(false); // the agent does not create a database an operator removed
+    // Two more tries after that: still nothing created where the operator removed the database.
+    const failures = () => jsonLines(p).filter((l) => l.event === 'writeFailed').length;
+    const seen = failures();
+    await waitFor(() => failures() >= seen + 2, 'two more failed tries');
+    expect(existsSync(db)).toBe(false);
     expect(p.exitCode).toBeNull();
     expect(cli(['register', 'other'], { db }).code).toBe(0);
     await waitFor(() => agentRow(db, 'phoenix')?.state === 'active', 'the agent in the new file');

@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import { ROOT, cli, cliJson, exited, startCli, tempDb, tempDir, waitFor } from './helpers.js';
+import { ROOT, cli, cliJson, exited, sleep, startCli, tempDb, tempDir, waitFor } from './helpers.js';
 import { TLS_CERT, beatOnce, cliAsync, freePort, receiver } from './receiver.js';
 
 const SINK = join(ROOT, 'test', 'fixtures', 'alert-sink.mjs');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Registers an agent that is offline (by its clock) 150 ms from now: contract and first beat in one write. */
 async function dying(db: string, name: string) {
@@ -46,7 +45,8 @@ describe('alerts', () => {
   it('reminds once per cooldown while an agent stays down, and never alerts about an agent in maintenance', async () => {
     const db = tempDb();
     const hook = await receiver();
-    const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-cooldown', '2s'], { db });
+    // A 5 s cooldown: the two passes that must fall inside it each start a CLI, which takes a while on a busy machine.
+    const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-cooldown', '5s'], { db });
     await once();
     beatOnce(db, 'paused', { intervalMs: 50, offlineAfterMs: 100 });
     cli(['set-status', 'paused', 'maintenance'], { db });
@@ -55,7 +55,7 @@ describe('alerts', () => {
     expect(hook.bodies.map((b) => `${b.kind}:${b.agent.name}`)).toEqual(['alert:down']);
     await once();
     expect(hook.bodies).toHaveLength(1);
-    await sleep(2100);
+    await sleep(5100);
     await once();
     expect(hook.bodies.map((b) => b.kind)).toEqual(['alert', 'reminder']);
     expect(hook.bodies[1].message).toMatch(/^down is still offline \(down for \d+s/);
@@ -103,7 +103,7 @@ describe('alerts', () => {
     expect(metrics).toMatch(/^agentctl_alerts_sent_total 1$/m);
   });
 
-  it('five monitor --once started together: one does the work; no duplicate events or alerts', async () => {
+  it('five monitor --once started together: each passes alone or says another is running; each agent is convicted and alerted once', async () => {
     const db = tempDb();
     const hook = await receiver();
     cli(['monitor', '--once'], { db });
@@ -117,6 +117,9 @@ describe('alerts', () => {
     const passes = runs.filter((r) => r.output().trim());
     expect(passes.length).toBeGreaterThanOrEqual(1);
     for (const r of runs.filter((x) => !x.output().trim())) expect(r.errors()).toMatch(/^agentctl: another agentctl monitor is running .*; nothing to do\n$/);
+    // However many got the lock in turn, the convictions were made once, by one of them: the reports add up to two.
+    const reported = passes.flatMap((r) => JSON.parse(r.output().trim()).transitions.map((t: any) => `${t.agent}>${t.to}`));
+    expect(reported.sort()).toEqual(['x>offline', 'y>offline']);
     const all = cliJson(['history', '--limit', '1000'], { db }) as any[];
     for (const name of ['x', 'y']) expect(all.filter((e) => e.agentName === name && e.toState === 'offline')).toHaveLength(1);
     await waitFor(() => hook.bodies.length >= 2, 'the two alerts');
@@ -129,10 +132,11 @@ describe('alerts', () => {
     const cmd = `'${process.execPath}' '${SINK}' '${out}'`;
     const once = () => cliAsync(['monitor', '--once', '--alert-exec', cmd, '--alert-on', 'stale'], { db });
     await once();
-    beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 2000 });
+    // Stale after 100 ms, offline after 6 s: the pass in between has 6 s to start, even on a busy machine.
+    beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 6000 });
     await sleep(150);
     await once();
-    await sleep(2000);
+    await sleep(6000);
     await once();
     const got = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(got.map((g) => `${g.payload.kind}:${g.payload.state}`)).toEqual(['alert:stale', 'alert:offline']);

@@ -6,7 +6,7 @@ import { registerAgent, updateAgentState, updateHeartbeat } from '../src/core/ag
 import { cancelCommand, sendCommand } from '../src/core/commands.js';
 import Database from 'better-sqlite3';
 import { AgentUnavailableError, DatabaseBusyError } from '../src/errors.js';
-import { cli, cliJson, FIXTURES, jsonLines, start, tempDb, waitFor } from './helpers.js';
+import { cli, cliJson, exited, FIXTURES, jsonLines, start, tempDb, waitFor } from './helpers.js';
 
 const T0 = 1_800_000_000_000;
 
@@ -142,10 +142,11 @@ describe('agentctl send and commands', () => {
     const id = Number(cli(['send', 'sleeper', '--', 'sleep', '60000'], { db }).stdout);
     await waitFor(() => cliJson(['commands', 'sleeper'], { db })[0].state === 'executing', 'the command to be claimed');
     p.kill('SIGKILL');
-    // The health loop's conviction, as set-status does it: offline, with the reason.
-    expect(cli(['set-status', 'sleeper', 'offline', '--reason', 'pid is dead'], { db }).code).toBe(0);
+    await exited(p);
+    // The health loop proves the crash by the agent's pid and convicts it: its executing command is cancelled.
+    expect(cli(['monitor', '--once'], { db }).code).toBe(0);
     const [c] = cliJson(['commands', 'sleeper'], { db });
-    expect(c).toMatchObject({ id, state: 'cancelled', error: 'agent offline: pid is dead' });
+    expect(c).toMatchObject({ id, state: 'cancelled', error: 'agent offline: process gone' });
     const refused = cli(['send', 'sleeper', '--', 'echo', 'hi'], { db });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/agent 'sleeper' is offline: nobody would run the command \(send it with --queue/);

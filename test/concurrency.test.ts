@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { exited, start, tempDb, ROOT } from './helpers.js';
+import { exited, fixture, start, tempDb } from './helpers.js';
 import { openStore } from '../src/store/store.js';
 import { SCHEMA_VERSION } from '../src/store/migrations.js';
 
-const fixture = (name: string) => join(ROOT, 'test', 'fixtures', name);
 
 async function runAll(children: ReturnType<typeof start>[]) {
   const results = await Promise.all(children.map(exited));

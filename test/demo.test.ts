@@ -59,7 +59,8 @@ function expectAllStopped(db: string): void {
 describe('agentctl demo', () => {
   it('shows three agents active, the killed one offline, then back; ends by itself with exit 0 and no process left', async () => {
     const db = tempDb();
-    const demo = startCli(['demo', '--duration', '8s', '--kill-after', '2s', '--restart', '--refresh', '250ms'], { db });
+    // 12 s: the kill at 2 s, the restart after its backoff and a frame showing it active again fit with room on a busy machine.
+    const demo = startCli(['demo', '--duration', '12s', '--kill-after', '2s', '--restart', '--refresh', '250ms'], { db });
     const { code } = await exited(demo);
     const out = demo.output();
     expect(code, demo.errors()).toBe(0);

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
+import { type Store, openStore } from '../src/store/store.js';
+import type { AgentRecord } from '../src/store/rows.js';
 
 export const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 export const BIN = join(ROOT, 'bin', 'agentctl');
@@ -153,3 +155,29 @@ export function jsonLines(child: { output: () => string }): any[] {
 }
 
 export const FIXTURES = join(ROOT, 'test', 'fixtures');
+
+/** A fixture's path. */
+export const fixture = (name: string): string => join(FIXTURES, name);
+
+/** Waits `ms` milliseconds. */
+export { setTimeout as sleep } from 'node:timers/promises';
+
+/** Runs `fn` on a store opened on `db`, then closes it. */
+export function withStore<T>(db: string, fn: (s: Store) => T, mode: 'create' | 'existing' = 'create'): T {
+  const s = openStore({ path: db, mode });
+  try {
+    return fn(s);
+  } finally {
+    s.close();
+  }
+}
+
+/** The agent's stored record; undefined if there is none, or no database yet (nothing is created). */
+export function agentRecord(db: string, name: string): AgentRecord | undefined {
+  return existsSync(db) ? withStore(db, (s) => s.getAgent(name), 'existing') : undefined;
+}
+
+/** The agent's history as `agentctl history --json` gives it (oldest first, up to 1,000 events). */
+export function historyOf(db: string, name: string): any[] {
+  return cliJson(['history', name, '--limit', '1000'], { db });
+}

@@ -2,12 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { ROOT, cli, cliJson, exited, start, startCli, tempDb, waitFor } from './helpers.js';
+import { ROOT, cli, cliJson, exited, historyOf, sleep, start, startCli, tempDb, waitFor } from './helpers.js';
 import { beatOnce } from './receiver.js';
 
 const AGENT = join(ROOT, 'test', 'fixtures', 'agent.mjs');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const history = (db: string, name: string) => cliJson(['history', name], { db }) as any[];
+const history = historyOf;
 const reports = (out: string) => out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
 describe('agentctl monitor', () => {

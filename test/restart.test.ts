@@ -5,20 +5,10 @@ import { openStore } from '../src/store/store.js';
 import { restartAgent } from '../src/core/restart.js';
 import { nextRestart, restartDelay, policyRestarts, RESTART_BACKOFF } from '../src/core/backoff.js';
 import { processStartTime } from '../src/core/host.js';
-import { cli, cliJson, FIXTURES, killGroupAfter, start, startCli, tempDb, waitFor } from './helpers.js';
+import { agentRecord, cli, cliJson, fixture, killGroupAfter, start, startCli, tempDb, waitFor, withStore } from './helpers.js';
 
 const node = process.execPath;
-const fixture = (f: string) => join(FIXTURES, f);
-
-function withStore<T>(db: string, fn: (s: ReturnType<typeof openStore>) => T): T {
-  const s = openStore({ path: db });
-  try {
-    return fn(s);
-  } finally {
-    s.close();
-  }
-}
-const agent = (db: string, name: string) => (existsSync(db) ? withStore(db, (s) => s.getAgent(name)) : undefined);
+const agent = agentRecord;
 
 /** Alive and not a zombie. */
 function alive(pid: number): boolean {

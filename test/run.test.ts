@@ -1,25 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openStore } from '../src/store/store.js';
-import { cli, cliJson, exited, FIXTURES, killGroupAfter, startCli, tempDb, tempDir, waitFor } from './helpers.js';
+import { agentRecord, cli, exited, fixture, historyOf, killGroupAfter, startCli, tempDb, tempDir, waitFor } from './helpers.js';
 
 const node = process.execPath;
-const fixture = (f: string) => join(FIXTURES, f);
-
-function agent(db: string, name: string) {
-  if (!existsSync(db)) return undefined;
-  const s = openStore({ path: db, mode: 'existing' });
-  try {
-    return s.getAgent(name);
-  } finally {
-    s.close();
-  }
-}
-
-function history(db: string, name: string): any[] {
-  return cliJson(['history', name, '--limit', '1000'], { db });
-}
+const agent = agentRecord;
+const history = historyOf;
 
 describe('agentctl run', () => {
   it('SIGTERM to run reaches the child; the agent goes offline; run exits with the child\'s code', async () => {
@@ -43,7 +29,7 @@ describe('agentctl run', () => {
     expect(last.at - sentAt).toBeLessThan(5000);
   });
 
-  it('SIGKILL to the child: offline within a second of the exit, then restarted per policy', async () => {
+  it('SIGKILL to the child: offline at once, seen by the wrapper (not the clock), then restarted per policy', async () => {
     const db = tempDb();
     const run = startCli(['run', '--name', 'k', '--interval', '50ms', '--restart', 'on-failure', '--backoff', '100ms', '--', node, fixture('agent-exit2.mjs')], { db });
     await waitFor(() => agent(db, 'k')?.state === 'active', 'the agent to be active');
@@ -53,9 +39,11 @@ describe('agentctl run', () => {
     process.kill(first.pid!, 'SIGKILL');
     await waitFor(() => history(db, 'k').some((e) => e.toState === 'offline'), 'the offline event');
     const offline = history(db, 'k').find((e) => e.toState === 'offline');
-    expect(offline).toMatchObject({ reason: 'killed by SIGKILL', evidence: { signal: 'SIGKILL', exit_code: null, pid: first.pid } });
-    // The event's own timestamp against the kill: one second, plus slack for two noisy cores running other tests.
-    expect(offline.at - killedAt).toBeLessThan(1500);
+    // The wrapper's exit evidence, not a clock conviction (no health loop runs here, and the clock would say
+    // 'no heartbeat within the offline threshold'), dated at the exit it saw.
+    expect(offline).toMatchObject({ reason: 'killed by SIGKILL', evidence: { rule: 'exit', signal: 'SIGKILL', exit_code: null, pid: first.pid } });
+    expect(offline.at).toBeGreaterThanOrEqual(killedAt);
+    expect(offline.at - killedAt).toBeLessThan(5000); // generous: two noisy cores running other tests
     await waitFor(() => (agent(db, 'k')?.incarnation ?? 0) > first.incarnation && agent(db, 'k')?.state === 'active', 'the restarted agent');
     const second = agent(db, 'k')!;
     killGroupAfter(second.pid);
