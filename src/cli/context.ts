@@ -73,7 +73,7 @@ export function contextFrom(g: GlobalOptions, extra: { logDir?: string } = {}): 
   };
 }
 
-/** Parses a flag value with `parse`, so that its UsageError names the flag. */
+/** Collects the values of a repeatable flag (commander's argParser for --alert-webhook, --alert-exec). */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }

@@ -4,7 +4,7 @@ import { COMMAND_STATES, type CommandRecord, type CommandState } from '../store/
 import type { Store } from '../store/store.js';
 import { MAX_DURATION_MS } from './duration.js';
 import { deriveState } from './state.js';
-import { PAYLOAD_MAX, validateMessage, validateName } from './validate.js';
+import { PAYLOAD_MAX, parseList, validateMessage, validateName } from './validate.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The command channel as operators and tools use it: send, list, cancel, wait. Agents claim through HeartbeatAgent.onCommand. */
@@ -31,10 +31,7 @@ export function sendCommand(store: Store, name: string, payload: string, now: nu
 
 /** Parses a comma-separated list of command states. */
 export function parseCommandStates(text: string): CommandState[] {
-  const states = text.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of states) if (!(COMMAND_STATES as readonly string[]).includes(s)) throw new UsageError(`invalid command state '${s}': use ${COMMAND_STATES.join(', ')}`);
-  if (!states.length) throw new UsageError('--state needs at least one state');
-  return states as CommandState[];
+  return parseList(text, COMMAND_STATES, '--state', 'command state');
 }
 
 /** Commands, newest first, after settling the ones past their deadline (so what is listed is true now). */

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { DatabaseReplacedError, DatabaseUnusableError, UsageError } from '../errors.js';
-import { GOODBYE_SQL } from '../store/protocol.js';
 import { type StartRowParams, markExited, startAgentRow } from '../store/lifecycle.js';
 import { type HeartbeatParams, type Store, openStore } from '../store/store.js';
 import { isBusyError } from '../store/retry.js';
@@ -206,10 +205,7 @@ export class HeartbeatAgent extends EventEmitter {
         if (opts.evidence) markExited(store, this.name, this.incarnationNo, reason, opts.evidence, now);
         else {
           validateMessage(reason);
-          store.immediate(() => {
-            // Not a newer incarnation's row: another process may have taken the name over since.
-            if (store.getAgent(this.name)?.incarnation === this.incarnationNo) store.prepared(GOODBYE_SQL).run({ name: this.name, message: reason, now });
-          });
+          store.goodbye(this.name, reason, now, { incarnation: this.incarnationNo });
         }
       }
     } catch (err) {

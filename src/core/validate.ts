@@ -83,3 +83,11 @@ export function parsePositiveNumber(text: string, what: string, min = 0): number
   }
   return n;
 }
+
+/** Parses a comma-separated flag value whose words must come from `allowed`; at least one. Errors name `flag`. */
+export function parseList<T extends string>(text: string, allowed: readonly T[], flag: string, what = 'state'): T[] {
+  const words = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const w of words) if (!(allowed as readonly string[]).includes(w)) throw new UsageError(`invalid ${what} '${w}' in ${flag}: use ${allowed.join(', ')}`);
+  if (!words.length) throw new UsageError(`${flag} needs at least one ${what}`);
+  return words as T[];
+}

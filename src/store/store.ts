@@ -188,9 +188,14 @@ export class Store {
   }
 
   /** The agent says goodbye: offline now, with an event; its executing commands are cancelled. */
-  goodbye(name: string, message: string | null, now: number): boolean {
+  goodbye(name: string, message: string | null, now: number, opts: { incarnation?: number } = {}): boolean {
     return this.immediate(() => {
-      if (!this.getAgent(name)) throw new AgentNotFoundError(name);
+      const a = this.getAgent(name);
+      // An agent saying goodbye for its own incarnation: a missing row or a newer incarnation's (another process
+      // took the name over since) is not its to mark.
+      if (opts.incarnation !== undefined) {
+        if (a?.incarnation !== opts.incarnation) return false;
+      } else if (!a) throw new AgentNotFoundError(name);
       return this.prepared(GOODBYE_SQL).run({ name, message, now }).changes === 1;
     });
   }

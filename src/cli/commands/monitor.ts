@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseDuration } from '../../core/duration.js';
-import { parseCount } from '../../core/validate.js';
+import { parseCount, parseList } from '../../core/validate.js';
 import { HeartbeatHealthAgent } from '../../core/health/agent.js';
 import { type AlertTarget, execTarget, webhookTarget } from '../../core/health/deliver.js';
 import { dailyFileLogger } from '../../core/health/log.js';
@@ -31,12 +31,7 @@ const ALERTABLE: AgentState[] = ['offline', 'stale', 'error', 'failed'];
 
 /** Parses --alert-on: offline is always included (it is the default, and the reason alerts exist). */
 export function parseAlertOn(text: string | undefined): AgentState[] {
-  const states = new Set<AgentState>(['offline']);
-  for (const s of (text ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
-    if (!(ALERTABLE as string[]).includes(s)) throw new UsageError(`invalid state '${s}' in --alert-on: use ${ALERTABLE.join(', ')}`);
-    states.add(s as AgentState);
-  }
-  return [...states];
+  return [...new Set<AgentState>(['offline', ...(text === undefined ? [] : parseList(text, ALERTABLE, '--alert-on'))])];
 }
 
 export function define(program: Command): void {

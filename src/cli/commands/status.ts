@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import Table from 'cli-table3';
 import { type AgentView, getRegisteredAgents } from '../../core/agents.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
-import { validateGroup } from '../../core/validate.js';
+import { parseList, validateGroup } from '../../core/validate.js';
 import { DatabaseMissingError, UsageError } from '../../errors.js';
 import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import type { Store } from '../../store/store.js';
@@ -22,13 +22,7 @@ interface Flags {
 
 /** Parses --state a,b,c into states, rejecting unknown words. */
 export function parseStates(text: string | undefined): AgentState[] | undefined {
-  if (text === undefined) return undefined;
-  const states = text.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of states) {
-    if (!(AGENT_STATES as readonly string[]).includes(s)) throw new UsageError(`invalid state '${s}' in --state: use ${AGENT_STATES.join(', ')}`);
-  }
-  if (!states.length) throw new UsageError('--state needs at least one state');
-  return states as AgentState[];
+  return text === undefined ? undefined : parseList(text, AGENT_STATES, '--state');
 }
 
 export function define(program: Command): void {
