@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { reportError } from './report.js';
+import { safeText } from '../core/text.js';
 import { ExitCode, EXIT_CODES_HELP } from '../exit-codes.js';
 import { VERSION } from '../version.js';
 
@@ -73,8 +74,9 @@ function buildProgram(): Command {
     .configureHelp({ helpWidth: Math.max(120, process.stdout.columns ?? 0) })
     .exitOverride()
     .configureOutput({
-      // One line, whatever commander says: its suggestion ("Did you mean …?") joins the message.
-      outputError: (str, write) => write(`agentctl: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}\n`),
+      // One line, whatever commander says: its suggestion ("Did you mean …?") joins the message. It quotes the
+      // argument it refused, shown through safeText like every other error.
+      outputError: (str, write) => write(`agentctl: ${safeText(str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' '))}\n`),
     })
     .addHelpText('after', `\n${EXIT_CODES_HELP}\n\n${ENV_HELP}`);
   // Not npm_package_version: under `npm run` that is the version of whichever package runs the script.

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { convict, findVerdicts } from '../../core/health/convict.js';
 import { agentsToPurge, countHistoryOlderThan, purgeAgents, pruneHistory } from '../../core/cleanup.js';
 import { parseDuration } from '../../core/duration.js';
+import { safeText } from '../../core/text.js';
 import { UsageError } from '../../errors.js';
 import { withExclusiveLock } from '../../store/lock.js';
 import { cliContext } from '../context.js';
@@ -83,15 +84,15 @@ interface Report {
 }
 
 
-/** The one-line summary: what was done, or with --dry-run what would be. */
+/** The one-line summary: what was done, or with --dry-run what would be. Agent names come from rows, so through safeText. */
 function summary(r: Report): string {
   const parts: string[] = [];
   if (r.convicted) {
-    const shown = r.convicted.slice(0, 10).map((c) => `${c.agent} → ${c.to}`).join(', ');
+    const shown = r.convicted.slice(0, 10).map((c) => `${safeText(c.agent)} → ${c.to}`).join(', ');
     parts.push(`${r.dryRun ? 'would convict' : 'convicted'} ${plural(r.convicted.length, 'agent')}${shown ? ` (${shown}${r.convicted.length > 10 ? ', …' : ''})` : ''}`);
   }
   if (r.purged) {
-    const names = r.purged.agents.length ? ` (${r.purged.agents.slice(0, 10).join(', ')}${r.purged.agents.length > 10 ? ', …' : ''})` : '';
+    const names = r.purged.agents.length ? ` (${r.purged.agents.slice(0, 10).map(safeText).join(', ')}${r.purged.agents.length > 10 ? ', …' : ''})` : '';
     parts.push(
       r.dryRun
         ? `would purge ${plural(r.purged.agents.length, 'agent')}${names}`

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { cancelCommand, listCommands, parseCommandStates } from '../../core/commands.js';
 import { formatDuration, iso } from '../../core/duration.js';
+import { safeText } from '../../core/text.js';
 import { parseCount } from '../../core/validate.js';
 import { UsageError } from '../../errors.js';
 import type { CommandRecord } from '../../store/rows.js';
@@ -54,11 +55,19 @@ export function define(program: Command): void {
     });
 }
 
+/** The table for people: names, payloads, results and errors are agent text, shown through safeText. */
 function table(list: CommandRecord[], now: number, color: boolean): string {
   if (!list.length) return 'No commands.';
   const c = painter(color);
   const paint = (s: string) => (s === 'completed' ? c.green(s) : s === 'failed' ? c.red(s) : s === 'cancelled' ? c.yellow(s) : s === 'executing' ? c.cyan(s) : s);
-  const rows = list.map((x) => [String(x.id), x.agentName, x.state, `${formatDuration(now - x.createdAt)} ago`, oneLine(x.payload, 40), oneLine(x.state === 'completed' ? (x.result ?? '') : (x.error ?? ''), 40)]);
+  const rows = list.map((x) => [
+    String(x.id),
+    safeText(x.agentName),
+    safeText(x.state),
+    `${formatDuration(now - x.createdAt)} ago`,
+    safeText(oneLine(x.payload, 40)),
+    safeText(oneLine(x.state === 'completed' ? (x.result ?? '') : (x.error ?? ''), 40)),
+  ]);
   const head = ['ID', 'AGENT', 'STATE', 'SENT', 'PAYLOAD', 'RESULT / ERROR'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[], paintState: boolean) => r.map((v, i) => (i === 2 && paintState ? paint(v) + ' '.repeat(widths[i]! - v.length) : v.padEnd(widths[i]!))).join('  ').trimEnd();

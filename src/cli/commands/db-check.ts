@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type Diagnosis, diagnose } from '../../core/diagnose.js';
 import { repairDatabase } from '../../core/repair.js';
+import { safeText } from '../../core/text.js';
 import { ExitCode } from '../../exit-codes.js';
 import { type CliContext, cliContext } from '../context.js';
 import { painter, plural } from '../render.js';
@@ -34,15 +35,15 @@ export function define(program: Command): void {
       }
       const r = await repairDatabase(ctx.config.dbPath, now, {
         lockStaleMs: ctx.config.lockStaleMs,
-        onWait: (owner, waitMs) => ctx.err(`agentctl: the maintenance lock is held by pid ${owner.pid}, which is gone; taking it over once stale (up to ${Math.ceil(waitMs / 1000)}s)`),
+        onWait: (owner, waitMs) => ctx.err(`agentctl: the maintenance lock is held by pid ${safeText(String(owner.pid))}, which is gone; taking it over once stale (up to ${Math.ceil(waitMs / 1000)}s)`),
       });
       if (ctx.json) {
         ctx.out(JSON.stringify(r, null, 2));
       } else {
-        for (const a of r.actions) ctx.out(`fixed: ${a}`);
+        for (const a of r.actions) ctx.out(`fixed: ${safeText(a)}`);
         if (r.recovered) {
-          ctx.out(`the database is unusable and was left untouched; readable rows are in ${r.recovered}`);
-          ctx.out(`check it with 'agentctl db-check --db ${r.recovered}', then move it into place while no agentctl runs`);
+          ctx.out(`the database is unusable and was left untouched; readable rows are in ${safeText(r.recovered)}`);
+          ctx.out(`check it with 'agentctl db-check --db ${safeText(r.recovered)}', then move it into place while no agentctl runs`);
         } else {
           printDiagnosis(ctx, r.after);
         }
@@ -51,11 +52,12 @@ export function define(program: Command): void {
     });
 }
 
+/** The report for people: details quote names and text from rows anyone could have written, so they go through safeText. */
 function printDiagnosis(ctx: CliContext, d: Diagnosis): void {
   const c = painter(ctx.color);
-  ctx.out(c.bold(`db-check ${d.path}`));
+  ctx.out(c.bold(`db-check ${safeText(d.path)}`));
   for (const f of d.findings) {
-    ctx.out(`  ${f.ok ? c.green('ok  ') : c.red('FAIL')}  ${f.check}: ${f.detail}${f.fix ? c.dim(`  (--fix: ${f.fix})`) : ''}`);
+    ctx.out(`  ${f.ok ? c.green('ok  ') : c.red('FAIL')}  ${safeText(f.check)}: ${safeText(f.detail)}${f.fix ? c.dim(`  (--fix: ${safeText(f.fix)})`) : ''}`);
   }
   const problems = d.findings.filter((f) => !f.ok).length;
   if (d.verdict === 'healthy') ctx.out(c.green('healthy'));

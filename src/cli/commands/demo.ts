@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { getRegisteredAgents } from '../../core/agents.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { type ProcessRef, isSameProcess, signalProcess, waitGone } from '../../core/process-control.js';
+import { safeText } from '../../core/text.js';
 import { UsageError } from '../../errors.js';
 import type { Store } from '../../store/store.js';
 import { type CliContext, type GlobalOptions, contextFrom } from '../context.js';
@@ -148,11 +149,12 @@ function frame(ctx: CliContext, store: Store, story: DemoStory, procs: DemoProce
   const c = painter(ctx.color);
   const when = endsAt === null ? 'Ctrl-C to stop and clean up' : `ends in ${formatDuration(Math.max(0, Math.ceil((endsAt - now) / 1000)) * 1000)}, Ctrl-C to stop now`;
   const width = Math.max(...procs.map((p) => p.label.length));
-  // The monitor's log lines start with an ISO timestamp: the header already says when.
-  const output = procs.map((p) => `  ${p.label.padEnd(width)} › ${p.lastLine.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z\s+/, '')}${p.exit ? c.dim(` [exited: ${p.exit.signal ?? `code ${p.exit.code}`}]`) : ''}`);
+  // The monitor's log lines start with an ISO timestamp: the header already says when. What a process wrote and
+  // the story's line (which quotes the agent's reason) are shown through safeText, as everything from agents is.
+  const output = procs.map((p) => `  ${p.label.padEnd(width)} › ${safeText(p.lastLine.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z\s+/, ''))}${p.exit ? c.dim(` [exited: ${p.exit.signal ?? `code ${p.exit.code}`}]`) : ''}`);
   return [
-    c.dim(`agentctl demo · ${ctx.config.dbPath} · ${new Date(now).toLocaleTimeString()} · ${when}`),
-    c.bold(step.line),
+    c.dim(`agentctl demo · ${safeText(ctx.config.dbPath)} · ${new Date(now).toLocaleTimeString()} · ${when}`),
+    c.bold(safeText(step.line)),
     '',
     renderStatus(ctx, store, {}),
     '',

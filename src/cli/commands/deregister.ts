@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { deregisterAgent } from '../../core/agents.js';
+import { safeText } from '../../core/text.js';
 import { validateMessage, validateName } from '../../core/validate.js';
 import { cliContext } from '../context.js';
 
@@ -21,7 +22,7 @@ export function define(program: Command): void {
       try {
         const r = deregisterAgent(store, name, ctx.now(), flags.reason);
         if (ctx.json) ctx.out(JSON.stringify({ name, deregistered: true, previousState: r.before.state }));
-        else ctx.out(`deregistered ${name}`);
+        else ctx.out(`deregistered ${safeText(name)}`);
       } finally {
         store.close();
       }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { type HeartbeatInput, type PreparedHeartbeat, prepareHeartbeat, writeHeartbeat } from '../../core/agents.js';
 import { parseCount } from '../../core/validate.js';
 import { formatDuration } from '../../core/duration.js';
+import { safeText } from '../../core/text.js';
 import { type CliContext, cliContext } from '../context.js';
 import { parseContract, parseMeta, parsePid } from './options.js';
 
@@ -57,7 +58,7 @@ export function writeCliHeartbeat(prepared: PreparedHeartbeat, ctx: CliContext, 
     const result = writeHeartbeat(store, prepared, now);
     const name = prepared.beat.name;
     if (ctx.json) ctx.out(JSON.stringify({ name, at: new Date(now).toISOString(), registered: result.registered }));
-    else if (result.registered) ctx.err(`agentctl: registered new agent ${name} (interval ${formatDuration(result.agent?.intervalMs ?? store.contract.intervalMs)})`);
+    else if (result.registered) ctx.err(`agentctl: registered new agent ${safeText(name)} (interval ${formatDuration(result.agent?.intervalMs ?? store.contract.intervalMs)})`);
   } finally {
     store.close();
   }

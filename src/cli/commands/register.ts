@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { prepareRegister, viewAgent } from '../../core/agents.js';
 import { formatDuration } from '../../core/duration.js';
 import { staleAfterMs } from '../../core/state.js';
+import { safeText } from '../../core/text.js';
 import { UsageError } from '../../errors.js';
 import { cliContext, hadDoubleDash } from '../context.js';
 import { agentJson } from '../render.js';
@@ -52,9 +53,9 @@ export function define(program: Command): void {
           return;
         }
         ctx.out(
-          `${existed ? 'updated' : 'registered'} ${agent.name}: interval ${formatDuration(agent.intervalMs)}, ` +
+          `${existed ? 'updated' : 'registered'} ${safeText(agent.name)}: interval ${formatDuration(agent.intervalMs)}, ` +
             `stale after ${formatDuration(staleAfterMs(agent))}, offline after ${formatDuration(agent.offlineAfterMs)}` +
-            (agent.launch ? `, launch: ${agent.launch.argv.join(' ')}` : ''),
+            (agent.launch ? `, launch: ${safeText(agent.launch.argv.join(' '))}` : ''),
         );
       } finally {
         store.close();

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { getRegisteredAgents } from '../../core/agents.js';
 import { parseDuration } from '../../core/duration.js';
 import { type RestartResult, restartAgents } from '../../core/restart.js';
+import { safeText } from '../../core/text.js';
 import { validateName } from '../../core/validate.js';
 import { UsageError } from '../../errors.js';
 import { ExitCode } from '../../exit-codes.js';
@@ -72,10 +73,12 @@ function report(ctx: ReturnType<typeof cliContext>, results: RestartResult[]): v
   }
   for (const r of results) {
     if (r.error) {
-      if (results.length > 1) ctx.err(`agentctl: ${r.name}: ${r.error.message}`);
+      if (results.length > 1) ctx.err(`agentctl: ${safeText(r.name)}: ${safeText(r.error.message)}`);
       continue;
     }
-    const head = r.action === 'restarted' ? `restarted ${r.name}: pid ${r.pid}` : r.action === 'would-restart' ? `would restart ${r.name}` : `${r.name}: ${r.action}`;
-    ctx.out([head, ...r.steps.map((s) => `  ${s}`)].join('\n'));
+    // Names and steps (which quote the launch command) come from rows anyone could have written.
+    const name = safeText(r.name);
+    const head = r.action === 'restarted' ? `restarted ${name}: pid ${r.pid}` : r.action === 'would-restart' ? `would restart ${name}` : `${name}: ${r.action}`;
+    ctx.out([head, ...r.steps.map((s) => `  ${safeText(s)}`)].join('\n'));
   }
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { sendCommand, waitForCommand } from '../../core/commands.js';
 import { parseDuration } from '../../core/duration.js';
+import { safeText } from '../../core/text.js';
 import { UsageError } from '../../errors.js';
 import { ExitCode } from '../../exit-codes.js';
 import { cliContext, hadDoubleDash } from '../context.js';
@@ -25,7 +26,7 @@ export function define(program: Command): void {
     .argument('<payload...>', 'the payload, after --')
     .option('--timeout <dur>', 'the command must be finished within this long; after it a queued one is cancelled, an executing one failed')
     .option('--queue', 'queue it even if the agent is offline or failed')
-    .option('--wait', 'wait for the command to finish (up to --timeout, default 30s) and print its result; exit 1 unless it completed')
+    .option('--wait', 'wait for the command to finish (up to --timeout, default 30s) and print its result (controls escaped; --json: exact); exit 1 unless it completed')
     .addHelpText('after', '\nExamples:\n  agentctl send worker-1 -- \'{"op":"reload"}\'\n  agentctl send worker-1 --wait --timeout 10s -- ping')
     .action(async (name: string, payload: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
@@ -40,8 +41,9 @@ export function define(program: Command): void {
         }
         const done = await waitForCommand(store, sent.id, timeoutMs ?? 30_000);
         if (ctx.json) ctx.out(JSON.stringify(commandJson(done), null, 2));
-        else if (done.state === 'completed') ctx.out(done.result ?? '');
-        else ctx.err(`agentctl: command ${done.id} ${done.state === 'queued' || done.state === 'executing' ? `still ${done.state} after the timeout` : done.state}${done.error ? `: ${done.error}` : ''}`);
+        // The result and the error are the agent's text: shown through safeText (--json gives them exact).
+        else if (done.state === 'completed') ctx.out(safeText(done.result));
+        else ctx.err(`agentctl: command ${done.id} ${done.state === 'queued' || done.state === 'executing' ? `still ${done.state} after the timeout` : done.state}${done.error ? `: ${safeText(done.error)}` : ''}`);
         if (done.state !== 'completed') process.exitCode = ExitCode.FAILED;
       } finally {
         store.close();

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type StatusTarget, updateAgentState, viewAgent } from '../../core/agents.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
+import { safeText } from '../../core/text.js';
 import { validateMessage, validateName } from '../../core/validate.js';
 import { UsageError } from '../../errors.js';
 import { cliContext } from '../context.js';
@@ -38,7 +39,7 @@ export function define(program: Command): void {
           ctx.out(JSON.stringify({ name, from: viewAgent(r.before, now).state, agent: agentJson(after) }, null, 2));
           return;
         }
-        let line = `${name}: ${after.state}`;
+        let line = `${safeText(name)}: ${after.state}`;
         if (status === 'available' || status === 'busy') line += `, ${after.availability}`;
         if (status === 'maintenance') line += forMs !== undefined ? ` for ${formatDuration(forMs)} (until ${new Date(now + forMs).toISOString()})` : ' until set available again';
         if ((status === 'available' || status === 'busy') && (after.state === 'offline' || after.state === 'failed')) {

@@ -2,6 +2,7 @@ import { appendFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LogLevel, logsAt } from '../../config.js';
 import type { Logger as BaseLogger } from '../logger.js';
+import { safeText } from '../text.js';
 
 /** The logger the health loop writes to: the library's Logger with every method present. */
 export type Logger = Required<BaseLogger>;
@@ -20,7 +21,8 @@ export interface DailyLogOptions {
 
 /**
  * A logger that appends each line to the day's file (seed 002's daily logs) and removes files past the retention.
- * A log file that cannot be written never stops the loop: the line still goes to `echo`.
+ * A log file that cannot be written never stops the loop: the line still goes to `echo`. Each message goes through
+ * safeText: the names, reasons and messages in it come from rows anyone could have written, and one line is one entry.
  */
 export function dailyFileLogger(opts: DailyLogOptions): Logger {
   const level = opts.level ?? 'info';
@@ -32,7 +34,7 @@ export function dailyFileLogger(opts: DailyLogOptions): Logger {
     if (!logsAt(lvl, level)) return;
     const t = now();
     const stamp = new Date(t).toISOString();
-    const line = `${stamp} ${lvl.toUpperCase().padEnd(5)} ${message}\n`;
+    const line = `${stamp} ${lvl.toUpperCase().padEnd(5)} ${safeText(message)}\n`;
     opts.echo?.(line);
     if (broken) return;
     try {
@@ -44,7 +46,7 @@ export function dailyFileLogger(opts: DailyLogOptions): Logger {
       appendFileSync(join(opts.dir, `health-${day}.log`), line);
     } catch (err) {
       broken = true;
-      opts.echo?.(`${stamp} WARN  cannot write the log file in ${opts.dir}: ${(err as Error).message}; logging to stderr only\n`);
+      opts.echo?.(`${stamp} WARN  cannot write the log file in ${safeText(opts.dir)}: ${safeText((err as Error).message)}; logging to stderr only\n`);
     }
   };
   return {
