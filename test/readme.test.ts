@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { BIN, ROOT, cleanEnv, cli, tempDb, tempDir } from './helpers.js';
 
@@ -98,4 +98,24 @@ describe('the README', () => {
     expect(typeof example.agent.id).toBe('number');
     expect(README).toMatch(/`agent.id` is the agent's\s+row number in the database/);
   });
+});
+
+describe("the README's TypeScript examples", () => {
+  it('type-check as written against the built library, imported as agentctl', () => {
+    const dir = tempDir('agentctl-readme-ts-');
+    mkdirSync(join(dir, 'node_modules'));
+    symlinkSync(ROOT, join(dir, 'node_modules', 'agentctl'));
+    writeFileSync(join(dir, 'package.json'), '{"type":"module"}\n');
+    const blocks = [...README.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+    expect(blocks.length).toBeGreaterThan(2);
+    const files = blocks.map((b, i) => {
+      writeFileSync(join(dir, `example-${i}.ts`), b);
+      return `example-${i}.ts`;
+    });
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    const flags = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--skipLibCheck'];
+    const types = ['--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types')];
+    const r = spawnSync(process.execPath, [tsc, ...flags, ...types, ...files], { cwd: dir, encoding: 'utf8', timeout: 300_000 });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+  }, 300_000);
 });
