@@ -105,7 +105,7 @@ describe('agentctl demo', () => {
     expect(lines).toContain('demo-2 is offline (killed by SIGKILL)');
 
     // The hint names the database, and runs as written from another terminal.
-    const hint = /see: agentctl (--db \S+ history demo-2)\)/.exec(out);
+    const hint = /its history: agentctl (--db \S+ history demo-2)$/m.exec(out);
     expect(hint, out).not.toBeNull();
     const history = cli(hint![1]!.split(' '));
     expect(history.code, history.stderr).toBe(0);
@@ -209,6 +209,6 @@ describe('the demo story', () => {
     expect(story.tick({ agents: all, lastPassAt: late }, late).kill).toBeUndefined();
     expect(story.tick({ agents: all, lastPassAt: late }, late).kill).toBeDefined();
     const down = story.tick({ agents: [...all.slice(0, 1), beating('demo-2', { state: 'offline', stateReason: 'killed by SIGKILL' })], lastPassAt: late }, late);
-    expect(down.line).toContain('see: agentctl --db /srv/demo.db history demo-2, while the demo runs; --keep keeps the database afterwards');
+    expect(down.line).toContain('its history: agentctl --db /srv/demo.db history demo-2 while the demo runs (--keep keeps the database afterwards)');
   });
 });

@@ -45,7 +45,10 @@ export class DemoChanges {
     for (const p of procs) {
       if (!p.exit || this.exited.has(p.label)) continue;
       this.exited.add(p.label);
-      out.push(`${p.label} exited (${p.exit.signal ?? `code ${p.exit.code}`})${p.lastLine ? `: ${safeText(p.lastLine)}` : ''}`);
+      // The demo's processes are agentctl itself: a wrapper per agent, and the monitor.
+      const who = p.label === 'monitor' ? 'agentctl monitor' : `agentctl run for ${p.label}`;
+      const how = p.exit.signal ? `killed by ${p.exit.signal}` : `with code ${p.exit.code}`;
+      out.push(`${who} exited ${how}${p.lastLine ? ` (last output: ${safeText(p.lastLine)})` : ''}`);
     }
     if (t.step.line && t.step.line !== this.line) {
       this.line = t.step.line;

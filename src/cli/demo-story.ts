@@ -99,8 +99,8 @@ export class DemoStory {
 
   /** The command that shows the victim's history, runnable from another terminal. */
   private historyHint(): string {
-    const hint = `see: agentctl --db ${this.o.db} history ${this.o.victim}`;
-    return this.o.kept ? hint : `${hint}, while the demo runs; --keep keeps the database afterwards`;
+    const hint = `its history: agentctl --db ${this.o.db} history ${this.o.victim}`;
+    return this.o.kept ? hint : `${hint} while the demo runs (--keep keeps the database afterwards)`;
   }
 
   private describe(): string {
@@ -114,9 +114,9 @@ export class DemoStory {
       case 'offline':
         return this.o.restart
           ? `${name} is offline (${p.reason}): agentctl run saw its worker die; it restarts it after a ${formatDuration(this.o.backoffMs)} backoff…`
-          : `${name} is offline (${p.reason}): agentctl run saw its worker die. It stays down (with --restart it would come back). ${this.historyHint()}`;
+          : `${name} is offline (${p.reason}): agentctl run saw its worker die. It stays down (with --restart it would come back); ${this.historyHint()}`;
       case 'back':
-        return `${name} is back: agentctl run restarted its worker${p.pid !== null ? ` (pid ${p.pid})` : ''} and it heartbeats again (${this.historyHint()})`;
+        return `${name} is back: agentctl run restarted its worker${p.pid !== null ? ` (pid ${p.pid})` : ''} and it heartbeats again; ${this.historyHint()}`;
     }
   }
 }
