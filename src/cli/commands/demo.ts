@@ -12,9 +12,8 @@ import { type CliContext, type GlobalOptions, contextFrom } from '../context.js'
 import { type DemoProcess, isRunning, startAgentctl, stopAll, waitExitedSync } from '../demo-fleet.js';
 import { DemoStory } from '../demo-story.js';
 import { DemoChanges, type DemoTick, clockTime } from '../demo-changes.js';
-import type { Stopper } from '../signals.js';
 import { painter } from '../render.js';
-import { untilSignal } from '../signals.js';
+import { type Stopper, untilSignal } from '../signals.js';
 import { renderStatus, watchFrames } from './status.js';
 
 interface Flags {
@@ -54,14 +53,15 @@ export function define(program: Command): void {
     .summary('a first look: three agents, a health loop and a crash, in a temporary database')
     .description(
       'For a first look: start three small agents under agentctl run and the health loop (agentctl monitor) in a\n' +
-        "temporary database, show status --watch, and after --kill-after kill demo-2's worker with SIGKILL: the screen\n" +
-        'shows it go offline (and, with --restart, come back). Ctrl-C (or the end of --duration) stops every process it\n' +
-        'started and removes the temporary database (--keep keeps it and says where). AGENTCTL_DB is ignored: the demo\n' +
-        'never writes to your fleet\'s database unless you pass --db. When stdout is not a terminal (a pipe, a log), it\n' +
-        'prints one line per change instead of the screen.',
+        "temporary database and show status --watch; once all three beat and the health loop has passed (and not before\n" +
+        "--kill-after), kill demo-2's worker with SIGKILL: the screen shows it go offline (and, with --restart, come back).\n" +
+        'Ctrl-C (or the end of --duration) stops every process it started and removes the temporary database\n' +
+        '(--keep keeps it and says where). AGENTCTL_DB is ignored: the demo never writes to your fleet\'s database\n' +
+        'unless you pass --db. When stdout is not a terminal (a pipe, a log), it prints one line per change instead of\n' +
+        'the screen.',
     )
     .option('--restart', "the killed agent comes back (its wrapper runs with --restart on-failure)")
-    .option('--kill-after <dur>', "kill demo-2's worker this long after the start", '5s')
+    .option('--kill-after <dur>', "kill demo-2's worker this long after the start, or once all are running if later", '5s')
     .option('--duration <dur>', `end by itself after this long (default: at Ctrl-C on a terminal, after ${UNATTENDED_DURATION} otherwise)`)
     .option('--refresh <dur>', 'redraw interval', '500ms')
     .option('--keep', 'keep the temporary database (and the health loop\'s logs beside it) afterwards, and say where it is')
@@ -149,8 +149,10 @@ function runArgs(name: string, db: string, restart: boolean): string[] {
   ];
 }
 
+type Observed = DemoTick & { now: number };
+
 /** Reads the demo's agents and the health loop's last pass, advances the story, and does its killing. */
-function observe(ctx: CliContext, store: Store, story: DemoStory): DemoTick & { now: number } {
+function observe(ctx: CliContext, store: Store, story: DemoStory): Observed {
   const now = ctx.now();
   const agents = getRegisteredAgents(store, now).filter((a) => AGENTS.includes(a.name));
   const lastPassAt = healthLoopStatus(store, now).lastPassAt;
@@ -166,7 +168,7 @@ function whenText(now: number, endsAt: number | null): string {
 
 /** Without a terminal: a header once, then a timestamped line for each change, until stopped. */
 async function printChanges(
-  ctx: CliContext, tick: () => DemoTick & { now: number }, procs: DemoProcess[], startedAt: number, endsAt: number | null, refreshMs: number, stop: Stopper,
+  ctx: CliContext, tick: () => Observed, procs: DemoProcess[], startedAt: number, endsAt: number | null, refreshMs: number, stop: Stopper,
 ): Promise<void> {
   process.stdout.write(`agentctl demo · ${ctx.config.dbPath} · ${whenText(startedAt, endsAt)} · not a terminal: one line per change\n`);
   const changes = new DemoChanges(startedAt);
@@ -178,7 +180,7 @@ async function printChanges(
 }
 
 /** One screen: where and when, what is happening, the status table, and the last line each process wrote. */
-function frame(ctx: CliContext, store: Store, t: DemoTick & { now: number }, procs: DemoProcess[], endsAt: number | null): string {
+function frame(ctx: CliContext, store: Store, t: Observed, procs: DemoProcess[], endsAt: number | null): string {
   const { now, step } = t;
   const c = painter(ctx.color);
   const when = whenText(now, endsAt);
