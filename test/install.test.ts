@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { ROOT, cleanEnv, tempDir } from './helpers.js';
 
@@ -61,5 +61,19 @@ describe('a packed copy installed with npm install -g', () => {
     // Without --db: the per-user default under HOME, created on first use.
     expect(run(['heartbeat', 'hello']).status).toBe(0);
     expect(existsSync(join(home, '.local', 'state', 'agentctl', 'agentctl.db'))).toBe(true);
+  }, 600_000);
+
+  it('npm install -g . from the clone links it, as the quick start says', () => {
+    const prefix = tempDir('agentctl-prefix-');
+    // --ignore-scripts: the clone is built already, and a rebuild here would pull dist/ from under other tests.
+    const flags = ['install', '-g', '--prefix', prefix, '--ignore-scripts', '--no-audit', '--no-fund', '.'];
+    let install = npm([...flags, '--offline'], ROOT);
+    if (install.status !== 0 && /ENOTCACHED/.test(install.stderr)) install = npm([...flags, '--prefer-offline'], ROOT);
+    expect(install.status, `npm install -g .: ${install.stderr}`).toBe(0);
+    expect(realpathSync(join(prefix, 'lib', 'node_modules', 'agentctl'))).toBe(realpathSync(ROOT));
+    const home = tempDir('agentctl-home-');
+    const env = cleanEnv({ PATH: `${join(prefix, 'bin')}${delimiter}${process.env.PATH ?? ''}`, HOME: home });
+    const beat = spawnSync('agentctl', ['--db', join(home, 'x.db'), 'heartbeat', 'hello'], { cwd: home, env, encoding: 'utf8', timeout: 60_000 });
+    expect(beat.status, beat.stderr).toBe(0);
   }, 600_000);
 });
