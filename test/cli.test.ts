@@ -197,7 +197,7 @@ describe('set-status, deregister, history', () => {
   it('manual controls write events with reasons, and history shows them', () => {
     const db = tempDb();
     cli(['heartbeat', 'w'], { db });
-    expect(cli(['set-status', 'w', 'busy'], { db }).stdout).toMatch(/w: active, busy/);
+    expect(cli(['set-status', 'w', 'busy'], { db }).stdout).toMatch(/^w is now busy$/m);
     const m = cli(['set-status', 'w', 'maintenance', '--for', '30m', '--reason', 'kernel upgrade'], { db });
     expect(m.code).toBe(0);
     expect(m.stdout).toMatch(/maintenance for 30m/);

@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type Option } from 'commander';
 import { reportError } from './report.js';
 import { safeText } from '../core/text.js';
 import { ExitCode, EXIT_CODES_HELP } from '../exit-codes.js';
@@ -36,17 +36,28 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
 const ENV_HELP = `Environment:
   AGENTCTL_DB (DATABASE_PATH)              database file (default: $XDG_STATE_HOME/agentctl/agentctl.db,
                                            else ~/.local/state/agentctl/agentctl.db)
-  AGENTCTL_LOCK_TIMEOUT (LOCK_TIMEOUT)     SQLite busy timeout per statement (default 5s)
-  AGENTCTL_LOCK_STALE                      an exclusive lock not refreshed for this long is abandoned (default 30s)
-  AGENTCTL_RETRY_ATTEMPTS (RETRY_ATTEMPTS) tries per transaction when the database is busy (default 3)
-  AGENTCTL_BACKOFF_FACTOR (BACKOFF_FACTOR) growth of the delay between tries (default 1.5)
-  AGENTCTL_HEARTBEAT_INTERVAL (HEARTBEAT_INTERVAL)  default heartbeat interval (default 30s)
-  AGENTCTL_STALE_MULTIPLIER (STALE_THRESHOLD in seconds)  default stale multiplier (default 3)
-  AGENTCTL_OFFLINE_AFTER                   default offline threshold (default 300s)
+  AGENTCTL_LOCK_TIMEOUT (LOCK_TIMEOUT)     SQLite busy timeout per statement (default: 5s)
+  AGENTCTL_LOCK_STALE                      an exclusive lock not refreshed for this long is abandoned (default: 30s)
+  AGENTCTL_RETRY_ATTEMPTS (RETRY_ATTEMPTS) tries per transaction when the database is busy (default: 3)
+  AGENTCTL_BACKOFF_FACTOR (BACKOFF_FACTOR) growth of the delay between tries (default: 1.5)
+  AGENTCTL_HEARTBEAT_INTERVAL (HEARTBEAT_INTERVAL)  default heartbeat interval (default: 30s)
+  AGENTCTL_STALE_MULTIPLIER (STALE_THRESHOLD in seconds)  default stale multiplier (default: 3)
+  AGENTCTL_OFFLINE_AFTER                   default offline threshold (default: 300s)
   AGENTCTL_LOG_DIR                         monitor's daily log files (default: logs/ beside the database)
-  AGENTCTL_LOG_LEVEL (LOG_LEVEL)           debug, info, warn, error (default info)
+  AGENTCTL_LOG_LEVEL (LOG_LEVEL)           debug, info, warn, error (default: info)
   NO_COLOR                                 no colours
 Durations: 250ms, 30s, 5m, 1h, 2d; a bare number means seconds.`;
+
+/**
+ * An option's help line, with its default written as every hand-written one is: `(default: 2s)`. Commander's own
+ * would quote it as JSON (`(default: "2s")`), which reads like a different notation beside the others.
+ */
+function optionDescription(option: Option): string {
+  const shown = option.defaultValue !== undefined && (option.required || option.optional) && option.defaultValueDescription !== '';
+  if (!shown) return option.description;
+  const value = option.defaultValueDescription ?? String(option.defaultValue);
+  return `${option.description} (default: ${value})`;
+}
 
 /** Finds the command name in argv (the first word that is not an option or an option's value). */
 function commandName(args: string[]): string | undefined {
@@ -71,7 +82,7 @@ function buildProgram(): Command {
     .option('--debug', 'print stack traces of errors')
     .showSuggestionAfterError(true)
     // Descriptions carry their own line breaks; wrapping them again at 80 columns would leave ragged lines.
-    .configureHelp({ helpWidth: Math.max(120, process.stdout.columns ?? 0) })
+    .configureHelp({ helpWidth: Math.max(120, process.stdout.columns ?? 0), optionDescription })
     .exitOverride()
     .configureOutput({
       // One line, whatever commander says: its suggestion ("Did you mean …?") joins the message. It quotes the

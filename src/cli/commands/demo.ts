@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getRegisteredAgents } from '../../core/agents.js';
+import { healthLoopStatus } from '../../core/health/loop-status.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { type ProcessRef, isSameProcess, signalProcess, waitGone } from '../../core/process-control.js';
 import { safeText } from '../../core/text.js';
@@ -11,8 +12,9 @@ import type { Store } from '../../store/store.js';
 import { type CliContext, type GlobalOptions, contextFrom } from '../context.js';
 import { type DemoProcess, isRunning, startAgentctl, stopAll, waitExitedSync } from '../demo-fleet.js';
 import { DemoStory } from '../demo-story.js';
+import { DemoChanges, type DemoTick, clockTime } from '../demo-changes.js';
 import { painter } from '../render.js';
-import { untilSignal } from '../signals.js';
+import { type Stopper, untilSignal } from '../signals.js';
 import { renderStatus, watchFrames } from './status.js';
 
 interface Flags {
@@ -44,6 +46,7 @@ const WORKERS: Record<string, string> = {
     "const { createHash } = require('node:crypto'); let h = '', i = 0;" +
     " setInterval(() => { h = createHash('sha256').update(h + i++).digest('hex'); console.log(`hash chain step ${i}: ${h.slice(0, 12)}`); }, 1300);",
 };
+const AGENTS = Object.keys(WORKERS);
 
 export function define(program: Command): void {
   program
@@ -51,16 +54,18 @@ export function define(program: Command): void {
     .summary('a first look: three agents, a health loop and a crash, in a temporary database')
     .description(
       'For a first look: start three small agents under agentctl run and the health loop (agentctl monitor) in a\n' +
-        "temporary database, show status --watch, and after --kill-after kill demo-2's worker with SIGKILL: the screen\n" +
-        'shows it go offline (and, with --restart, come back). Ctrl-C (or the end of --duration) stops every process it\n' +
-        'started and removes the temporary database. AGENTCTL_DB is ignored: the demo never writes to your fleet\'s\n' +
-        'database unless you pass --db.',
+        "temporary database and show status --watch; once all three beat and the health loop has passed (and not before\n" +
+        "--kill-after), kill demo-2's worker with SIGKILL: the screen shows it go offline (and, with --restart, come back).\n" +
+        'Ctrl-C (or the end of --duration) stops every process it started and removes the temporary database\n' +
+        '(--keep keeps it and says where). AGENTCTL_DB is ignored: the demo never writes to your fleet\'s database\n' +
+        'unless you pass --db. When stdout is not a terminal (a pipe, a log), it prints one line per change instead of\n' +
+        'the screen.',
     )
     .option('--restart', "the killed agent comes back (its wrapper runs with --restart on-failure)")
-    .option('--kill-after <dur>', "kill demo-2's worker this long after the start", '5s')
+    .option('--kill-after <dur>', "kill demo-2's worker this long after the start, or once all are running if later", '5s')
     .option('--duration <dur>', `end by itself after this long (default: at Ctrl-C on a terminal, after ${UNATTENDED_DURATION} otherwise)`)
     .option('--refresh <dur>', 'redraw interval', '500ms')
-    .option('--keep', 'keep the temporary database (and the health loop\'s logs beside it) afterwards')
+    .option('--keep', 'keep the temporary database (and the health loop\'s logs beside it) afterwards, and say where it is')
     .addHelpText('after', '\nExamples:\n  agentctl demo\n  agentctl demo --restart --kill-after 3s\n  agentctl --db /tmp/demo.db demo --duration 30s')
     .action(async (flags: Flags, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
@@ -107,14 +112,20 @@ async function runDemo(g: GlobalOptions, o: DemoOptions): Promise<void> {
     const ctx = contextFrom({ ...g, db });
     // Created and migrated once here, before four processes race to do it (and an unusable file stops us first).
     store = ctx.open('create');
-    for (const name of Object.keys(WORKERS)) procs.push(startAgentctl(name, db, runArgs(name, db, o.restart)));
+    for (const name of AGENTS) procs.push(startAgentctl(name, db, runArgs(name, db, o.restart)));
     procs.push(startAgentctl('monitor', db, ['monitor', '--every', '1s']));
     const startedAt = Date.now();
     if (o.durationMs !== null) durationTimer = setTimeout(() => stop.stop(), o.durationMs);
-    const story = new DemoStory({ victim: VICTIM, killAt: startedAt + o.killAfterMs, restart: o.restart, backoffMs: parseDuration(RESTART_BACKOFF) });
+    const story = new DemoStory({
+      agents: AGENTS, victim: VICTIM, startedAt, killAt: startedAt + o.killAfterMs, restart: o.restart,
+      backoffMs: parseDuration(RESTART_BACKOFF), db, kept: tempDir === undefined || o.keep,
+    });
     const endsAt = o.durationMs === null ? null : startedAt + o.durationMs;
     const s = store;
-    await watchFrames(o.refreshMs, () => frame(ctx, s, story, procs, endsAt), stop);
+    const tick = () => observe(ctx, s, story);
+    // A screen redrawn in place is for a terminal; a pipe or a log gets one line per change instead of every frame.
+    if (process.stdout.isTTY) await watchFrames(o.refreshMs, () => frame(ctx, s, tick(), procs, endsAt), stop);
+    else await printChanges(ctx, tick, procs, startedAt, endsAt, o.refreshMs, stop);
   } finally {
     clearTimeout(durationTimer);
     await cleanUp(procs, store);
@@ -139,22 +150,48 @@ function runArgs(name: string, db: string, restart: boolean): string[] {
   ];
 }
 
-/** One screen: where and when, what is happening, the status table, and the last line each process wrote. */
-function frame(ctx: CliContext, store: Store, story: DemoStory, procs: DemoProcess[], endsAt: number | null): string {
+type Observed = DemoTick & { now: number };
+
+/** Reads the demo's agents and the health loop's last pass, advances the story, and does its killing. */
+function observe(ctx: CliContext, store: Store, story: DemoStory): Observed {
   const now = ctx.now();
-  const victim = getRegisteredAgents(store, now).find((a) => a.name === VICTIM);
-  const step = story.tick(victim, now);
+  const agents = getRegisteredAgents(store, now).filter((a) => AGENTS.includes(a.name));
+  const lastPassAt = healthLoopStatus(store, now).lastPassAt;
+  const step = story.tick({ agents, lastPassAt }, now);
   // The victim's recorded pid, checked with its start time right before, so a recycled pid is never hit.
   if (step.kill && isSameProcess(step.kill)) process.kill(step.kill.pid, 'SIGKILL');
+  return { now, step, agents, lastPassAt };
+}
+
+function whenText(now: number, endsAt: number | null): string {
+  return endsAt === null ? 'Ctrl-C to stop and clean up' : `ends in ${formatDuration(Math.max(0, Math.ceil((endsAt - now) / 1000)) * 1000)}, Ctrl-C to stop now`;
+}
+
+/** Without a terminal: a header once, then a timestamped line for each change, until stopped. */
+async function printChanges(
+  ctx: CliContext, tick: () => Observed, procs: DemoProcess[], startedAt: number, endsAt: number | null, refreshMs: number, stop: Stopper,
+): Promise<void> {
+  process.stdout.write(`agentctl demo · ${safeText(ctx.config.dbPath)} · ${whenText(startedAt, endsAt)} · not a terminal: one line per change\n`);
+  const changes = new DemoChanges(startedAt);
+  while (!stop.stopped) {
+    const t = tick();
+    for (const line of changes.next(t, procs)) process.stdout.write(`${clockTime(t.now)}  ${line}\n`);
+    await stop.sleep(refreshMs);
+  }
+}
+
+/** One screen: where and when, what is happening, the status table, and the last line each process wrote. */
+function frame(ctx: CliContext, store: Store, t: Observed, procs: DemoProcess[], endsAt: number | null): string {
+  const { now, step } = t;
   const c = painter(ctx.color);
-  const when = endsAt === null ? 'Ctrl-C to stop and clean up' : `ends in ${formatDuration(Math.max(0, Math.ceil((endsAt - now) / 1000)) * 1000)}, Ctrl-C to stop now`;
+  const when = whenText(now, endsAt);
   const width = Math.max(...procs.map((p) => p.label.length));
   // The monitor's log lines start with an ISO timestamp: the header already says when. What a process wrote and
   // the story's line (which quotes the agent's reason) are shown through safeText, as everything from agents is.
   const output = procs.map((p) => `  ${p.label.padEnd(width)} › ${safeText(p.lastLine.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z\s+/, ''))}${p.exit ? c.dim(` [exited: ${p.exit.signal ?? `code ${p.exit.code}`}]`) : ''}`);
   return [
     c.dim(`agentctl demo · ${safeText(ctx.config.dbPath)} · ${new Date(now).toLocaleTimeString()} · ${when}`),
-    c.bold(safeText(step.line)),
+    c.bold(safeText(step.line + (step.countdown ?? ''))),
     '',
     renderStatus(ctx, store, {}),
     '',
@@ -186,7 +223,7 @@ async function cleanUp(procs: DemoProcess[], store: Store | undefined): Promise<
 function workerRefs(store: Store | undefined): ProcessRef[] {
   const refs: ProcessRef[] = [];
   try {
-    for (const name of Object.keys(WORKERS)) {
+    for (const name of AGENTS) {
       const a = store?.getAgent(name);
       if (a?.pid) refs.push({ pid: a.pid, startTime: a.pidStartTime });
     }
@@ -211,6 +248,6 @@ function emergencyStop(procs: DemoProcess[], store: Store | undefined, tempDir: 
 
 function goodbye(db: string, removed: boolean): string {
   return removed
-    ? 'agentctl demo: every agent and the health loop stopped; the temporary database is removed. Next: agentctl --help'
+    ? 'agentctl demo: every agent and the health loop stopped; the temporary database is removed (--keep keeps it). Next: agentctl --help'
     : `agentctl demo: every agent and the health loop stopped; the database is at ${db} (see what happened: agentctl --db ${db} history)`;
 }

@@ -24,7 +24,7 @@ export function define(program: Command): void {
     .option('--limit <n>', 'at most the newest N events', '50')
     .option('--since <dur>', 'only events of the last DUR (e.g. 1h)')
     .option('--follow', 'keep printing new events until Ctrl-C (with --json: one JSON object per line)')
-    .option('--refresh <dur>', 'how often --follow looks for new events (default 500ms)')
+    .option('--refresh <dur>', 'how often --follow looks for new events (default: 500ms)')
     .addHelpText('after', '\nExamples:\n  agentctl history worker-1 --since 1h\n  agentctl history --follow --json | jq -c \'select(.toState=="offline")\'')
     .action(async (name: string | undefined, flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);

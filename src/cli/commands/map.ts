@@ -6,9 +6,9 @@ import { cliContext } from '../context.js';
 export function define(program: Command): void {
   program
     .command('map')
-    .summary('the seed-003 heartbeat map as JSON')
+    .summary('the heartbeat map as JSON: every agent online, offline or unknown, with its state')
     .description(
-      'Print the heartbeat map: every agent with its seed status (online/offline/unknown), rich state, last heartbeat, ' +
+      'Print the heartbeat map: every agent keyed by name with its status (online, offline or unknown), its state, last heartbeat, ' +
         'seconds since, and metadata; the alerts standing for agents that are down; summary counts. States are ' +
         'computed now, so the map is right even when no health loop runs. --out writes the file atomically instead.',
     )

@@ -39,14 +39,14 @@ export function define(program: Command): void {
     .command('monitor')
     .summary('the health loop: convict stale and crashed agents, send alerts (daemon or --once for cron)')
     .description(
-      'Run the health loop (seed 002\'s HeartbeatHealthAgent): every --every, mark agents stale or offline by their own ' +
+      'Run the health loop (the library\'s HeartbeatHealthAgent): every --every, mark agents stale or offline by their own ' +
         'contract, offline at once when their process is proven gone (pid with start time, boot id), cancel the work of ' +
         'offline agents, end expired maintenance, settle commands past their deadline, send alerts, and rewrite the map ' +
         'and metrics files. Stops on ' +
         'SIGINT/SIGTERM after the current pass. Only one health loop runs at a time: another one exits 0 at once.',
     )
     .option('--once', 'one pass, then exit (for cron)')
-    .option('--every <dur>', 'time between passes (with --once: how often cron runs it, for the status warning)', '30s')
+    .option('--every <dur>', 'time between passes; with --once, how often cron runs it, so status knows when to expect the next pass', '30s')
     .option('--alert-webhook <url>', 'POST each alert as JSON to this URL (repeatable)', collect)
     .option('--alert-exec <cmd>', 'run this command for each alert, without a shell: JSON on stdin, AGENTCTL_* variables (repeatable)', collect)
     .option('--alert-on <states>', `alert when agents enter these states besides offline (${ALERTABLE.join(',')})`)
@@ -54,7 +54,7 @@ export function define(program: Command): void {
     .option('--alert-timeout <dur>', 'timeout of one webhook request or command', '5s')
     .option('--alert-retries <n>', 'further tries within a pass; later passes retry again', '2')
     .option('--test-alert', 'send one synthetic alert to the receivers and exit (1 if any did not get it)')
-    .option('--map <file>', 'rewrite the seed-003 heartbeat map JSON here after every pass')
+    .option('--map <file>', 'rewrite the heartbeat map JSON (as agentctl map prints it) here after every pass')
     .option('--metrics <file>', 'rewrite Prometheus metrics here after every pass (node_exporter textfile collector)')
     .option('--log-dir <dir>', 'directory of the daily health-YYYY-MM-DD.log files (else AGENTCTL_LOG_DIR, else logs/ beside the database)')
     .option('--log-keep <days>', 'days of log files to keep', '14')

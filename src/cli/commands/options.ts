@@ -27,5 +27,5 @@ export function parsePid(text: string | undefined): number | undefined {
 }
 
 export const CONTRACT_HELP = `
-Contract: the agent is stale after interval × stale-after without a heartbeat (default 30s × 3 = 90s),
-and offline after the offline threshold (default 300s). Each agent keeps its own.`;
+Contract: the agent is stale after interval × stale-after without a heartbeat (default: 30s × 3 = 90s),
+and offline after the offline threshold (default: 300s). Each agent keeps its own.`;

@@ -29,8 +29,9 @@ export function define(program: Command): void {
     .command('run')
     .summary('run a command as an agent: heartbeat for it, restart it, pass its exit on')
     .description(
-      'Run CMD (without a shell) as agent NAME: register it (its pid and start time), heartbeat for it while it lives,\n' +
-        'pass its output through (or to --log), forward SIGINT/SIGTERM/SIGHUP to it, and mark it offline the moment it\n' +
+      'Run CMD (without a shell) as an agent named by --name (default: the command\'s file name): register it (its pid\n' +
+        'and start time), heartbeat for it while it lives, pass its output through (or to --log), forward\n' +
+        'SIGINT/SIGTERM/SIGHUP to it, and mark it offline the moment it\n' +
         'exits, with the exit code or signal in the event. Restart policy: backoff ×1.5 from 1s, capped at 60s, reset\n' +
         'after 60s of stable uptime; failed after --max-restarts unstable exits in a row.\n' +
         'Exits with the child\'s exit code, 128 + the signal number if it died of a signal, or 127 if it cannot start.\n' +
@@ -43,7 +44,7 @@ export function define(program: Command): void {
     .option('--offline-after <dur>', 'offline after this long without a heartbeat')
     .option('--restart <policy>', `restart policy: ${RESTART_POLICIES.join(', ')}`, 'never')
     .option('--max-restarts <n>', 'unstable exits in a row before the agent is failed', String(RESTART_BACKOFF.maxRestarts))
-    .option('--backoff <dur>', 'wait before the first restart (grows ×1.5 up to 60s)', '1s')
+    .option('--backoff <dur>', 'wait before the first restart; it grows ×1.5 up to 60s', '1s')
     .option('--log <file>', "write the command's output to FILE (rotated by size) instead of passing it through")
     .option('--log-max-size <bytes>', 'rotate --log at this size', String(LOG_MAX_BYTES))
     .addOption(hidden(program, '--restarted <json>', 'set by agentctl restart: the evidence of the restart'))

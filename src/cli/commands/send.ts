@@ -26,7 +26,7 @@ export function define(program: Command): void {
     .argument('<payload...>', 'the payload, after --')
     .option('--timeout <dur>', 'the command must be finished within this long; after it a queued one is cancelled, an executing one failed')
     .option('--queue', 'queue it even if the agent is offline or failed')
-    .option('--wait', 'wait for the command to finish (up to --timeout, default 30s) and print its result (controls escaped; --json: exact); exit 1 unless it completed')
+    .option('--wait', 'wait for the command to finish (up to --timeout; default: 30s) and print its result (controls escaped; --json: exact); exit 1 unless it completed')
     .addHelpText('after', '\nExamples:\n  agentctl send worker-1 -- \'{"op":"reload"}\'\n  agentctl send worker-1 --wait --timeout 10s -- ping')
     .action(async (name: string, payload: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);

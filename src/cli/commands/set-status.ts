@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type StatusTarget, updateAgentState, viewAgent } from '../../core/agents.js';
+import { type AgentView, type StatusTarget, updateAgentState, viewAgent } from '../../core/agents.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { safeText } from '../../core/text.js';
 import { validateMessage, validateName } from '../../core/validate.js';
@@ -8,13 +8,14 @@ import { cliContext } from '../context.js';
 import { agentJson } from '../render.js';
 
 const TARGETS = ['available', 'busy', 'offline', 'maintenance'] as const;
+type Target = (typeof TARGETS)[number];
 
 export function define(program: Command): void {
   program
     .command('set-status')
     .summary('set available, busy, offline or maintenance by hand')
     .description(
-      "Seed 000's manual controls. available/busy set the agent's availability (and end a maintenance window);\n" +
+      "Set an agent's status by hand. available/busy set its availability (and end a maintenance window);\n" +
         'offline marks it gone now (its executing commands are cancelled; its next heartbeat brings it back);\n' +
         'maintenance pauses it, with no alerts, until --for runs out or it is set available/busy again.',
     )
@@ -39,15 +40,39 @@ export function define(program: Command): void {
           ctx.out(JSON.stringify({ name, from: viewAgent(r.before, now).state, agent: agentJson(after) }, null, 2));
           return;
         }
-        let line = `${safeText(name)}: ${after.state}`;
-        if (status === 'available' || status === 'busy') line += `, ${after.availability}`;
-        if (status === 'maintenance') line += forMs !== undefined ? ` for ${formatDuration(forMs)} (until ${new Date(now + forMs).toISOString()})` : ' until set available again';
-        if ((status === 'available' || status === 'busy') && (after.state === 'offline' || after.state === 'failed')) {
-          line += ` (it shows ${after.state} until its next heartbeat)`;
-        }
+        const line = describeChange(safeText(name), status as Target, viewAgent(r.before, now), after, forMs, now);
         ctx.out(line);
       } finally {
         store.close();
       }
     });
+}
+
+/**
+ * What set-status did, in words: "worker-1 is now available", then what still holds for it when its state is not
+ * simply active (an error it reports, a silence that only a heartbeat ends), or when the window ends.
+ */
+export function describeChange(name: string, status: Target, before: AgentView, after: AgentView, forMs: number | undefined, now: number): string {
+  if (status === 'maintenance') {
+    return forMs !== undefined
+      ? `${name} is in maintenance for ${formatDuration(forMs)}, until ${new Date(now + forMs).toISOString()} (no alerts meanwhile)`
+      : `${name} is in maintenance until it is set available or busy (no alerts meanwhile)`;
+  }
+  if (status === 'offline') {
+    return before.state === 'offline'
+      ? `${name} was already offline; nothing changed`
+      : `${name} is now offline (it was ${before.state}); its executing commands are cancelled, and its next heartbeat brings it back`;
+  }
+  const ended = before.state === 'maintenance' ? ', and its maintenance window has ended' : '';
+  const head = `${name} is now ${status}${ended}`;
+  switch (after.state) {
+    case 'active':
+      return head;
+    case 'error':
+      return `${head}; it still reports an error${after.message ? ` ("${safeText(after.message)}")` : ''} until a heartbeat with status ok`;
+    case 'initializing':
+      return `${head}; it has not sent a heartbeat yet, so it shows initializing until its first one`;
+    default:
+      return `${head}; it shows ${after.state} until its next heartbeat`;
+  }
 }
