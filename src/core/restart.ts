@@ -183,7 +183,8 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
     }
     await sleep(25);
   }
-  throw new OperationError(`agent '${name}' did not come back${exitedEarly !== null ? ` (agentctl run exited with ${exitedEarly})` : ''}; see ${logFile}`);
+  const asOwner = own.runAs ? ` (it runs as uid ${own.runAs.uid}, through setpriv: check that this user may write ${logDir} and read the database)` : '';
+  throw new OperationError(`agent '${name}' did not come back${exitedEarly !== null ? ` (agentctl run exited with ${exitedEarly})` : ''}; see ${logFile}${asOwner}`);
 }
 
 /** The processes to stop: the agent's (if it is still that process, on this host and boot) and its supervisor's. */

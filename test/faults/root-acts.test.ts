@@ -129,6 +129,30 @@ describe.skipIf(!asRoot || !hasSqlite)('fault: a foreign supervisor_pid', () => 
   });
 });
 
+describe.skipIf(!asRoot)('strict mode: root acts only for a database nobody else may write', () => {
+  it('a database file its group may write: restart refuses in one line (nothing signalled or started), reading works, --allow-shared-db acts', () => {
+    const dir = tempDir();
+    const db = join(dir, 'agents.db');
+    const out = join(dir, 'started.txt');
+    expect(cli(['register', 'g', '--', '/bin/sh', '-c', `echo started > ${out}`], { db }).code).toBe(0);
+    chmodSync(db, 0o664);
+    const r = cli(['restart', 'g'], { db });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^agentctl: refusing to run launch commands or signal processes as root for database .*agents\.db: the database file .* \(mode 0664\) is writable by its group .*chmod go-w.*--allow-shared-db/);
+    expect(existsSync(out)).toBe(false);
+    expect(cli(['status', '--json'], { db }).code).toBe(0);
+    expect(cli(['check', 'g'], { db }).code).not.toBe(3);
+    expect(historyOf(db, 'g').at(-1)).toMatchObject({ reason: expect.stringMatching(/strict mode/), evidence: { rule: 'refused', strict: true } });
+    try {
+      const ok = cli(['restart', 'g', '--allow-shared-db'], { db });
+      expect(ok.code, ok.stderr).toBe(0);
+    } finally {
+      cleanupAgent(db, 'g');
+    }
+  });
+});
+
 describe.skipIf(!canSetpriv || !hasSqlite)('fault: another user\'s row makes root act', () => {
   /** A directory anyone may write (1777, like /tmp) with a database nobody made, naming `pid` with a launch command. */
   async function sharedFleet(pid: number) {
@@ -212,6 +236,15 @@ describe.skipIf(!canSetpriv || !hasSqlite)('fault: another user\'s row makes roo
       expect(uid).toBe(String(NOBODY));
       expect(groups!.split(' ').map(Number)).toEqual([NOGROUP]); // nobody's groups, none of root's
       expect(processGroup(a.pid!)).toBe(a.pid); // the agent leads its own group, as agentctl run starts it
+      // Again: the owner's agent and its agentctl run may be stopped (they run as nobody), and it starts as nobody.
+      const again = cli(['restart', 'mine', '--grace', '5s'], { db });
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout).toMatch(new RegExp(`stop agent process group ${a.pid}:`));
+      expect(again.stdout).toMatch(/under agentctl run as nobody \(the database's owner\)/);
+      const b = agentRecord(db, 'mine')!;
+      expect(b.pid).not.toBe(a.pid);
+      expect(alive(a.pid!) || alive(a.supervisorPid!)).toBe(false);
+      expect(realUid(b.pid!)).toBe(NOBODY);
     } finally {
       cleanupAgent(db, 'mine');
     }
