@@ -124,16 +124,25 @@ function userOf(uid: number, gid: number): RunAs {
 }
 
 /**
+ * What of root's environment a command run as the owner gets: the path, locale, time zone and terminal, and
+ * agentctl's own settings. Nothing else: root's environment may hold secrets the owner has no right to.
+ */
+const PASSED_ON = /^(PATH|LANG|LANGUAGE|LC_[A-Z_]+|TZ|TERM|NO_COLOR|AGENTCTL_[A-Z_]+|DATABASE_PATH|LOCK_TIMEOUT|RETRY_ATTEMPTS|BACKOFF_FACTOR|HEARTBEAT_INTERVAL|STALE_THRESHOLD|LOG_LEVEL)$/;
+
+/**
  * The command line that runs `argv` as `who`, with its output appended to `logFile` (and `logDir` made) by that user,
  * never by root: `setpriv` (util-linux) sets the real, effective and saved uid and gid and the user's supplementary
  * groups (initgroups; none but the primary group for a uid without an entry), then a shell opens the log as the user
- * and executes the command. Node's own spawn({ uid, gid }) cannot set supplementary groups, and root opening a file
+ * and executes the command, with the owner's HOME, USER, LOGNAME and SHELL and only PASSED_ON of our environment.
+ * Node's own spawn({ uid, gid }) cannot set supplementary groups, and root opening a file
  * in the owner's directory could be led through a symlink the owner planted.
  */
 export function commandAs(who: RunAs, argv: string[], logDir: string, logFile: string): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
   const groups = who.user !== null ? '--init-groups' : '--clear-groups';
   const shell = 'mkdir -p -- "$1" && exec >>"$2" 2>&1 && shift 2 && exec "$@"';
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: who.home ?? '/', LOGNAME: who.user ?? String(who.uid), USER: who.user ?? String(who.uid) };
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (PASSED_ON.test(k)) env[k] = v;
+  Object.assign(env, { HOME: who.home ?? '/', LOGNAME: who.user ?? String(who.uid), USER: who.user ?? String(who.uid) });
   if (who.shell) env.SHELL = who.shell;
   return { file: 'setpriv', args: [`--reuid=${who.uid}`, `--regid=${who.gid}`, groups, '--', '/bin/sh', '-c', shell, 'sh', logDir, logFile, ...argv], env };
 }

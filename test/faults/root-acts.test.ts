@@ -20,6 +20,7 @@ if (!hasSqlite) console.warn('skipping the foreign-writer faults: no sqlite3 she
 
 const NOBODY = Number(spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).stdout.trim());
 const NOGROUP = Number(spawnSync('id', ['-g', 'nobody'], { encoding: 'utf8' }).stdout.trim());
+const NOBODY_HOME = spawnSync('getent', ['passwd', 'nobody'], { encoding: 'utf8' }).stdout.split(':')[5];
 
 /** The CLI as nobody (no supplementary groups), the way another user of a shared host runs it. */
 function cliAsNobody(args: string[], cwd?: string) {
@@ -223,17 +224,18 @@ describe.skipIf(!canSetpriv || !hasSqlite)('fault: another user\'s row makes roo
     const db = join(home, 'x.db');
     const ids = join(home, 'ids.txt');
     const script = join(home, 'agent.sh');
-    writeFileSync(script, `id -u > ${ids}.tmp; id -G >> ${ids}.tmp; mv ${ids}.tmp ${ids}; exec sleep 600\n`, { mode: 0o755 });
+    writeFileSync(script, `{ id -u; id -G; echo "$HOME \${SECRET_TOKEN:-none}"; } > ${ids}.tmp; mv ${ids}.tmp ${ids}; exec sleep 600\n`, { mode: 0o755 });
     const r = cliAsNobody(['--db', db, 'register', 'mine', '--', '/bin/sh', script], home);
     expect(r.code, r.stderr).toBe(0);
     try {
-      const restart = cli(['restart', 'mine'], { db });
+      const restart = cli(['restart', 'mine'], { db, env: { SECRET_TOKEN: 'root-only' } }); // root's environment is not the owner's
       expect(restart.code, restart.stderr).toBe(0);
       const a = agentRecord(db, 'mine')!;
       expect(realUid(a.supervisorPid!), 'agentctl run runs as the owner').toBe(NOBODY);
       await waitFor(() => existsSync(ids), 'the launch command to write its ids', 30_000);
-      const [uid, groups] = readFileSync(ids, 'utf8').trim().split('\n');
+      const [uid, groups, env] = readFileSync(ids, 'utf8').trim().split('\n');
       expect(uid).toBe(String(NOBODY));
+      expect(env).toBe(`${NOBODY_HOME} none`); // nobody's home; root's SECRET_TOKEN not passed on
       expect(groups!.split(' ').map(Number)).toEqual([NOGROUP]); // nobody's groups, none of root's
       expect(processGroup(a.pid!)).toBe(a.pid); // the agent leads its own group, as agentctl run starts it
       // Again: the owner's agent and its agentctl run may be stopped (they run as nobody), and it starts as nobody.
