@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { processStartTime } from '../../src/core/host.js';
 import { processGroup } from '../../src/core/process-control.js';
+import { databaseOwnership } from '../../src/core/ownership.js';
 import { BIN, agentRecord, cleanEnv, cli, historyOf, killGroupAfter, start, tempDir, waitFor } from '../helpers.js';
 
 // These faults are about root acting on rows that someone else wrote: they need root, an unprivileged user to
@@ -130,7 +131,44 @@ describe.skipIf(!asRoot || !hasSqlite)('fault: a foreign supervisor_pid', () => 
   });
 });
 
+describe.skipIf(!hasSqlite)('a supervisor_pid naming the agentctl run of another agent', () => {
+  it('is not signalled: the restart is refused and that run keeps going', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'agents.db');
+    const other = start(process.execPath, [BIN, '--db', db, 'run', '--name', 'other', '--', 'sleep', '600']);
+    await waitFor(() => agentRecord(db, 'other')?.supervisorPid === other.pid, "the other agent's run to register");
+    const o = agentRecord(db, 'other')!;
+    killGroupAfter(o.pid);
+    expect(cli(['register', 'w', '--', '/bin/sleep', '600'], { db }).code).toBe(0);
+    sql(db, `UPDATE agents SET supervisor_pid = ${o.supervisorPid}, supervisor_start_time = ${o.supervisorStartTime} WHERE name = 'w'`);
+    try {
+      const r = cli(['restart', 'w', '--grace', '1s'], { db });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^agentctl: refus.* is the agentctl run of 'other', not of 'w'/);
+      expect(alive(other.pid!) && alive(o.pid!)).toBe(true);
+    } finally {
+      cleanupAgent(db, 'w');
+    }
+  });
+});
+
 describe.skipIf(!asRoot)('strict mode: root acts only for a database nobody else may write', () => {
+  it('sees who else may write: a directory above without the sticky bit, a symlink planted in a shared directory', () => {
+    const top = tempDir();
+    const open = join(top, 'open');
+    mkdirSync(join(open, 'mine'), { recursive: true });
+    chmodSync(open, 0o777);
+    const db = join(open, 'mine', 'agents.db');
+    writeFileSync(db, '');
+    expect(databaseOwnership(db).writableBy).toEqual([expect.stringMatching(/^the directory .*open \(mode 0777\) is writable by others$/)]);
+    chmodSync(open, 0o1777); // sticky: nobody else may rename mine/, so it is fine as a directory above
+    expect(databaseOwnership(db).writableBy).toEqual([]);
+    const link = join(open, 'link.db'); // but a symlink in it may be replaced by anyone
+    symlinkSync(db, link);
+    expect(databaseOwnership(link).writableBy).toEqual([expect.stringMatching(/^its directory .*open \(mode 1777\) is writable by others$/)]);
+    expect(databaseOwnership(link)).toMatchObject({ root: true, uid: 0, runAs: null, realPath: db });
+  });
+
   it('a database file its group may write: restart refuses in one line (nothing signalled or started), reading works, --allow-shared-db acts', () => {
     const dir = tempDir();
     const db = join(dir, 'agents.db');
@@ -213,6 +251,18 @@ describe.skipIf(!canSetpriv || !hasSqlite)('fault: another user\'s row makes roo
     } finally {
       cleanupAgent(second.db, 'evil');
     }
+  });
+
+  it('not root: a user\'s restart refuses another uid\'s process (here root\'s) instead of trying to signal it', async () => {
+    const victim = rootSleeper();
+    await waitFor(() => processStartTime(victim.pid!) !== null, 'the victim to start');
+    const { dir, db, owned } = await sharedFleet(victim.pid!);
+    const r = cliAsNobody(['--db', db, 'restart', 'evil', '--grace', '1s'], dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^agentctl: refusing to signal pid \d+ .*runs as uid 0, and only uid 65534's processes may be signalled/);
+    expect(alive(victim.pid!)).toBe(true);
+    expect(existsSync(owned)).toBe(false);
+    expect(historyOf(db, 'evil').at(-1)).toMatchObject({ evidence: { rule: 'refused', pid: victim.pid, allowed_uid: NOBODY } });
   });
 
   it('a database owned by another user in a directory of its own: root runs the launch command as that user, with that user\'s groups', async () => {
