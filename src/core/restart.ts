@@ -109,8 +109,8 @@ export async function restartAgent(store: Store, name: string, opts: RestartOpti
 
 /**
  * Restarts one agent; the caller holds the maintenance lock. If its recorded process is alive and still that
- * process (pid and start time match, same host and boot), it gets SIGTERM — through its process group when it
- * leads one — and its `agentctl run` supervisor too, then SIGKILL after the grace. A pid that now belongs to
+ * process (pid and start time match, same host and boot), it gets SIGTERM — through its process group when its
+ * live `agentctl run` started it in one — and its `agentctl run` supervisor too, then SIGKILL after the grace. A pid that now belongs to
  * another process is never signalled. Then the launch command starts again, detached, under `agentctl run`,
  * with output to NAME.log in the log directory; the new incarnation's event says it was restarted. Only what the
  * database's owner could do is done (see ownership.ts): as root on another uid's database, the command runs as that
@@ -153,29 +153,9 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   await stopProcesses(targets, opts.graceMs ?? 10_000, steps, rules);
   noteRestartAttempt(store, name, opts.respectBackoff ? next.unstable : 0, now());
   const before = store.getAgent(name)!;
-  let exitedEarly: number | null = null;
-  const command = [opts.agentctlPath ?? DEFAULT_BIN, ...argv];
-  const cwd = a.launch.cwd ?? process.cwd();
-  const watch = (child: ReturnType<typeof spawn>) => {
-    child.once('exit', (code) => (exitedEarly = code ?? 1));
-    child.once('error', () => (exitedEarly = 127));
-    child.unref();
-  };
-  if (own.runAs) {
-    // The owner makes the log directory and opens the log: root never opens a path in the owner's directory.
-    const c = commandAs(own.runAs, [process.execPath, ...command], logDir, logFile);
-    watch(spawn(c.file, c.args, { cwd, detached: true, stdio: 'ignore', env: c.env }));
-  } else {
-    mkdirSync(logDir, { recursive: true });
-    const out = openSync(logFile, 'a');
-    try {
-      watch(spawn(process.execPath, command, { cwd, detached: true, stdio: ['ignore', out, out] }));
-    } finally {
-      closeSync(out);
-    }
-  }
+  const started = startRun(own, [opts.agentctlPath ?? DEFAULT_BIN, ...argv], a.launch.cwd ?? process.cwd(), logDir, logFile);
   const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
-  while (Date.now() < deadline && exitedEarly === null) {
+  while (Date.now() < deadline && started.exitCode === null) {
     const now2 = store.getAgent(name);
     if (now2 && now2.incarnation > before.incarnation && now2.pid !== null) {
       steps.push(`started: pid ${now2.pid}, incarnation ${now2.incarnation}`);
@@ -184,7 +164,34 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
     await sleep(25);
   }
   const asOwner = own.runAs ? ` (it runs as uid ${own.runAs.uid}, through setpriv: check that this user may write ${logDir} and read the database)` : '';
-  throw new OperationError(`agent '${name}' did not come back${exitedEarly !== null ? ` (agentctl run exited with ${exitedEarly})` : ''}; see ${logFile}${asOwner}`);
+  throw new OperationError(`agent '${name}' did not come back${started.exitCode !== null ? ` (agentctl run exited with ${started.exitCode})` : ''}; see ${logFile}${asOwner}`);
+}
+
+/**
+ * Starts `agentctl run` (`command`, after node) detached, in `cwd`, with its output appended to `logFile`. As root
+ * for another uid's database it runs as that owner (commandAs), and the owner makes the log directory and opens the
+ * log: root never opens a path in the owner's directory. `exitCode` is set if it exits (127: it could not start).
+ */
+function startRun(own: Ownership, command: string[], cwd: string, logDir: string, logFile: string): { exitCode: number | null } {
+  const state = { exitCode: null as number | null };
+  const watch = (child: ReturnType<typeof spawn>) => {
+    child.once('exit', (code) => (state.exitCode = code ?? 1));
+    child.once('error', () => (state.exitCode = 127));
+    child.unref();
+  };
+  if (own.runAs) {
+    const c = commandAs(own.runAs, [process.execPath, ...command], logDir, logFile);
+    watch(spawn(c.file, c.args, { cwd, detached: true, stdio: 'ignore', env: c.env }));
+    return state;
+  }
+  mkdirSync(logDir, { recursive: true });
+  const out = openSync(logFile, 'a');
+  try {
+    watch(spawn(process.execPath, command, { cwd, detached: true, stdio: ['ignore', out, out] }));
+  } finally {
+    closeSync(out);
+  }
+  return state;
 }
 
 /** The processes to stop: the agent's (if it is still that process, on this host and boot) and its supervisor's. */
