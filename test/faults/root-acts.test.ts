@@ -106,7 +106,19 @@ describe('register --pid: pids that mean "everyone" or "my own group" are usage 
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(/^agentctl: invalid --pid/);
     }
+    expect(cli(['heartbeat', 'x', '--pid', '1'], { db }).code).toBe(2);
     expect(existsSync(db)).toBe(false);
+  });
+
+  it.skipIf(!hasSqlite)('restart --dry-run of a row a foreign writer gave pid 1 plans no stop of it: it refuses (no namespace needed, nothing is signalled)', () => {
+    const db = join(tempDir(), 'agents.db');
+    expect(cli(['register', 'x', '--', '/bin/true'], { db }).code).toBe(0);
+    sql(db, `UPDATE agents SET pid = 1, pid_start_time = ${processStartTime(1)} WHERE name = 'x'`);
+    const plan = cli(['restart', 'x', '--dry-run'], { db });
+    expect(plan.stdout).not.toMatch(/stop agent process 1\b/);
+    expect(plan.code).toBe(1);
+    expect(plan.stderr).toMatch(/^agentctl: refusing to signal pid 1 \(the agent process of 'x'\): pid 1 is init/);
+    expect(historyOf(db, 'x').some((e) => e.evidence?.rule === 'refused')).toBe(false); // a dry run writes nothing
   });
 });
 
