@@ -45,11 +45,17 @@ export interface Config {
   contract: ContractDefaults;
   logDir: string;
   logLevel: LogLevel;
+  /**
+   * Root acts (launch commands, signals) for a database that others may write: strict mode off. From
+   * --allow-shared-db, else AGENTCTL_ALLOW_SHARED_DB (1/true/yes or 0/false/no); off by default.
+   */
+  allowSharedDb: boolean;
 }
 
 export interface ConfigFlags {
   db?: string | undefined;
   logDir?: string | undefined;
+  allowSharedDb?: boolean | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -140,6 +146,15 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
   const envLogDir = pick('AGENTCTL_LOG_DIR');
   const logDir = flags.logDir ? resolve(cwd, flags.logDir) : envLogDir ? resolve(cwd, envLogDir[1]) : join(dirname(dbPath), 'logs');
 
+  let allowSharedDb = false;
+  const shared = pick('AGENTCTL_ALLOW_SHARED_DB');
+  if (flags.allowSharedDb) allowSharedDb = true;
+  else if (shared) {
+    const v = shared[1].toLowerCase();
+    if (['1', 'true', 'yes'].includes(v)) allowSharedDb = true;
+    else if (!['0', 'false', 'no'].includes(v)) problems.push(`invalid AGENTCTL_ALLOW_SHARED_DB '${shared[1]}': use 1 or 0`);
+  }
+
   if (problems.length) throw new ValidationError(problems);
   return {
     dbPath,
@@ -151,5 +166,6 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
     contract: { intervalMs, staleMultiplier, offlineAfterMs },
     logDir,
     logLevel,
+    allowSharedDb,
   };
 }

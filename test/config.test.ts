@@ -50,6 +50,7 @@ describe('resolveConfig', () => {
     expect(c.backoffFactor).toBe(1.5);
     expect(c.contract).toEqual({ intervalMs: 30_000, staleMultiplier: 3, offlineAfterMs: 300_000 });
     expect(c.logDir).toBe(join(home, '.local/state/agentctl/logs'));
+    expect(c.allowSharedDb).toBe(false);
   });
 
   it('honours XDG_STATE_HOME', () => expect(defaultDbPath({ XDG_STATE_HOME: '/xdg' }, home)).toBe('/xdg/agentctl/agentctl.db'));
@@ -97,6 +98,22 @@ describe('resolveConfig', () => {
   it('takes the lock stale period from AGENTCTL_LOCK_STALE, at least 2s', () => {
     expect(resolveConfig({}, { AGENTCTL_LOCK_STALE: '10s' }, cwd, home).lockStaleMs).toBe(10_000);
     expect(() => resolveConfig({}, { AGENTCTL_LOCK_STALE: '500ms' }, cwd, home)).toThrow(/at least 2s/);
+  });
+
+  it.each([
+    [{}, {}, false],
+    [{}, { AGENTCTL_ALLOW_SHARED_DB: '1' }, true],
+    [{}, { AGENTCTL_ALLOW_SHARED_DB: 'yes' }, true],
+    [{}, { AGENTCTL_ALLOW_SHARED_DB: '0' }, false],
+    [{}, { AGENTCTL_ALLOW_SHARED_DB: ' ' }, false],
+    [{ allowSharedDb: true }, { AGENTCTL_ALLOW_SHARED_DB: '0' }, true],
+    [{ allowSharedDb: false }, {}, false],
+  ])('strict mode override: flags %j env %j → allowSharedDb %s', (flags, env, allowed) => {
+    expect(resolveConfig(flags, env, cwd, home).allowSharedDb).toBe(allowed);
+  });
+
+  it('refuses an AGENTCTL_ALLOW_SHARED_DB that is neither yes nor no', () => {
+    expect(() => resolveConfig({}, { AGENTCTL_ALLOW_SHARED_DB: 'maybe' }, cwd, home)).toThrow(/invalid AGENTCTL_ALLOW_SHARED_DB 'maybe': use 1 or 0/);
   });
 
   it('puts logs beside the database unless told otherwise', () => {

@@ -42,13 +42,13 @@ export function hadDoubleDash(cmd: Command): boolean {
 }
 
 /** Builds the context of one CLI invocation from the command's options (with the program's). */
-export function cliContext(cmd: Command, extra: { logDir?: string } = {}): CliContext {
+export function cliContext(cmd: Command, extra: { logDir?: string; allowSharedDb?: boolean } = {}): CliContext {
   return contextFrom(cmd.optsWithGlobals() as GlobalOptions, extra);
 }
 
 /** Builds the context from parsed global options (used directly by the heartbeat fast path). */
-export function contextFrom(g: GlobalOptions, extra: { logDir?: string } = {}): CliContext {
-  const config = resolveConfig({ db: g.db, logDir: extra.logDir }, process.env);
+export function contextFrom(g: GlobalOptions, extra: { logDir?: string; allowSharedDb?: boolean } = {}): CliContext {
+  const config = resolveConfig({ db: g.db, logDir: extra.logDir, allowSharedDb: extra.allowSharedDb }, process.env);
   return {
     config,
     json: Boolean(g.json),

@@ -45,6 +45,7 @@ const ENV_HELP = `Environment:
   AGENTCTL_OFFLINE_AFTER                   default offline threshold (default: 300s)
   AGENTCTL_LOG_DIR                         monitor's daily log files (default: logs/ beside the database)
   AGENTCTL_LOG_LEVEL (LOG_LEVEL)           debug, info, warn, error (default: info)
+  AGENTCTL_ALLOW_SHARED_DB                 1: root restarts and signals even for a database others may write
   NO_COLOR                                 no colours
 Durations: 250ms, 30s, 5m, 1h, 2d; a bare number means seconds.`;
 

@@ -4,7 +4,7 @@ import { AGENT_STATES, type AgentRecord, type AgentState, type Availability } fr
 import { bootId, hostName, processStartTime } from './host.js';
 import { deriveState, staleAfterMs } from './state.js';
 import { MAX_DURATION_MS } from './duration.js';
-import { validateGroup, validateMessage, validateMetadata, validateName, validateReportedStatus } from './validate.js';
+import { validateGroup, validateMessage, validateMetadata, validateName, validatePid, validateReportedStatus } from './validate.js';
 
 /** An agent as a reader sees it at one moment: the stored record with `state` derived from the clock and its contract. */
 export interface AgentView extends Omit<AgentRecord, 'state' | 'stateSince' | 'stateReason'> {
@@ -101,7 +101,7 @@ function validateContract(c: ContractInput): void {
 
 /** Reads the identity of a live process to record with an agent; throws UsageError if there is no such process. */
 export function processIdentity(pid: number): { pid: number; pidStartTime: number | null; host: string; bootId: string | null } {
-  if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`invalid pid '${pid}': must be a positive whole number`);
+  validatePid(pid);
   const start = processStartTime(pid);
   if (start === null) throw new UsageError(`no process with pid ${pid} is running on this host; --pid must name the agent's live process`);
   return { pid, pidStartTime: start, host: hostName(), bootId: bootId() };

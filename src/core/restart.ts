@@ -1,17 +1,18 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentNotFoundError, AgentctlError, OperationError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { withExclusiveLock } from '../store/lock.js';
-import { markFailed, noteRestartAttempt } from '../store/lifecycle.js';
+import { markFailed, noteRefusal, noteRestartAttempt } from '../store/lifecycle.js';
 import type { AgentRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
 import { clockStart } from './state.js';
 import { RESTART_BACKOFF, nextRestart } from './backoff.js';
 import { bootId, hostName, pidExists } from './host.js';
-import { type ProcessRef, isSameProcess, signalProcess, waitGone } from './process-control.js';
+import { type Ownership, assertMayAct, commandAs, databaseOwnership } from './ownership.js';
+import { type ProcessRef, type SignalRules, agentctlRunProblem, isSameProcess, parentPid, processGroup, signalProblem, signalProcess, waitGone } from './process-control.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The agent has no launch command, so there is nothing to start again. */
@@ -21,8 +22,24 @@ export class NoLaunchCommandError extends AgentctlError {
   }
 }
 
+/**
+ * A recorded process that agentctl may not signal (pid 1, its own group, another uid's process, a supervisor that is
+ * no agentctl run): the restart of that agent is refused as a whole, so no second copy starts beside the first.
+ */
+export class SignalRefusedError extends OperationError {
+  constructor(name: string, r: Refusal) {
+    super(`refusing to signal pid ${r.pid} (${r.role === 'agent' ? 'the agent process' : 'the agentctl run'} of '${name}'): ${r.problem}; nothing was stopped or started (a row is data anyone who can write the database could have written)`, { code: 'E_REFUSED' });
+  }
+}
+
+interface Refusal {
+  role: 'agent' | 'supervisor';
+  pid: number;
+  problem: string;
+}
+
 export interface RestartOptions {
-  /** Where NAME.log goes. */
+  /** Where NAME.log goes (run as the database's owner: logs/ beside the database, which the owner may write). */
   logDir: string;
   /** SIGTERM, then SIGKILL after this long (default 10 s). */
   graceMs?: number;
@@ -37,6 +54,8 @@ export interface RestartOptions {
   agentctlPath?: string;
   /** How long to wait for the new process to register (default 10 s). */
   startTimeoutMs?: number;
+  /** Act as root even when others may write the database (strict mode off: --allow-shared-db). */
+  allowSharedDb?: boolean;
 }
 
 export interface RestartResult {
@@ -58,12 +77,21 @@ const DEFAULT_BIN = fileURLToPath(new URL('../../bin/agentctl', import.meta.url)
  * Errors of single agents are returned in their result, so one bad agent does not stop the others.
  */
 export async function restartAgents(store: Store, names: string[], opts: RestartOptions): Promise<RestartResult[]> {
+  const own = databaseOwnership(store.path);
+  try {
+    assertMayAct(own, 'run launch commands or signal processes', Boolean(opts.allowSharedDb));
+  } catch (err) {
+    const now = (opts.now ?? Date.now)();
+    const evidence = { strict: true, path: own.realPath, owner_uid: own.owner.uid, writable_by: own.writableBy };
+    if (!opts.dryRun) for (const name of names) noteRefusal(store, name, 'not restarted: others may write the database (strict mode)', evidence, now);
+    throw err;
+  }
   return withExclusiveLock(store.path, { name: 'maintenance', retries: 20 }, async (lock) => {
     const results: RestartResult[] = [];
     for (const name of names) {
       if (lock.signal.aborted) break;
       try {
-        results.push(await restartAgentLocked(store, name, opts));
+        results.push(await restartAgentLocked(store, name, opts, own));
       } catch (err) {
         results.push({ name, action: 'error', steps: [], error: err as Error });
       }
@@ -81,12 +109,15 @@ export async function restartAgent(store: Store, name: string, opts: RestartOpti
 
 /**
  * Restarts one agent; the caller holds the maintenance lock. If its recorded process is alive and still that
- * process (pid and start time match, same host and boot), it gets SIGTERM — through its process group when it
- * leads one — and its `agentctl run` supervisor too, then SIGKILL after the grace. A pid that now belongs to
+ * process (pid and start time match, same host and boot), it gets SIGTERM — through its process group when its
+ * live `agentctl run` started it in one — and its `agentctl run` supervisor too, then SIGKILL after the grace. A pid that now belongs to
  * another process is never signalled. Then the launch command starts again, detached, under `agentctl run`,
- * with output to NAME.log in the log directory; the new incarnation's event says it was restarted.
+ * with output to NAME.log in the log directory; the new incarnation's event says it was restarted. Only what the
+ * database's owner could do is done (see ownership.ts): as root on another uid's database, the command runs as that
+ * owner and only the owner's processes are signalled; a recorded process that may not be signalled refuses the
+ * restart (SignalRefusedError, and an event with the evidence).
  */
-export async function restartAgentLocked(store: Store, name: string, opts: RestartOptions): Promise<RestartResult> {
+export async function restartAgentLocked(store: Store, name: string, opts: RestartOptions, own: Ownership = databaseOwnership(store.path)): Promise<RestartResult> {
   const now = opts.now ?? Date.now;
   const a = store.getAgent(name);
   if (!a) throw new AgentNotFoundError(name);
@@ -104,29 +135,27 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
       return { name, action: 'waiting', steps: [`backing off: next restart allowed at ${new Date(a.lastRestartAt + next.delayMs).toISOString()}`], retryAt: a.lastRestartAt + next.delayMs };
     }
   }
-  const { targets, notes } = processesToStop(a);
+  const rules: SignalRules = { uid: own.uid };
+  const { targets, notes, refusals } = processesToStop(a, rules);
+  if (refusals.length) {
+    if (!opts.dryRun) for (const r of refusals) noteRefusal(store, name, `not restarted: refused to signal pid ${r.pid}`, { pid: r.pid, role: r.role, refused: r.problem, allowed_uid: rules.uid }, now());
+    throw new SignalRefusedError(name, refusals[0]!);
+  }
   steps.push(...notes);
-  const logFile = join(opts.logDir, `${name}.log`);
+  // Run as the owner, the agent writes its log where the owner may: logs/ beside the database, not root's log directory.
+  const logDir = own.runAs ? join(dirname(own.realPath), 'logs') : opts.logDir;
+  const logFile = join(logDir, `${name}.log`);
   const argv = runArgv(store.path, a, logFile, maxRestarts, next.unstable, !!opts.respectBackoff);
-  steps.push(`start: ${a.launch.argv.join(' ')} (in ${a.launch.cwd ?? '.'}) under agentctl run, output to ${logFile}`);
+  const as = own.runAs ? ` as ${own.runAs.user ?? `uid ${own.runAs.uid}`} (the database's owner)` : '';
+  steps.push(`start: ${a.launch.argv.join(' ')} (in ${a.launch.cwd ?? '.'}) under agentctl run${as}, output to ${logFile}`);
   if (opts.dryRun) return { name, action: 'would-restart', steps, logFile };
 
-  await stopProcesses(targets, opts.graceMs ?? 10_000, steps);
+  await stopProcesses(targets, opts.graceMs ?? 10_000, steps, rules);
   noteRestartAttempt(store, name, opts.respectBackoff ? next.unstable : 0, now());
   const before = store.getAgent(name)!;
-  mkdirSync(opts.logDir, { recursive: true });
-  const out = openSync(logFile, 'a');
-  let exitedEarly: number | null = null;
-  try {
-    const child = spawn(process.execPath, [opts.agentctlPath ?? DEFAULT_BIN, ...argv], { cwd: a.launch.cwd ?? process.cwd(), detached: true, stdio: ['ignore', out, out] });
-    child.once('exit', (code) => (exitedEarly = code ?? 1));
-    child.once('error', () => (exitedEarly = 127));
-    child.unref();
-  } finally {
-    closeSync(out);
-  }
+  const started = startRun(own, [opts.agentctlPath ?? DEFAULT_BIN, ...argv], a.launch.cwd ?? process.cwd(), logDir, logFile);
   const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
-  while (Date.now() < deadline && exitedEarly === null) {
+  while (Date.now() < deadline && started.exitCode === null) {
     const now2 = store.getAgent(name);
     if (now2 && now2.incarnation > before.incarnation && now2.pid !== null) {
       steps.push(`started: pid ${now2.pid}, incarnation ${now2.incarnation}`);
@@ -134,7 +163,35 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
     }
     await sleep(25);
   }
-  throw new OperationError(`agent '${name}' did not come back${exitedEarly !== null ? ` (agentctl run exited with ${exitedEarly})` : ''}; see ${logFile}`);
+  const asOwner = own.runAs ? ` (it runs as uid ${own.runAs.uid}, through setpriv: check that this user may write ${logDir} and read the database)` : '';
+  throw new OperationError(`agent '${name}' did not come back${started.exitCode !== null ? ` (agentctl run exited with ${started.exitCode})` : ''}; see ${logFile}${asOwner}`);
+}
+
+/**
+ * Starts `agentctl run` (`command`, after node) detached, in `cwd`, with its output appended to `logFile`. As root
+ * for another uid's database it runs as that owner (commandAs), and the owner makes the log directory and opens the
+ * log: root never opens a path in the owner's directory. `exitCode` is set if it exits (127: it could not start).
+ */
+function startRun(own: Ownership, command: string[], cwd: string, logDir: string, logFile: string): { exitCode: number | null } {
+  const state = { exitCode: null as number | null };
+  const watch = (child: ReturnType<typeof spawn>) => {
+    child.once('exit', (code) => (state.exitCode = code ?? 1));
+    child.once('error', () => (state.exitCode = 127));
+    child.unref();
+  };
+  if (own.runAs) {
+    const c = commandAs(own.runAs, [process.execPath, ...command], logDir, logFile);
+    watch(spawn(c.file, c.args, { cwd, detached: true, stdio: 'ignore', env: c.env }));
+    return state;
+  }
+  mkdirSync(logDir, { recursive: true });
+  const out = openSync(logFile, 'a');
+  try {
+    watch(spawn(process.execPath, command, { cwd, detached: true, stdio: ['ignore', out, out] }));
+  } finally {
+    closeSync(out);
+  }
+  return state;
 }
 
 /** The processes to stop: the agent's (if it is still that process, on this host and boot) and its supervisor's. */
@@ -144,40 +201,58 @@ interface Target {
   supervisor?: boolean;
 }
 
-function processesToStop(a: AgentRecord): { targets: Target[]; notes: string[] } {
+/**
+ * What to stop, and what may not be signalled (signalProblem: pid 1, our own group, another uid; a supervisor must
+ * be an agentctl run of this agent). The agent's process group is signalled only when its live, verified agentctl
+ * run is its parent and it leads its own group: that is how agentctl run starts it. A row cannot claim it.
+ */
+function processesToStop(a: AgentRecord, rules: SignalRules): { targets: Target[]; notes: string[]; refusals: Refusal[] } {
   const targets: Target[] = [];
   const notes: string[] = [];
+  const refusals: Refusal[] = [];
   const here = (a.host === null || a.host === hostName()) && (a.bootId === null || a.bootId === bootId());
+  let supervisor: number | null = null;
+  if (a.supervisorPid !== null && here) {
+    const ref = { pid: a.supervisorPid, startTime: a.supervisorStartTime };
+    if (a.supervisorPid <= 1 || isSameProcess(ref)) {
+      const problem = signalProblem(a.supervisorPid, rules) ?? agentctlRunProblem(a.supervisorPid, a.name);
+      if (problem) refusals.push({ role: 'supervisor', pid: a.supervisorPid, problem });
+      else {
+        targets.push({ what: `its agentctl run (pid ${a.supervisorPid})`, ref, supervisor: true });
+        supervisor = a.supervisorPid;
+      }
+    }
+  }
   if (a.pid !== null && !here) {
     if (a.host !== null && a.host !== hostName()) throw new OperationError(`agent '${a.name}' runs on host ${a.host}; restart it there`);
     notes.push(`pid ${a.pid} was recorded before this host rebooted: nothing to stop`);
   } else if (a.pid !== null) {
     const ref = { pid: a.pid, startTime: a.pidStartTime };
-    if (isSameProcess(ref)) targets.push({ what: `agent process ${a.pid}`, ref });
-    else if (pidExists(a.pid)) notes.push(`pid ${a.pid} now belongs to another process (its start time differs): not signalled`);
+    if (a.pid <= 1 || isSameProcess(ref)) {
+      const problem = signalProblem(a.pid, rules);
+      const group = supervisor !== null && parentPid(a.pid) === supervisor && processGroup(a.pid) === a.pid;
+      if (problem) refusals.push({ role: 'agent', pid: a.pid, problem });
+      else targets.push({ what: group ? `agent process group ${a.pid}` : `agent process ${a.pid}`, ref: { ...ref, group } });
+    } else if (pidExists(a.pid)) notes.push(`pid ${a.pid} now belongs to another process (its start time differs): not signalled`);
     else notes.push(`pid ${a.pid} is not running: nothing to stop`);
   }
-  if (a.supervisorPid !== null && here) {
-    const ref = { pid: a.supervisorPid, startTime: a.supervisorStartTime };
-    if (isSameProcess(ref)) targets.unshift({ what: `its agentctl run (pid ${a.supervisorPid})`, ref, supervisor: true });
-  }
   for (const t of targets) notes.push(`stop ${t.what}: SIGTERM, SIGKILL after the grace`);
-  return { targets, notes };
+  return { targets, notes, refusals };
 }
 
-async function stopProcesses(targets: Target[], graceMs: number, steps: string[]): Promise<void> {
+async function stopProcesses(targets: Target[], graceMs: number, steps: string[], rules: SignalRules): Promise<void> {
   if (!targets.length) return;
-  for (const t of targets) signalProcess(t.ref, 'SIGTERM');
+  for (const t of targets) signalProcess(t.ref, 'SIGTERM', rules);
   if (await waitGone(targets.map((t) => t.ref), graceMs)) {
     steps.push('stopped after SIGTERM');
     return;
   }
   // The agent first; its supervisor then gets a moment to record the exit before it is killed too.
   const agents = targets.filter((t) => !t.supervisor);
-  for (const t of agents) if (signalProcess(t.ref, 'SIGKILL')) steps.push(`${t.what} ignored SIGTERM for ${graceMs} ms: SIGKILL`);
+  for (const t of agents) if (signalProcess(t.ref, 'SIGKILL', rules)) steps.push(`${t.what} ignored SIGTERM for ${graceMs} ms: SIGKILL`);
   const supervisors = targets.filter((t) => t.supervisor);
   if (supervisors.length && !(await waitGone(supervisors.map((t) => t.ref), 2000))) {
-    for (const t of supervisors) if (signalProcess(t.ref, 'SIGKILL')) steps.push(`${t.what} did not exit: SIGKILL`);
+    for (const t of supervisors) if (signalProcess(t.ref, 'SIGKILL', rules)) steps.push(`${t.what} did not exit: SIGKILL`);
   }
   if (!(await waitGone(targets.map((t) => t.ref), 5000))) throw new OperationError(`could not stop ${targets.map((t) => t.what).join(' and ')}, even with SIGKILL`);
 }

@@ -54,6 +54,8 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * lives, forwards SIGINT/SIGTERM/SIGHUP to its group, marks it offline with its exit code or signal the moment it
  * exits, and restarts it per policy with backoff until it has failed `maxRestarts` unstable runs in a row.
  * Resolves with the exit code to pass on: the child's, 128 + signal number, or throws CommandNotStartedError (127).
+ * That the child is ours and leads its own group is what lets `agentctl restart` signal the whole group: it checks
+ * that this process (by its command line) is the child's parent, never what the row says (see restart.ts).
  */
 export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   const log = o.logger ?? SILENT;

@@ -63,6 +63,22 @@ export function validateMetadata(value: unknown, what = 'metadata'): string {
   return json;
 }
 
+/** The largest pid Linux hands out (pid_max can be raised to 2^22). */
+export const PID_MAX = 4_194_304;
+
+/**
+ * Throws UsageError unless `pid` can name one agent process: a whole number above 1 (kill(2) reads 0 and 1, as
+ * groups, as "my own group" and "every process"). With `self` (a CLI, whose own process is gone in a moment), also
+ * not that process and not the leader of its own process group. Returns the pid.
+ */
+export function validatePid(pid: number, what = 'pid', self?: { pid: number; group: number | null }): number {
+  if (!Number.isSafeInteger(pid) || pid < 0 || pid > PID_MAX) throw new UsageError(`invalid ${what} ${pid}: must be a whole number between 2 and ${PID_MAX}`);
+  if (pid <= 1) throw new UsageError(`invalid ${what} ${pid}: ${pid === 1 ? 'pid 1 is init, and as a group it means every process' : 'pid 0 means the caller\'s own process group'}; give the agent's own pid`);
+  if (self && pid === self.pid) throw new UsageError(`invalid ${what} ${pid}: that is this agentctl process; give the agent's own pid`);
+  if (self && pid === self.group) throw new UsageError(`invalid ${what} ${pid}: it leads agentctl's own process group; give the agent's own pid, or start the agent with 'agentctl run'`);
+  return pid;
+}
+
 /** Parses a non-negative integer flag (progress counters, limits). */
 export function parseCount(text: string, what: string, opts: { min?: number; max?: number } = {}): number {
   const min = opts.min ?? 0;

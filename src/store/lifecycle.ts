@@ -81,3 +81,18 @@ export function noteRestartAttempt(store: Store, name: string, attempts: number,
   );
   if (changed !== 1) throw new AgentNotFoundError(name);
 }
+
+/**
+ * Records that agentctl refused to act for an agent (a signal or a launch it judged unsafe): an event that keeps the
+ * agent's state, with the refusal in its evidence (rule 'refused'). Not repeated while the agent's last event is
+ * the same refusal, so a health loop refusing on every pass writes it once. Returns whether it was written.
+ */
+export function noteRefusal(store: Store, name: string, reason: string, evidence: Record<string, unknown>, now: number): boolean {
+  const sql = `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
+               SELECT a.id, a.name, :now, a.state, a.state, :reason, :evidence FROM agents a
+                WHERE a.name = :name AND NOT EXISTS (
+                  SELECT 1 FROM events e WHERE e.id = (SELECT MAX(id) FROM events WHERE agent_id = a.id)
+                     AND e.reason = :reason AND json_extract(e.evidence, '$.rule') = 'refused')`;
+  const json = JSON.stringify({ rule: 'refused', ...evidence });
+  return store.retrying(() => store.prepared(sql).run({ name, reason, evidence: json, now }).changes) === 1;
+}

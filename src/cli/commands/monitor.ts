@@ -25,6 +25,7 @@ interface Flags {
   logKeep: string; // commander's default fills it in
   lockStale?: string;
   restartStale?: boolean;
+  allowSharedDb?: boolean;
 }
 
 const ALERTABLE: AgentState[] = ['offline', 'stale', 'error', 'failed'];
@@ -59,6 +60,7 @@ export function define(program: Command): void {
     .option('--log-dir <dir>', 'directory of the daily health-YYYY-MM-DD.log files (else AGENTCTL_LOG_DIR, else logs/ beside the database)')
     .option('--log-keep <days>', 'days of log files to keep', '14')
     .option('--restart-stale', 'restart convicted agents by their launch command (backoff ×1.5 from 1s, failed after their restart limit)')
+    .option('--allow-shared-db', 'with --restart-stale as root: act even though others may write the database (also AGENTCTL_ALLOW_SHARED_DB=1)')
     .option('--lock-stale <dur>', 'take over the lock of a monitor that stopped refreshing it this long ago (default: AGENTCTL_LOCK_STALE, else 30s)')
     .addHelpText(
       'after',
@@ -70,7 +72,7 @@ export function define(program: Command): void {
         '  agentctl monitor --alert-webhook http://127.0.0.1:9000/hook --test-alert',
     )
     .action(async (flags: Flags, cmd: Command) => {
-      const ctx = cliContext(cmd, flags.logDir !== undefined ? { logDir: flags.logDir } : {});
+      const ctx = cliContext(cmd, { ...(flags.logDir !== undefined ? { logDir: flags.logDir } : {}), allowSharedDb: flags.allowSharedDb });
       const everyMs = parseDuration(flags.every, '--every');
       const cooldownMs = parseDuration(flags.alertCooldown, '--alert-cooldown', { allowZero: true });
       const timeoutMs = parseDuration(flags.alertTimeout, '--alert-timeout');
@@ -97,7 +99,7 @@ export function define(program: Command): void {
         ...(flags.metrics !== undefined ? { metricsFile: flags.metrics } : {}),
         logger,
         lockStaleMs,
-        ...(flags.restartStale ? { restartStale: { logDir: ctx.config.logDir } } : {}),
+        ...(flags.restartStale ? { restartStale: { logDir: ctx.config.logDir, allowSharedDb: ctx.config.allowSharedDb } } : {}),
       });
       if (ctx.json) agent.on('pass', (outcome) => ctx.out(JSON.stringify(outcome)));
       try {

@@ -1,5 +1,6 @@
 import { parseDuration } from '../../core/duration.js';
-import { parseCount, parseMetadata, parsePositiveNumber } from '../../core/validate.js';
+import { PID_MAX, parseCount, parseMetadata, parsePositiveNumber, validatePid } from '../../core/validate.js';
+import { processGroup } from '../../core/process-control.js';
 import type { ContractInput } from '../../core/agents.js';
 
 /** Contract flags shared by register and heartbeat. */
@@ -22,8 +23,15 @@ export function parseMeta(text: string | undefined): Record<string, unknown> | u
   return text === undefined ? undefined : (JSON.parse(parseMetadata(text)) as Record<string, unknown>);
 }
 
-export function parsePid(text: string | undefined): number | undefined {
-  return text === undefined ? undefined : parseCount(text, '--pid', { min: 1, max: 4_194_304 });
+/**
+ * Parses --pid: an agent's process, never 0 or 1 (validatePid). With `notOwnGroup` (register) also not this CLI
+ * process or the leader of its process group. A heartbeat keeps accepting `--pid $$` from a script leading the group
+ * it runs agentctl in: the process group is never signalled on a row's word alone (see process-control.ts).
+ */
+export function parsePid(text: string | undefined, notOwnGroup = false): number | undefined {
+  if (text === undefined) return undefined;
+  const pid = parseCount(text, '--pid', { min: 0, max: PID_MAX });
+  return validatePid(pid, '--pid', notOwnGroup ? { pid: process.pid, group: processGroup(process.pid) } : undefined);
 }
 
 export const CONTRACT_HELP = `

@@ -39,7 +39,7 @@ export function define(program: Command): void {
         ...contract,
         group: flags.group,
         metadata: parseMeta(flags.meta),
-        pid: parsePid(flags.pid),
+        pid: parsePid(flags.pid, true),
         launch: command.length ? { argv: command, cwd: process.cwd() } : undefined,
       };
       const params = prepareRegister(input); // before opening: bad input creates and writes nothing

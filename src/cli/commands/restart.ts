@@ -14,6 +14,7 @@ interface Flags {
   all?: boolean;
   grace: string; // commander's default fills it in
   dryRun?: boolean;
+  allowSharedDb?: boolean;
 }
 
 export function define(program: Command): void {
@@ -25,7 +26,10 @@ export function define(program: Command): void {
         'if the recorded process is alive and still that agent (pid and start time match), send SIGTERM to its\n' +
         'process group (and its agentctl run), SIGKILL after --grace; then start the command anew, detached, under\n' +
         'agentctl run, with output to NAME.log in the logs directory. A pid that now belongs to another process is\n' +
-        'never signalled. Holds the exclusive maintenance lock. An operator\'s restart resets the restart backoff.',
+        'never signalled. Holds the exclusive maintenance lock. An operator\'s restart resets the restart backoff.\n' +
+        'As root, never more than the database\'s owner could do: the command runs as the owner of the database file,\n' +
+        'only the owner\'s processes are signalled (never pid 1 or agentctl\'s own group), and a database that others\n' +
+        'may write is refused (strict mode) unless --allow-shared-db.',
     )
     .argument('[names...]', 'agents to restart')
     .option('--stale', 'every agent that stopped beating (stale or offline)')
@@ -33,9 +37,10 @@ export function define(program: Command): void {
     .option('--all', 'every agent with a launch command')
     .option('--grace <dur>', 'time between SIGTERM and SIGKILL', '10s')
     .option('--dry-run', 'only print what would be done')
+    .option('--allow-shared-db', 'as root, act even though others may write the database (also AGENTCTL_ALLOW_SHARED_DB=1)')
     .addHelpText('after', '\nExamples:\n  agentctl restart worker-1\n  agentctl restart --stale --dry-run\n  agentctl restart --failed --grace 30s')
     .action(async (names: string[], flags: Flags, cmd: Command) => {
-      const ctx = cliContext(cmd);
+      const ctx = cliContext(cmd, { allowSharedDb: flags.allowSharedDb });
       for (const n of names) validateName(n);
       const selectors = [flags.stale, flags.failed, flags.all].filter(Boolean).length;
       if (names.length && selectors) throw new UsageError('give agent names or one of --stale, --failed, --all, not both');
@@ -51,7 +56,7 @@ export function define(program: Command): void {
             .filter((a) => flags.all || (flags.failed && a.state === 'failed') || (flags.stale && (a.state === 'stale' || a.state === 'offline')))
             .map((a) => a.name);
         } else getRegisteredAgents(store, now, { names }); // unknown names: exit 3 before anything is done
-        const results = targets.length ? await restartAgents(store, targets, { logDir: ctx.config.logDir, graceMs, dryRun: Boolean(flags.dryRun), now: ctx.now }) : [];
+        const results = targets.length ? await restartAgents(store, targets, { logDir: ctx.config.logDir, graceMs, dryRun: Boolean(flags.dryRun), now: ctx.now, allowSharedDb: ctx.config.allowSharedDb }) : [];
         report(ctx, results);
         const errors = results.filter((r) => r.error);
         if (errors.length === 1 && results.length === 1) throw errors[0]!.error;
