@@ -6,7 +6,10 @@ import { BIN, ROOT, cleanEnv, cli, tempDb, tempDir } from './helpers.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
-/** The README's ```sh blocks, in order. */
+/**
+ * The README's ```sh blocks, in order. Set-up for a real host (groups, users, directories under /var, crontab lines)
+ * is written in ```console blocks, which never run here: the suite runs as root and must not change the machine.
+ */
 function shellBlocks(text: string): string[] {
   return [...text.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
 }
