@@ -10,7 +10,7 @@ export interface DeliveryOptions {
   timeoutMs?: number;
   /** Further attempts within one round after a failure that was answered (refused, HTTP 5xx, exit 1): default 2. */
   retries?: number;
-  /** The whole round ends this long after it began (default: timeout × (retries + 1), at least the timeout). */
+  /** The whole round ends this long after it began (default: deliveryDeadline(timeout, retries)). */
   deadlineMs?: number;
   /** Deliveries in flight at once to one receiver (default 2) and to all (default 8). */
   perTarget?: number;
@@ -38,9 +38,9 @@ export interface DeliveryResult {
   unanswered: string[];
 }
 
-/** The default deadline of a round: one delivery's attempts (timeout × tries), at least one timeout. */
+/** The default deadline of a round: one delivery's attempts (timeout × tries, with the backoff between them) and a second to start them. */
 export function deliveryDeadline(timeoutMs = DEFAULT_TIMEOUT_MS, retries = DEFAULT_RETRIES): number {
-  return timeoutMs * (retries + 1) + 200 * (2 ** retries - 1);
+  return timeoutMs * (retries + 1) + 200 * (2 ** retries - 1) + 1000;
 }
 
 /** A counting semaphore: at most `n` holders. */
