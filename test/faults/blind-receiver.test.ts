@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { cli, exited, fixture, historyOf, start, startCli, tempDb, waitFor, withStore } from '../helpers.js';
 import { beatOnce, blindReceiver, cliAsync, receiver } from '../receiver.js';
 import { sleep } from '../helpers.js';
@@ -75,5 +77,36 @@ describe('fault: a webhook receiver that accepts and never answers', () => {
     expect((await cliAsync(['monitor', '--once', '--alert-webhook', good.url], { db })).code).toBe(0);
     expect(good.bodies).toHaveLength(2);
     expect(deliveries(db).map((d) => d.status)).toEqual(['sent', 'sent']);
+  }, 90_000);
+
+  it('a slow receiver gets each alert once, though many passes run while its answer is on the way', async () => {
+    const db = tempDb();
+    const bodies: any[] = [];
+    // Answers each request 1.5 s late: a dozen passes run meanwhile, each asking for a delivery round.
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => setTimeout(() => (bodies.push(JSON.parse(body)), res.writeHead(200, { connection: 'close' }).end('ok')), 1500));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+      cli(['monitor', '--once'], { db });
+      await twoDying(db);
+      const monitor = startCli(['monitor', '--every', '100ms', '--json', '--alert-webhook', url, '--alert-timeout', '10s'], { db });
+      await waitFor(() => deliveries(db).filter((d) => d.status === 'sent').length === 2, 'both alerts delivered', 30_000);
+      // Well after: passes went on, and nothing was sent again.
+      const passes = () => monitor.output().split('\n').filter((l) => l.startsWith('{')).length;
+      const seen = passes();
+      await waitFor(() => passes() >= seen + 10, 'ten more passes');
+      monitor.kill('SIGINT');
+      expect((await exited(monitor)).code).toBe(0);
+      expect(bodies.map((b) => b.agent.name).sort()).toEqual(['gone-1', 'gone-2']);
+      expect(deliveries(db).map((d) => `${d.status}:${d.attempts}`)).toEqual(['sent:1', 'sent:1']);
+      expect(monitor.errors()).not.toMatch(/paused|convicting no one/);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   }, 90_000);
 });
