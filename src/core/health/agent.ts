@@ -2,12 +2,12 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../../store/store.js';
 import type { AgentRecord } from '../../store/rows.js';
 import { insertAlert } from '../../store/alerts.js';
-import { bumpCounters } from '../../store/monitor.js';
 import { withExclusiveLock } from '../../store/lock.js';
 import { formatDuration } from '../duration.js';
 import { isOverdue, staleAfterMs } from '../state.js';
 import { type ConvictResult, convict } from './convict.js';
-import { type AlertTarget, type DeliveryResult, deliverAlerts } from './deliver.js';
+import type { AlertTarget, DeliveryResult } from './deliver.js';
+import { AlertCourier } from './courier.js';
 import { redactUrl } from '../redact.js';
 import { writeFileAtomic } from './files.js';
 import { thisHost } from './judge.js';
@@ -83,13 +83,10 @@ export class HeartbeatHealthAgent extends EventEmitter {
    * run beside it, nor restarts, which wait for processes), and when the loop planned the next one (monotonic ms).
    */
   private last: { wall: number; mono: number; busyMs: number; wakeAt: number } | null = null;
-  /** The delivery round in flight, and the one asked for while it runs. */
-  private delivering: Promise<void> | null = null;
-  private nextRound: Promise<void> | null = null;
-  /** Deliveries settled since the last pass outcome. */
-  private settled: DeliveryResult = { sent: [], failed: [], unanswered: [] };
-  /** Aborted by stop() or a lost lock: deliveries in flight are cut short and stay pending. */
-  private aborter = new AbortController();
+  /** How long the last pass's own work took (monotonic ms). */
+  private lastBusyMs = 0;
+  /** Sends the outbox beside the passes; stop() and a lost lock cut it short. */
+  private readonly courier: AlertCourier;
 
   constructor(opts: HealthAgentOptions) {
     super();
@@ -100,15 +97,26 @@ export class HeartbeatHealthAgent extends EventEmitter {
     this.everyMs = opts.everyMs ?? 30_000;
     this.clock = opts.clock ?? systemClock;
     this.log = fullLogger(opts.logger);
+    this.courier = new AlertCourier({
+      store: this.store,
+      targets: opts.alertTargets ?? [],
+      now: () => this.clock.now(),
+      log: this.log,
+      delivery: {
+        ...(opts.alertTimeoutMs !== undefined ? { timeoutMs: opts.alertTimeoutMs } : {}),
+        ...(opts.alertRetries !== undefined ? { retries: opts.alertRetries } : {}),
+        ...(opts.alertDeadlineMs !== undefined ? { deadlineMs: opts.alertDeadlineMs } : {}),
+      },
+    });
   }
 
   /** Runs the loop until stop(); resolves then. Rejects with LockHeldError if another health loop is running. */
   start(): Promise<void> {
     if (this.loop) throw new Error('this HeartbeatHealthAgent is already running');
     this.stopping = false;
-    this.freshAborter();
+    this.courier.reset();
     this.loop = this.withLock(async (signal) => {
-      const lost = () => this.aborter.abort();
+      const lost = () => this.courier.abort();
       signal.addEventListener('abort', lost, { once: true });
       this.log.info(`health loop started: every ${formatDuration(this.everyMs)}, database ${redactUrl(this.store.path)}`);
       try {
@@ -119,8 +127,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
       } finally {
         signal.removeEventListener('abort', lost);
         // Cut short what is still being delivered (it stays pending for the next monitor) before the lock goes.
-        this.aborter.abort();
-        await this.deliveries();
+        this.courier.abort();
+        await this.courier.idle();
       }
       this.log.info(signal.aborted ? 'health loop stopped: it lost its lock' : 'health loop stopped');
     }).finally(() => {
@@ -136,9 +144,9 @@ export class HeartbeatHealthAgent extends EventEmitter {
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
-    this.aborter.abort();
+    this.courier.abort();
     await this.loop?.catch(() => undefined);
-    await this.deliveries();
+    await this.courier.idle();
   }
 
   /**
@@ -146,9 +154,9 @@ export class HeartbeatHealthAgent extends EventEmitter {
    * the round's deadline. Rejects with LockHeldError if another health loop is running.
    */
   runOnce(): Promise<PassOutcome> {
-    this.freshAborter();
+    this.courier.reset();
     return this.withLock(async (signal) => {
-      const lost = () => this.aborter.abort();
+      const lost = () => this.courier.abort();
       signal.addEventListener('abort', lost, { once: true });
       try {
         return await this.checkAgentHealth();
@@ -172,20 +180,18 @@ export class HeartbeatHealthAgent extends EventEmitter {
     const report = checkHealth(this.store, now, { ...this.opts.policy, everyMs: this.opts.policy?.everyMs ?? this.everyMs, targets: this.targetIds(), suspect });
     this.logReport(report);
     // Beside the pass: convictions and crash proofs are committed; a receiver that never answers holds nothing up.
-    const round = this.kickDelivery();
+    const round = this.courier.kick();
     let busyMs = this.clock.monotonic() - started;
     const restarts = this.opts.restartStale ? await this.restartStale(this.opts.restartStale) : [];
     const files = this.clock.monotonic();
     this.writeFiles();
     busyMs += this.clock.monotonic() - files;
     if (waitForDelivery) await round;
-    const outcome = { ...report, delivery: this.takeSettled(), restarts };
+    const outcome = { ...report, delivery: this.courier.settled(), restarts };
     this.lastBusyMs = busyMs;
     this.emit('pass', outcome);
     return outcome;
   }
-
-  private lastBusyMs = 0;
 
   /** Restarts what this pass convicted; a failure to restart one agent is logged, never stops the loop. */
   private async restartStale(opts: Omit<RestartOptions, 'respectBackoff' | 'dryRun'>): Promise<RestartResult[]> {
@@ -231,75 +237,13 @@ export class HeartbeatHealthAgent extends EventEmitter {
         state: 'offline', previous_state: 'active', reason: 'test alert', evidence: { rule: 'test' }, at: new Date(now).toISOString(), monitor_host: (this.opts.policy?.local ?? thisHost()).host,
       } }, targets),
     );
-    if (this.aborter.signal.aborted) this.freshAborter();
-    await this.kickDelivery();
-    return this.takeSettled();
+    this.courier.reset();
+    await this.courier.kick();
+    return this.courier.settled();
   }
 
   private targetIds(): string[] {
     return (this.opts.alertTargets ?? []).map((t) => t.id);
-  }
-
-  private freshAborter(): void {
-    if (this.aborter.signal.aborted) this.aborter = new AbortController();
-  }
-
-  /**
-   * Starts a delivery round unless one is in flight; then one more is started when it ends, so alerts queued
-   * meanwhile go out without waiting for another pass. Resolves when a round begun after this call has ended.
-   */
-  private kickDelivery(): Promise<void> {
-    if (!this.opts.alertTargets?.length) return Promise.resolve();
-    if (!this.delivering) {
-      const round = this.deliver().finally(() => {
-        if (this.delivering === round) this.delivering = null;
-      });
-      this.delivering = round;
-      return round;
-    }
-    this.nextRound ??= this.delivering.then(() => {
-      this.nextRound = null;
-      return this.aborter.signal.aborted ? undefined : this.kickDelivery();
-    });
-    return this.nextRound;
-  }
-
-  /** Waits for the delivery rounds in flight (and the one asked for after them). */
-  private async deliveries(): Promise<void> {
-    while (this.delivering || this.nextRound) await (this.nextRound ?? this.delivering);
-  }
-
-  private takeSettled(): DeliveryResult {
-    const s = this.settled;
-    this.settled = { sent: [], failed: [], unanswered: [] };
-    return s;
-  }
-
-  /** One delivery round: never throws (a failure is logged), records what it settled for the next outcome. */
-  private async deliver(): Promise<void> {
-    const targets = this.opts.alertTargets ?? [];
-    const signal = this.aborter.signal;
-    if (signal.aborted) return;
-    try {
-      const result = await deliverAlerts(this.store, targets, this.clock.now(), {
-        ...(this.opts.alertTimeoutMs !== undefined ? { timeoutMs: this.opts.alertTimeoutMs } : {}),
-        ...(this.opts.alertRetries !== undefined ? { retries: this.opts.alertRetries } : {}),
-        ...(this.opts.alertDeadlineMs !== undefined ? { deadlineMs: this.opts.alertDeadlineMs } : {}),
-        signal,
-        now: () => this.clock.now(),
-      });
-      if (result.sent.length || result.failed.length) {
-        this.store.immediate(() => bumpCounters(this.store, { alerts_sent_total: result.sent.length, alerts_failed_total: result.failed.length }));
-      }
-      for (const s of result.sent) this.log.info(`alert ${s.alertId} delivered to ${s.target}`);
-      for (const f of result.failed) this.log.warn(`alert ${f.alertId} not delivered to ${f.target}: ${f.error}${f.gaveUp ? ' (giving up: too old)' : ' (will retry on the next pass)'}`);
-      for (const t of result.unanswered) this.log.debug(`${t} did not answer in time: its other alerts wait for the next pass`);
-      this.settled.sent.push(...result.sent);
-      this.settled.failed.push(...result.failed);
-      for (const t of result.unanswered) if (!this.settled.unanswered.includes(t)) this.settled.unanswered.push(t);
-    } catch (err) {
-      this.log.warn(`delivering alerts failed: ${(err as Error).message}; they stay pending`);
-    }
   }
 
   private writeFiles(): void {
