@@ -65,6 +65,17 @@ describe('fault: alert commands that leave children, and text an environment can
     }
   }, 60_000);
 
+  it('a command that exits 0 while a child finishes its sending is given until the timeout: the child completes', async () => {
+    const db = tempDb();
+    const done = join(tempDir(), 'sent');
+    await oneAlertDue(db);
+    const run = await cliAsync(['monitor', '--once', '--alert-exec', `/bin/sh -c '(sleep 0.5; echo sent > ${done}) & exit 0'`, '--alert-timeout', '20s'], { db });
+    expect(run.code).toBe(0);
+    expect(readFileSync(done, 'utf8')).toBe('sent\n');
+    expect(run.stderr).not.toMatch(/left processes running/);
+    expect(deliveries(db)).toMatchObject([{ status: 'sent' }]);
+  }, 60_000);
+
   it('a command that does not finish in time is killed with its whole process group, and the alert stays pending', async () => {
     const db = tempDb();
     const pidFile = join(tempDir(), 'pids');

@@ -136,14 +136,14 @@ export async function deliverAlerts(store: Store, targets: readonly AlertTarget[
     }
   };
 
-  try {
-    await Promise.all(
-      [...byId.values()].flatMap((t) => Array.from({ length: opts.perTarget ?? DEFAULT_PER_TARGET }, () => worker(t, t.label ?? t.id))),
-    );
-  } finally {
-    clearTimeout(timer);
-    opts.signal?.removeEventListener('abort', onOuter);
-  }
+  // Every worker ends before the round does (a store error in one must not leave others running past it).
+  const ends = await Promise.allSettled(
+    [...byId.values()].flatMap((t) => Array.from({ length: opts.perTarget ?? DEFAULT_PER_TARGET }, () => worker(t, t.label ?? t.id))),
+  );
+  clearTimeout(timer);
+  opts.signal?.removeEventListener('abort', onOuter);
+  const broken = ends.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+  if (broken) throw broken.reason;
   return result;
 }
 

@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { UsageError } from '../../errors.js';
+import { procStat } from '../host.js';
 import { redactUrl, redactUrls } from '../redact.js';
 import { envText } from '../text.js';
 
@@ -100,11 +102,17 @@ export function webhookTarget(url: string, opts: TargetOptions = {}): AlertTarge
       // The whole exchange is bounded, not only the idle time between bytes: a receiver that trickles an answer
       // must not hold the delivery longer than one that says nothing.
       const limit = bounded(timeoutMs, attempt?.signal);
+      let settled = false;
       const settle = (err?: Error) => {
+        if (settled) return;
+        settled = true;
         limit.dispose();
         if (err) reject(err);
         else resolve();
       };
+      const cutShort = () => new NoAnswerError(limit.timedOut() ? `no answer within ${timeoutMs}ms` : 'cut short: the monitor is stopping or the pass ran out of time');
+      // Settled at the limit whatever state the exchange is in (an answer whose body never ends included).
+      limit.signal.addEventListener('abort', () => settle(cutShort()), { once: true });
       const body = Buffer.from(JSON.stringify(payload));
       const req = (parsed.protocol === 'https:' ? httpsRequest : httpRequest)(parsed, {
         method: 'POST',
@@ -113,9 +121,7 @@ export function webhookTarget(url: string, opts: TargetOptions = {}): AlertTarge
         headers: { 'content-type': 'application/json', 'content-length': body.length, 'user-agent': 'agentctl', connection: 'close' },
         signal: limit.signal,
       });
-      req.on('error', (err) =>
-        settle(limit.signal.aborted ? new NoAnswerError(limit.timedOut() ? `no answer within ${timeoutMs}ms` : 'cut short: the monitor is stopping or the pass ran out of time') : new Error(redactUrls(err.message))),
-      );
+      req.on('error', (err) => settle(limit.signal.aborted ? cutShort() : new Error(redactUrls(err.message))));
       req.on('response', (res) => {
         res.resume();
         res.on('end', () => settle(res.statusCode! >= 200 && res.statusCode! < 300 ? undefined : new Error(`HTTP ${res.statusCode}`)));
@@ -144,14 +150,26 @@ export function alertEnv(payload: Record<string, unknown>): Record<string, strin
   };
 }
 
-/** Whether process group `pgid` still has a member. */
+/**
+ * Whether process group `pgid` still has a live member. A member killed but not reaped (a zombie: where pid 1 is no
+ * real init, orphans are never reaped) counts as gone, so /proc is asked when signal 0 says the group exists.
+ */
 function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((f) => /^\d+$/.test(f));
+  } catch {
+    return true; // no /proc: trust the signal
+  }
+  return pids.some((p) => {
+    const f = procStat(Number(p));
+    return f !== null && Number(f[2]) === pgid && f[0] !== 'Z' && f[0] !== 'X';
+  });
 }
 
 function killGroup(pgid: number): void {
@@ -179,8 +197,14 @@ export function execTarget(cmd: string, opts: TargetOptions & { onLeftover?: (me
   const send = (payload: Record<string, unknown>, attempt?: AttemptOptions) =>
     new Promise<void>((resolve, reject) => {
       const timeoutMs = attempt?.timeoutMs ?? defaultTimeout;
+      let child: ReturnType<typeof spawn>;
+      try {
+        child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...alertEnv(payload) }, stdio: ['pipe', 'ignore', 'pipe'], detached: true });
+      } catch (err) {
+        reject(new Error(redactUrls((err as Error).message)));
+        return;
+      }
       const limit = bounded(timeoutMs, attempt?.signal);
-      const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...alertEnv(payload) }, stdio: ['pipe', 'ignore', 'pipe'], detached: true });
       const pgid = child.pid;
       let stderr = '';
       let exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
@@ -226,7 +250,7 @@ export function execTarget(cmd: string, opts: TargetOptions & { onLeftover?: (me
           if (!pgid || !groupAlive(pgid)) finish();
         };
         check();
-        if (!done) poll = setInterval(check, 50);
+        if (!done) poll = setInterval(check, 100);
       });
     });
   return { id: `exec:${cmd}`, label, send, ...(opts.retries !== undefined ? { retries: opts.retries } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) };
