@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import { ROOT, cli, cliJson, exited, sleep, startCli, tempDb, tempDir, waitFor } from './helpers.js';
+import { ROOT, cli, cliJson, exited, sleep, startCli, tempDb, tempDir, waitFor, withStore } from './helpers.js';
+import { claimDeliveries, finishDelivery, insertAlert } from '../src/store/alerts.js';
 import { TLS_CERT, beatOnce, cliAsync, freePort, receiver } from './receiver.js';
 
 const SINK = join(ROOT, 'test', 'fixtures', 'alert-sink.mjs');
@@ -157,5 +158,28 @@ describe('alerts', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/NOT delivered/);
     expect(existsSync(db)).toBe(true);
+  });
+
+  it('claims one agent’s alerts to a receiver in order, each once a round, and only the claim’s holder records its outcome', () => {
+    const db = tempDb();
+    withStore(db, (s) => {
+      const add = (name: string) => s.immediate(() => insertAlert(s, { agentId: null, agentName: name, kind: 'alert', state: 'offline', eventId: null, createdAt: 1000, payload: {} }, ['t']));
+      const [a1, b1, a2] = [add('a'), add('b'), add('a')];
+      // a's second alert waits while its first is open: a receiver never gets a recovery before its alert.
+      const first = claimDeliveries(s, ['t'], 2000, 9000);
+      expect(first.map((d) => d.alertId)).toEqual([a1, b1]);
+      expect(claimDeliveries(s, ['t'], 2000, 9000)).toEqual([]);
+      // a1 failed: pending again, but skipped by the round that tried it; a2 still waits behind it.
+      finishDelivery(s, first[0]!, 'pending', 2100, 'HTTP 500');
+      expect(claimDeliveries(s, ['t'], 2200, 9000, 10, [a1])).toEqual([]);
+      // An abandoned claim (its sender died) is taken over; the old holder can no longer record anything.
+      const again = claimDeliveries(s, ['t'], 9500, 20_000);
+      expect(again.map((d) => d.alertId)).toEqual([a1, b1]);
+      finishDelivery(s, first[1]!, 'sent', 9600, null);
+      const status = (id: number) => (s.db.prepare('SELECT status FROM alert_deliveries WHERE alert_id = ?').get(id) as { status: string }).status;
+      expect(status(b1)).toBe('sending');
+      finishDelivery(s, again[0]!, 'sent', 9700, null);
+      expect(claimDeliveries(s, ['t'], 9800, 20_000).map((d) => d.alertId)).toEqual([a2]);
+    });
   });
 });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, type Socket, createServer as createNetServer } from 'node:net';
 import { afterEach } from 'vitest';
 import { FIXTURES, exited, startCli } from './helpers.js';
 import { openStore, registerAgent, updateHeartbeat } from '../dist/index.js';
@@ -74,3 +74,41 @@ export function beatOnce(db: string, name: string, contract: { intervalMs: numbe
   updateHeartbeat(store, { name }, now);
   store.close();
 }
+
+/**
+ * A receiver that accepts connections on loopback and never answers (a hung webhook): it reads and drops what it
+ * is sent, and records when each connection opened and closed (the client gave up). Closed after the test.
+ */
+export async function blindReceiver(port = 0): Promise<{ url: string; port: number; opened: number[]; closed: number[]; open(): number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const opened: number[] = [];
+  const closed: number[] = [];
+  const server = createNetServer((s) => {
+    opened.push(Date.now());
+    sockets.add(s);
+    s.on('data', () => undefined);
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      sockets.delete(s);
+      closed.push(Date.now());
+    });
+  });
+  const close = () =>
+    new Promise<void>((r) => {
+      blind.delete(close);
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
+  blind.add(close);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const actual = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${actual}/hook`, port: actual, opened, closed, open: () => sockets.size, close };
+}
+
+const blind = new Set<() => Promise<void>>();
+afterEach(async () => {
+  await Promise.all([...blind].map((c) => c()));
+});

@@ -73,38 +73,49 @@ export interface ClaimedDelivery {
   attempts: number;
   payload: Record<string, unknown>;
   createdAt: number;
+  /** The claim's end; also its token: only the holder of this claim records the outcome. */
+  claimedUntil: number;
 }
 
 /**
  * Claims the open deliveries to `targets` (pending, or 'sending' whose claim ran out: its sender died) until
- * `claimUntil`, oldest first. Runs in BEGIN IMMEDIATE, so of two racing monitors only one gets each delivery.
+ * `claimUntil`, oldest first. Runs in BEGIN IMMEDIATE, so of two racing monitors only one gets each delivery. A
+ * delivery waits while an older one about the same agent to the same receiver is open, so that a receiver never
+ * gets an agent's recovery before its alert, however many deliveries are in flight. `skip`: alert ids not to claim
+ * (those already tried in this round).
  */
-export function claimDeliveries(store: Store, targets: readonly string[], now: number, claimUntil: number, limit = 100): ClaimedDelivery[] {
+export function claimDeliveries(store: Store, targets: readonly string[], now: number, claimUntil: number, limit = 100, skip: readonly number[] = []): ClaimedDelivery[] {
   if (!targets.length) return [];
   return store.immediate(() => {
     const out: ClaimedDelivery[] = [];
     const pick = store.prepared(`SELECT d.alert_id, d.target, d.attempts, a.payload, a.created_at FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
        WHERE d.target = :target AND d.status IN ('pending', 'sending') AND (d.status = 'pending' OR d.claimed_until < :now)
+         AND d.alert_id NOT IN (SELECT value FROM json_each(:skip))
+         AND NOT EXISTS (SELECT 1 FROM alert_deliveries e JOIN alerts b ON b.id = e.alert_id
+                          WHERE e.target = d.target AND e.status IN ('pending', 'sending') AND e.alert_id < d.alert_id AND b.agent_name = a.agent_name)
        ORDER BY d.alert_id LIMIT :limit`,
     );
     const claim = store.prepared("UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1 WHERE alert_id = :id AND target = :target");
     for (const target of new Set(targets)) {
-      for (const r of pick.all({ target, now, limit }) as Record<string, unknown>[]) {
+      for (const r of pick.all({ target, now, limit, skip: JSON.stringify(skip) }) as Record<string, unknown>[]) {
         claim.run({ until: claimUntil, id: r.alert_id, target });
-        out.push({ alertId: Number(r.alert_id), target, attempts: Number(r.attempts) + 1, payload: JSON.parse(String(r.payload)), createdAt: Number(r.created_at) });
+        out.push({ alertId: Number(r.alert_id), target, attempts: Number(r.attempts) + 1, payload: JSON.parse(String(r.payload)), createdAt: Number(r.created_at), claimedUntil: claimUntil });
       }
     }
     return out;
   });
 }
 
-/** Records the outcome of a claimed delivery: sent, back to pending (to retry on a later pass), or given up. */
-export function finishDelivery(store: Store, d: { alertId: number; target: string }, outcome: 'sent' | 'pending' | 'failed', now: number, error: string | null): void {
+/**
+ * Records the outcome of a claimed delivery: sent, back to pending (to retry on a later pass), or given up. Only
+ * while the claim is still this one: a sender whose claim ran out and was taken over records nothing.
+ */
+export function finishDelivery(store: Store, d: { alertId: number; target: string; claimedUntil?: number }, outcome: 'sent' | 'pending' | 'failed', now: number, error: string | null): void {
   store.retrying(() =>
     store.prepared(`UPDATE alert_deliveries SET status = :status, claimed_until = NULL, last_error = :error,
          sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END
-       WHERE alert_id = :id AND target = :target AND status = 'sending'`,
-    ).run({ status: outcome, error, now, id: d.alertId, target: d.target }),
+       WHERE alert_id = :id AND target = :target AND status = 'sending' AND (:claim IS NULL OR claimed_until = :claim)`,
+    ).run({ status: outcome, error, now, id: d.alertId, target: d.target, claim: d.claimedUntil ?? null }),
   );
 }
 

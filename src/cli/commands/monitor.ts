@@ -44,7 +44,9 @@ export function define(program: Command): void {
         'contract, offline at once when their process is proven gone (pid with start time, boot id), cancel the work of ' +
         'offline agents, end expired maintenance, settle commands past their deadline, send alerts, and rewrite the map ' +
         'and metrics files. Stops on ' +
-        'SIGINT/SIGTERM after the current pass. Only one health loop runs at a time: another one exits 0 at once.',
+        'SIGINT/SIGTERM after the current pass. Alerts are sent beside the passes, never holding up a conviction; ' +
+        'what a receiver does not take in time stays in the outbox for a later pass. Only one health loop runs at a ' +
+        'time: another one exits 0 at once.',
     )
     .option('--once', 'one pass, then exit (for cron)')
     .option('--every <dur>', 'time between passes; with --once, how often cron runs it, so status knows when to expect the next pass', '30s')
@@ -52,8 +54,8 @@ export function define(program: Command): void {
     .option('--alert-exec <cmd>', 'run this command for each alert, without a shell: JSON on stdin, AGENTCTL_* variables (repeatable)', collect)
     .option('--alert-on <states>', `alert when agents enter these states besides offline (${ALERTABLE.join(',')})`)
     .option('--alert-cooldown <dur>', 'at most one down alert per agent per this long, and a reminder as often while it stays down', '30m')
-    .option('--alert-timeout <dur>', 'timeout of one webhook request or command', '5s')
-    .option('--alert-retries <n>', 'further tries within a pass; later passes retry again', '2')
+    .option('--alert-timeout <dur>', 'timeout of one webhook request or command (the command\'s whole process group is killed then)', '5s')
+    .option('--alert-retries <n>', 'further tries within a pass after a failed answer (none after no answer); later passes retry again', '2')
     .option('--test-alert', 'send one synthetic alert to the receivers and exit (1 if any did not get it)')
     .option('--map <file>', 'rewrite the heartbeat map JSON (as agentctl map prints it) here after every pass')
     .option('--metrics <file>', 'rewrite Prometheus metrics here after every pass (node_exporter textfile collector)')
@@ -81,12 +83,12 @@ export function define(program: Command): void {
       const lockStaleMs = flags.lockStale === undefined ? ctx.config.lockStaleMs : parseDuration(flags.lockStale, '--lock-stale');
       if (lockStaleMs < MIN_LOCK_STALE_MS) throw new UsageError(`invalid --lock-stale '${flags.lockStale}': at least 2s`);
       const alertOn = parseAlertOn(flags.alertOn);
+      const logger = dailyFileLogger({ dir: ctx.config.logDir, level: ctx.config.logLevel, keepDays, echo: (line) => process.stderr.write(line) });
       const targets: AlertTarget[] = [
         ...(flags.alertWebhook ?? []).map((u) => webhookTarget(u, { timeoutMs, retries })),
-        ...(flags.alertExec ?? []).map((c) => execTarget(c, { timeoutMs, retries })),
+        ...(flags.alertExec ?? []).map((c) => execTarget(c, { timeoutMs, retries, onLeftover: (m) => logger.warn(m) })),
       ];
       if (flags.testAlert && !targets.length) throw new UsageError('--test-alert needs --alert-webhook or --alert-exec');
-      const logger = dailyFileLogger({ dir: ctx.config.logDir, level: ctx.config.logLevel, keepDays, echo: (line) => process.stderr.write(line) });
       const store = ctx.open('create');
       const agent = new HeartbeatHealthAgent({
         store,

@@ -2,12 +2,13 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../../store/store.js';
 import type { AgentRecord } from '../../store/rows.js';
 import { insertAlert } from '../../store/alerts.js';
-import { bumpCounters } from '../../store/monitor.js';
 import { withExclusiveLock } from '../../store/lock.js';
 import { formatDuration } from '../duration.js';
 import { isOverdue, staleAfterMs } from '../state.js';
 import { type ConvictResult, convict } from './convict.js';
-import { type AlertTarget, type DeliveryResult, deliverAlerts } from './deliver.js';
+import type { AlertTarget, DeliveryResult } from './deliver.js';
+import { AlertCourier } from './courier.js';
+import { redactUrl } from '../redact.js';
 import { writeFileAtomic } from './files.js';
 import { thisHost } from './judge.js';
 import { type Logger as BaseLogger, fullLogger } from '../logger.js';
@@ -36,6 +37,8 @@ export interface HealthAgentOptions {
   alertTargets?: AlertTarget[];
   alertTimeoutMs?: number;
   alertRetries?: number;
+  /** One delivery round ends this long after it began; what is not delivered stays pending (default: timeout × tries). */
+  alertDeadlineMs?: number;
   /** Rewrite the seed-003 heartbeat map / the Prometheus textfile after every pass (atomically). */
   mapFile?: string;
   metricsFile?: string;
@@ -50,6 +53,11 @@ export interface HealthAgentOptions {
 }
 
 export interface PassOutcome extends HealthReport {
+  /**
+   * The deliveries settled since the previous pass's outcome. A pass never waits for receivers: in the loop, this
+   * pass's alerts are sent beside it and reported with the next one; checkAgentHealth and runOnce wait for this
+   * pass's delivery round (bounded by its deadline) and report it here.
+   */
   delivery: DeliveryResult;
   /** What --restart-stale did this pass (empty without it). */
   restarts: RestartResult[];
@@ -57,8 +65,8 @@ export interface PassOutcome extends HealthReport {
 
 /**
  * Seed 002's HeartbeatHealthAgent: the health loop. `start()` holds the exclusive 'monitor' lock and runs a pass every
- * `everyMs` until `stop()`; `runOnce()` is one locked pass (cron). Each pass convicts, queues alerts, delivers the
- * outbox, and rewrites the map and metrics files. Events: 'pass' (PassOutcome), 'transition' (AppliedTransition),
+ * `everyMs` until `stop()`; `runOnce()` is one locked pass (cron). Each pass convicts, queues alerts, starts a delivery
+ * round of the outbox beside it (detection never waits for a receiver), and rewrites the map and metrics files. Events: 'pass' (PassOutcome), 'transition' (AppliedTransition),
  * 'suspect' (reason), 'held' (names, reason), 'error' (Error; only emitted when someone listens).
  */
 export class HeartbeatHealthAgent extends EventEmitter {
@@ -70,8 +78,15 @@ export class HeartbeatHealthAgent extends EventEmitter {
   private stopping = false;
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
-  /** When the previous pass ended, and how long it took (monotonic ms). */
-  private last: { wall: number; mono: number; tookMs: number } | null = null;
+  /**
+   * When the previous pass ended, how long its own work took (convictions and files: not the deliveries, which
+   * run beside it, nor restarts, which wait for processes), and when the loop planned the next one (monotonic ms).
+   */
+  private last: { wall: number; mono: number; busyMs: number; wakeAt: number } | null = null;
+  /** How long the last pass's own work took (monotonic ms). */
+  private lastBusyMs = 0;
+  /** Sends the outbox beside the passes; stop() and a lost lock cut it short. */
+  private readonly courier: AlertCourier;
 
   constructor(opts: HealthAgentOptions) {
     super();
@@ -82,17 +97,38 @@ export class HeartbeatHealthAgent extends EventEmitter {
     this.everyMs = opts.everyMs ?? 30_000;
     this.clock = opts.clock ?? systemClock;
     this.log = fullLogger(opts.logger);
+    this.courier = new AlertCourier({
+      store: this.store,
+      targets: opts.alertTargets ?? [],
+      now: () => this.clock.now(),
+      log: this.log,
+      delivery: {
+        ...(opts.alertTimeoutMs !== undefined ? { timeoutMs: opts.alertTimeoutMs } : {}),
+        ...(opts.alertRetries !== undefined ? { retries: opts.alertRetries } : {}),
+        ...(opts.alertDeadlineMs !== undefined ? { deadlineMs: opts.alertDeadlineMs } : {}),
+      },
+    });
   }
 
   /** Runs the loop until stop(); resolves then. Rejects with LockHeldError if another health loop is running. */
   start(): Promise<void> {
     if (this.loop) throw new Error('this HeartbeatHealthAgent is already running');
     this.stopping = false;
+    this.courier.reset();
     this.loop = this.withLock(async (signal) => {
-      this.log.info(`health loop started: every ${formatDuration(this.everyMs)}, database ${this.store.path}`);
-      while (!this.stopping && !signal.aborted) {
-        await this.guardedPass(this.observerSuspect());
-        await this.sleep(this.everyMs, signal);
+      const lost = () => this.courier.abort();
+      signal.addEventListener('abort', lost, { once: true });
+      this.log.info(`health loop started: every ${formatDuration(this.everyMs)}, database ${redactUrl(this.store.path)}`);
+      try {
+        while (!this.stopping && !signal.aborted) {
+          await this.guardedPass(this.observerSuspect());
+          await this.sleep(this.everyMs, signal);
+        }
+      } finally {
+        signal.removeEventListener('abort', lost);
+        // Cut short what is still being delivered (it stays pending for the next monitor) before the lock goes.
+        this.courier.abort();
+        await this.courier.idle();
       }
       this.log.info(signal.aborted ? 'health loop stopped: it lost its lock' : 'health loop stopped');
     }).finally(() => {
@@ -101,27 +137,58 @@ export class HeartbeatHealthAgent extends EventEmitter {
     return this.loop;
   }
 
-  /** Asks the loop to stop after the current pass and waits for it. */
+  /**
+   * Asks the loop to stop after the current pass and waits for it. Deliveries in flight are cut short at once
+   * (they stay pending for the next pass or monitor), so this takes no longer than the current pass.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
+    this.courier.abort();
     await this.loop?.catch(() => undefined);
+    await this.courier.idle();
   }
 
-  /** One pass under the exclusive lock, for cron. Rejects with LockHeldError if another health loop is running. */
+  /**
+   * One pass under the exclusive lock, for cron: convictions first, then a wait for its delivery round, bounded by
+   * the round's deadline. Rejects with LockHeldError if another health loop is running.
+   */
   runOnce(): Promise<PassOutcome> {
-    return this.withLock(() => this.checkAgentHealth());
+    this.courier.reset();
+    return this.withLock(async (signal) => {
+      const lost = () => this.courier.abort();
+      signal.addEventListener('abort', lost, { once: true });
+      try {
+        return await this.checkAgentHealth();
+      } finally {
+        signal.removeEventListener('abort', lost);
+      }
+    });
   }
 
-  /** One full pass without taking the lock: convict, queue alerts, deliver them, write the map and metrics files. */
-  async checkAgentHealth(suspect: string | null = null): Promise<PassOutcome> {
+  /**
+   * One full pass without taking the lock: convict, queue alerts, write the map and metrics files, and wait for the
+   * delivery round it started (bounded by its deadline; the convictions are committed before anything is sent).
+   */
+  checkAgentHealth(suspect: string | null = null): Promise<PassOutcome> {
+    return this.pass(suspect, true);
+  }
+
+  private async pass(suspect: string | null, waitForDelivery: boolean): Promise<PassOutcome> {
+    const started = this.clock.monotonic();
     const now = this.clock.now();
     const report = checkHealth(this.store, now, { ...this.opts.policy, everyMs: this.opts.policy?.everyMs ?? this.everyMs, targets: this.targetIds(), suspect });
     this.logReport(report);
-    const delivery = await this.deliver();
+    // Beside the pass: convictions and crash proofs are committed; a receiver that never answers holds nothing up.
+    const round = this.courier.kick();
+    let busyMs = this.clock.monotonic() - started;
     const restarts = this.opts.restartStale ? await this.restartStale(this.opts.restartStale) : [];
+    const files = this.clock.monotonic();
     this.writeFiles();
-    const outcome = { ...report, delivery, restarts };
+    busyMs += this.clock.monotonic() - files;
+    if (waitForDelivery) await round;
+    const outcome = { ...report, delivery: this.courier.settled(), restarts };
+    this.lastBusyMs = busyMs;
     this.emit('pass', outcome);
     return outcome;
   }
@@ -170,25 +237,13 @@ export class HeartbeatHealthAgent extends EventEmitter {
         state: 'offline', previous_state: 'active', reason: 'test alert', evidence: { rule: 'test' }, at: new Date(now).toISOString(), monitor_host: (this.opts.policy?.local ?? thisHost()).host,
       } }, targets),
     );
-    return this.deliver();
+    this.courier.reset();
+    await this.courier.kick();
+    return this.courier.settled();
   }
 
   private targetIds(): string[] {
     return (this.opts.alertTargets ?? []).map((t) => t.id);
-  }
-
-  private async deliver(): Promise<DeliveryResult> {
-    const targets = this.opts.alertTargets ?? [];
-    const result = await deliverAlerts(this.store, targets, this.clock.now(), {
-      ...(this.opts.alertTimeoutMs !== undefined ? { timeoutMs: this.opts.alertTimeoutMs } : {}),
-      ...(this.opts.alertRetries !== undefined ? { retries: this.opts.alertRetries } : {}),
-    });
-    if (result.sent.length || result.failed.length) {
-      this.store.immediate(() => bumpCounters(this.store, { alerts_sent_total: result.sent.length, alerts_failed_total: result.failed.length }));
-    }
-    for (const s of result.sent) this.log.info(`alert ${s.alertId} delivered to ${s.target}`);
-    for (const f of result.failed) this.log.warn(`alert ${f.alertId} not delivered to ${f.target}: ${f.error}${f.gaveUp ? ' (giving up: too old)' : ' (will retry on the next pass)'}`);
-    return result;
   }
 
   private writeFiles(): void {
@@ -216,7 +271,11 @@ export class HeartbeatHealthAgent extends EventEmitter {
     this.log.debug(`pass ${r.pass}: ${r.transitions.length} transition(s) in ${r.durationMs.toFixed(1)}ms`);
   }
 
-  /** In the loop: a pass that comes far later than planned, or a wall clock that moved unlike the monotonic one, suspects the observer. */
+  /**
+   * In the loop: a pass that comes far later than it was scheduled, a pass whose own work took far too long, or a
+   * wall clock that moved unlike the monotonic one, suspects the observer. What its deliveries take does not count:
+   * they run beside the loop, and a receiver that never answers must not make the loop doubt itself.
+   */
   private observerSuspect(): string | null {
     const wall = this.clock.now();
     const mono = this.clock.monotonic();
@@ -225,9 +284,10 @@ export class HeartbeatHealthAgent extends EventEmitter {
     const wallGap = wall - prev.wall;
     const monoGap = mono - prev.mono;
     const limit = Math.max(3 * this.everyMs, this.everyMs + (this.opts.pauseToleranceMs ?? 2000));
-    // A pause in the middle of the previous pass shows only as that pass taking far too long.
-    if (prev.tookMs > limit) return `the health loop was paused during its last pass (${formatDuration(prev.tookMs)})`;
-    if (monoGap > limit) return `the health loop was paused: ${formatDuration(monoGap)} since its last pass (every ${formatDuration(this.everyMs)})`;
+    const late = mono - prev.wakeAt;
+    // A pause in the middle of the previous pass shows only as that pass's own work taking far too long.
+    if (prev.busyMs > limit) return `the health loop was paused during its last pass (${formatDuration(prev.busyMs)})`;
+    if (late > limit - this.everyMs) return `the health loop was paused: ${formatDuration(monoGap)} since its last pass (every ${formatDuration(this.everyMs)})`;
     if (Math.abs(wallGap - monoGap) > Math.max(2000, this.opts.pauseToleranceMs ?? 0)) {
       return wallGap > monoGap ? `the wall clock jumped ${formatDuration(wallGap - monoGap)} ahead (or the machine slept)` : `the wall clock stepped ${formatDuration(monoGap - wallGap)} back`;
     }
@@ -236,14 +296,16 @@ export class HeartbeatHealthAgent extends EventEmitter {
 
   private async guardedPass(suspect: string | null): Promise<void> {
     const started = this.clock.monotonic();
+    this.lastBusyMs = 0;
     try {
-      await this.checkAgentHealth(suspect);
+      await this.pass(suspect, false);
     } catch (err) {
       this.log.error(`pass failed: ${(err as Error).message}`);
       if (this.listenerCount('error')) this.emit('error', err);
+      this.lastBusyMs = this.clock.monotonic() - started;
     } finally {
       const mono = this.clock.monotonic();
-      this.last = { wall: this.clock.now(), mono, tookMs: mono - started };
+      this.last = { wall: this.clock.now(), mono, busyMs: this.lastBusyMs, wakeAt: mono + this.everyMs };
     }
   }
 

@@ -1,170 +1,169 @@
-import { spawn } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { UsageError } from '../../errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { claimDeliveries, finishDelivery } from '../../store/alerts.js';
 import type { Store } from '../../store/store.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { type AlertTarget, DEFAULT_TIMEOUT_MS, NoAnswerError } from './targets.js';
 
-/** A receiver of alerts. `id` names it in the outbox ('webhook:URL', 'exec:CMD'); `send` rejects if it was not delivered. */
-export interface AlertTarget {
-  id: string;
-  send(payload: Record<string, unknown>): Promise<void>;
-}
+export { type AlertTarget, type AttemptOptions, type TargetOptions, alertEnv, execTarget, splitCommand, webhookTarget } from './targets.js';
 
 export interface DeliveryOptions {
   /** Per attempt (default 5 s). */
   timeoutMs?: number;
-  /** Further attempts within one pass after a failure (default 2), with a short backoff. Later passes retry again. */
+  /** Further attempts within one round after a failure that was answered (refused, HTTP 5xx, exit 1): default 2. */
   retries?: number;
+  /** The whole round ends this long after it began (default: deliveryDeadline(timeout, retries)). */
+  deadlineMs?: number;
+  /** Deliveries in flight at once to one receiver (default 2) and to all (default 8). */
+  perTarget?: number;
+  overall?: number;
+  /** A delivery not made within this long after its alert was queued is given up (default 24 h). */
+  maxAgeMs?: number;
+  /** Aborts the round: deliveries in flight are cut short and stay pending. */
+  signal?: AbortSignal;
+  /** The wall clock for claims and records (default Date.now). */
+  now?: () => number;
 }
 
-const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_RETRIES = 2;
-
-/** Parses a command line into argv without a shell: words split on blanks, '…' and "…" quote, \ escapes one character. */
-export function splitCommand(cmd: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let has = false;
-  let quote: '"' | "'" | null = null;
-  for (let i = 0; i < cmd.length; i++) {
-    const ch = cmd[i]!;
-    if (quote) {
-      if (ch === quote) quote = null;
-      else if (ch === '\\' && quote === '"' && i + 1 < cmd.length) cur += cmd[++i];
-      else cur += ch;
-    } else if (ch === '"' || ch === "'") {
-      quote = ch;
-      has = true;
-    } else if (ch === '\\' && i + 1 < cmd.length) {
-      cur += cmd[++i];
-      has = true;
-    } else if (/\s/.test(ch)) {
-      if (has || cur) out.push(cur);
-      cur = '';
-      has = false;
-    } else cur += ch;
-  }
-  if (quote) throw new UsageError(`unbalanced quote in --alert-exec '${cmd}'`);
-  if (has || cur) out.push(cur);
-  if (!out.length) throw new UsageError('--alert-exec needs a command');
-  return out;
-}
-
-/** POSTs the alert as JSON to `url`; a 2xx answer within the timeout is a delivery. */
-export function webhookTarget(url: string, opts: DeliveryOptions = {}): AlertTarget {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError(`invalid --alert-webhook '${url}': not a URL`);
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`invalid --alert-webhook '${url}': use http:// or https://`);
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const once = (payload: Record<string, unknown>) =>
-    new Promise<void>((resolve, reject) => {
-      const body = Buffer.from(JSON.stringify(payload));
-      const req = (parsed.protocol === 'https:' ? httpsRequest : httpRequest)(parsed, {
-        method: 'POST',
-        // No keep-alive: a monitor run from cron must not be held open by an idle socket.
-        agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': body.length, 'user-agent': 'agentctl', connection: 'close' },
-        timeout: timeoutMs,
-      });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs}ms`)));
-      req.on('error', reject);
-      req.on('response', (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode! >= 200 && res.statusCode! < 300 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-        res.on('error', reject);
-      });
-      req.end(body);
-    });
-  return { id: `webhook:${url}`, send: (p) => withRetries(() => once(p), opts.retries ?? DEFAULT_RETRIES) };
-}
-
-/**
- * Runs `cmd` (no shell) for each alert: the JSON on stdin, the essentials in AGENTCTL_ALERT_* / AGENTCTL_AGENT_*
- * variables. Exit status 0 within the timeout is a delivery.
- */
-export function execTarget(cmd: string, opts: DeliveryOptions = {}): AlertTarget {
-  const argv = splitCommand(cmd);
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const once = (payload: Record<string, unknown>) =>
-    new Promise<void>((resolve, reject) => {
-      const agent = (payload.agent ?? {}) as Record<string, unknown>;
-      const env = {
-        ...process.env,
-        AGENTCTL_ALERT_ID: String(payload.alert_id ?? ''),
-        AGENTCTL_ALERT_KIND: String(payload.kind ?? ''),
-        AGENTCTL_ALERT_MESSAGE: String(payload.message ?? ''),
-        AGENTCTL_AGENT: String(agent.name ?? ''),
-        AGENTCTL_AGENT_STATE: String(payload.state ?? ''),
-        AGENTCTL_AGENT_PREVIOUS_STATE: String(payload.previous_state ?? ''),
-        AGENTCTL_AGENT_REASON: String(payload.reason ?? ''),
-        AGENTCTL_AGENT_GROUP: String(agent.group ?? ''),
-        AGENTCTL_DOWN_FOR_MS: payload.down_for_ms == null ? '' : String(payload.down_for_ms),
-        AGENTCTL_ALERT_AT: String(payload.at ?? ''),
-      };
-      const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['pipe', 'ignore', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
-      let stderr = '';
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-500)));
-      child.stdin!.on('error', () => undefined); // a command that does not read stdin closes it early
-      child.stdin!.end(JSON.stringify(payload));
-      child.on('error', reject);
-      child.on('close', (code, signal) => {
-        if (code === 0) resolve();
-        else reject(new Error(signal ? `killed by ${signal}${signal === 'SIGKILL' ? ` (timeout ${timeoutMs}ms?)` : ''}` : `exit ${code}${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`));
-      });
-    });
-  return { id: `exec:${cmd}`, send: (p) => withRetries(() => once(p), opts.retries ?? DEFAULT_RETRIES) };
-}
-
-async function withRetries(fn: () => Promise<void>, retries: number): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (attempt >= retries) throw err;
-      await sleep(200 * 2 ** attempt);
-    }
-  }
-}
+const DEFAULT_PER_TARGET = 2;
+const DEFAULT_OVERALL = 8;
+/** Beyond the round's deadline, how long a claim lasts: cutting the attempts short and recording them fits in it. */
+const CLAIM_GRACE_MS = 10_000;
+/** An attempt is not started with less time than this left before the deadline. */
+const MIN_ATTEMPT_MS = 100;
 
 export interface DeliveryResult {
   sent: { alertId: number; target: string }[];
   failed: { alertId: number; target: string; error: string; gaveUp: boolean }[];
+  /** Receivers that got no answer in time this round: their other deliveries wait for a later round. */
+  unanswered: string[];
+}
+
+/** The default deadline of a round: one delivery's attempts (timeout × tries, with the backoff between them) and a second to start them. */
+export function deliveryDeadline(timeoutMs = DEFAULT_TIMEOUT_MS, retries = DEFAULT_RETRIES): number {
+  return timeoutMs * (retries + 1) + 200 * (2 ** retries - 1) + 1000;
+}
+
+/** A counting semaphore: at most `n` holders. */
+function semaphore(n: number): { acquire(): Promise<() => void> } {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else free++;
+  };
+  return {
+    acquire: () =>
+      new Promise((resolve) => {
+        if (free > 0) {
+          free--;
+          resolve(release);
+        } else waiting.push(() => resolve(release));
+      }),
+  };
 }
 
 /**
- * Delivers the outbox's open deliveries to these targets: claims them (so a racing monitor skips them), sends, and
- * marks each sent, or pending again for a later pass, or failed once it is older than `maxAgeMs` (default 24 h).
+ * One delivery round: sends the outbox's open deliveries to these targets, beside the health pass (a pass never
+ * waits for it). Each worker claims one delivery at a time (so a racing monitor, or the next round, skips it, and
+ * deliveries queued meanwhile are picked up), makes its attempts, and records it sent, pending again for a later
+ * round, or failed once it is older than `maxAgeMs`; each delivery is tried (with its retries) once a round. Bounded everywhere: `perTarget` and `overall` deliveries in
+ * flight, each attempt by its timeout, the whole round by `deadlineMs` (what is not delivered by then stays
+ * pending), and `signal`. A receiver that did not answer in time gets nothing more this round. Its claims last past
+ * the deadline, and the round ends by then, so no delivery is ever in flight twice.
  */
-export async function deliverAlerts(store: Store, targets: readonly AlertTarget[], now: number, opts: DeliveryOptions & { maxAgeMs?: number } = {}): Promise<DeliveryResult> {
-  const result: DeliveryResult = { sent: [], failed: [] };
+export async function deliverAlerts(store: Store, targets: readonly AlertTarget[], now: number, opts: DeliveryOptions = {}): Promise<DeliveryResult> {
+  const result: DeliveryResult = { sent: [], failed: [], unanswered: [] };
   if (!targets.length) return result;
+  const mono0 = performance.now();
+  const clock = opts.now ?? (() => now + (performance.now() - mono0));
+  const timeoutOf = (t: AlertTarget) => t.timeoutMs ?? opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const retriesOf = (t: AlertTarget) => t.retries ?? opts.retries ?? DEFAULT_RETRIES;
+  const deadlineMs = opts.deadlineMs ?? Math.max(...targets.map((t) => deliveryDeadline(timeoutOf(t), retriesOf(t))));
+  const endsAt = mono0 + deadlineMs;
+  const left = () => endsAt - performance.now();
+  // The round's own end: a deadline, or the caller's signal. Attempts in flight are cut short by it.
+  const round = new AbortController();
+  const timer = setTimeout(() => round.abort(), deadlineMs);
+  const onOuter = () => round.abort();
+  if (opts.signal?.aborted) round.abort();
+  else opts.signal?.addEventListener('abort', onOuter, { once: true });
+  const slots = semaphore(opts.overall ?? DEFAULT_OVERALL);
   const byId = new Map(targets.map((t) => [t.id, t]));
-  const perTry = (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) + 1000;
-  const claimUntil = now + perTry * ((opts.retries ?? DEFAULT_RETRIES) + 1) * 4;
-  const claimed = claimDeliveries(store, [...byId.keys()], now, claimUntil);
-  await Promise.all(
-    [...byId.keys()].map(async (id) => {
-      // One target's alerts in order; targets in parallel.
-      for (const d of claimed.filter((c) => c.target === id)) {
-        try {
-          await byId.get(id)!.send(d.payload);
-          finishDelivery(store, d, 'sent', now, null);
-          result.sent.push({ alertId: d.alertId, target: id });
-        } catch (err) {
-          // A test alert is one-shot: it tells whether the receivers work now, and is never retried later.
-          const gaveUp = d.payload.kind === 'test' || now - d.createdAt > (opts.maxAgeMs ?? 86_400_000);
-          const error = (err as Error).message ?? String(err);
-          finishDelivery(store, d, gaveUp ? 'failed' : 'pending', now, error);
-          result.failed.push({ alertId: d.alertId, target: id, error, gaveUp });
+
+  const tried = new Map<string, number[]>(targets.map((t) => [t.id, []]));
+  const worker = async (target: AlertTarget, label: string) => {
+    while (!round.signal.aborted && !result.unanswered.includes(label) && left() > MIN_ATTEMPT_MS) {
+      const release = await slots.acquire();
+      try {
+        if (round.signal.aborted || result.unanswered.includes(label) || left() <= MIN_ATTEMPT_MS) return;
+        const at = clock();
+        // Each delivery at most once a round: one that failed waits for the next round, not for this one's end.
+        const [d] = claimDeliveries(store, [target.id], at, at + Math.max(0, left()) + CLAIM_GRACE_MS, 1, tried.get(target.id));
+        if (!d) return;
+        tried.get(target.id)!.push(d.alertId);
+        const error = await attempts(target, d.payload);
+        if (error === null) {
+          finishDelivery(store, d, 'sent', clock(), null);
+          result.sent.push({ alertId: d.alertId, target: label });
+          continue;
         }
+        // A test alert is one-shot: it tells whether the receivers work now, and is never retried later.
+        const gaveUp = d.payload.kind === 'test' || clock() - d.createdAt > (opts.maxAgeMs ?? 86_400_000);
+        finishDelivery(store, d, gaveUp ? 'failed' : 'pending', clock(), error.message);
+        result.failed.push({ alertId: d.alertId, target: label, error: error.message, gaveUp });
+        if (error instanceof NoAnswerError && !result.unanswered.includes(label)) result.unanswered.push(label);
+      } finally {
+        release();
       }
-    }),
+    }
+  };
+
+  /** One delivery's attempts; null when delivered, else the last error. No more tries after no answer. */
+  const attempts = async (target: AlertTarget, payload: Record<string, unknown>): Promise<Error | null> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const timeoutMs = Math.max(1, Math.min(timeoutOf(target), left()));
+        await abortable(target.send(payload, { timeoutMs, signal: round.signal }), round.signal, timeoutMs);
+        return null;
+      } catch (err) {
+        const e = err instanceof Error ? err : new Error(String(err));
+        const backoff = 200 * 2 ** attempt;
+        if (e instanceof NoAnswerError || attempt >= retriesOf(target) || round.signal.aborted || left() < backoff + MIN_ATTEMPT_MS) return e;
+        await sleep(backoff, undefined, { signal: round.signal }).catch(() => undefined);
+        if (round.signal.aborted) return e;
+      }
+    }
+  };
+
+  // Every worker ends before the round does (a store error in one must not leave others running past it).
+  const ends = await Promise.allSettled(
+    [...byId.values()].flatMap((t) => Array.from({ length: opts.perTarget ?? DEFAULT_PER_TARGET }, () => worker(t, t.label ?? t.id))),
   );
+  clearTimeout(timer);
+  opts.signal?.removeEventListener('abort', onOuter);
+  const broken = ends.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+  if (broken) throw broken.reason;
   return result;
+}
+
+/**
+ * `p`, or a NoAnswerError once `signal` aborts or `timeoutMs` passes: a target from elsewhere that ignores its
+ * signal cannot hold the round (its delivery stays pending).
+ */
+function abortable(p: Promise<void>, signal: AbortSignal, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // The target's own timeout normally answers first; this one is the backstop.
+    const timer = setTimeout(() => stop(new NoAnswerError(`no answer within ${timeoutMs}ms`)), timeoutMs + 1000);
+    const onAbort = () => stop(new NoAnswerError('cut short: the monitor is stopping or the pass ran out of time'));
+    const stop = (err?: Error) => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve();
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(() => stop(), (err: unknown) => stop(err instanceof Error ? err : new Error(String(err))));
+  });
 }
