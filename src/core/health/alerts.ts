@@ -82,9 +82,10 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
   for (const e of eventsAfter(store, cursor, batch)) {
     tally.events++;
     tally.lastEventId = e.id;
-    if (e.fromState === null) continue;
-    count(`transitions_total:${e.toState}`);
     const rule = typeof e.evidence?.rule === 'string' ? e.evidence.rule : null;
+    // A refused restart is an event that keeps the agent's state: no transition to count or to alert on.
+    if (e.fromState === null || rule === 'refused') continue;
+    count(`transitions_total:${e.toState}`);
     if ((e.toState === 'stale' || e.toState === 'offline') && rule === 'clock') count('heartbeat_timeouts_total');
     if (rule === 'pid' || rule === 'boot-id') count('crash_proofs_total');
     if (e.agentId === null) continue;
