@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentNotFoundError, AgentctlError, OperationError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { withExclusiveLock } from '../store/lock.js';
+import { openAppend } from '../store/safe-files.js';
 import { markFailed, noteRestartAttempt } from '../store/lifecycle.js';
 import type { AgentRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
@@ -115,7 +116,7 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   noteRestartAttempt(store, name, opts.respectBackoff ? next.unstable : 0, now());
   const before = store.getAgent(name)!;
   mkdirSync(opts.logDir, { recursive: true });
-  const out = openSync(logFile, 'a');
+  const out = openAppend(logFile, 0o640);
   let exitedEarly: number | null = null;
   try {
     const child = spawn(process.execPath, [opts.agentctlPath ?? DEFAULT_BIN, ...argv], { cwd: a.launch.cwd ?? process.cwd(), detached: true, stdio: ['ignore', out, out] });

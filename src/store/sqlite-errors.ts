@@ -1,5 +1,17 @@
 import { AgentctlError, DatabaseBusyError, DatabaseUnusableError, OperationError } from '../errors.js';
+import { dirname } from 'node:path';
 import { isBusyError } from './retry.js';
+
+/**
+ * The full disk, said as such with what to do. A delete needs room too: SQLite writes the change to its WAL (or
+ * journal) before any page is freed, so rows cannot be deleted to make room on a disk that is already full.
+ */
+export function diskFullError(path: string, err?: unknown): OperationError {
+  return new OperationError(
+    `database ${path}: the disk is full; nothing was written. Free space on the filesystem of ${dirname(path)} and try again (deleting rows needs free space too: SQLite writes every change, deletes included, to its WAL first)`,
+    { cause: err, code: 'E_FULL' },
+  );
+}
 
 /** Turns an SQLite error into the agentctl error a user can act on; AgentctlErrors pass through unchanged. */
 export function describeSqliteError(err: unknown, path: string, attempts: number): Error {
@@ -11,7 +23,7 @@ export function describeSqliteError(err: unknown, path: string, attempts: number
   if (code.startsWith('SQLITE_CORRUPT')) return new DatabaseUnusableError(path, `it is corrupt (${msg}); run 'agentctl db-check' and restore from a backup`, { cause: err });
   if (code.startsWith('SQLITE_READONLY')) return new OperationError(`database ${path} is read-only (${msg}); check the permissions of the file and its directory`, { cause: err, code: 'E_READONLY' });
   if (code.startsWith('SQLITE_CANTOPEN')) return new OperationError(`cannot open database ${path} (${msg}); check that its directory exists and is writable`, { cause: err, code: 'E_CANTOPEN' });
-  if (code === 'SQLITE_FULL') return new OperationError(`database ${path}: the disk is full; nothing was written`, { cause: err, code: 'E_FULL' });
+  if (code === 'SQLITE_FULL' || /\bENOSPC\b|disk is full/i.test(msg)) return diskFullError(path, err);
   if (code.startsWith('SQLITE_IOERR')) return new OperationError(`database ${path}: I/O error (${msg})`, { cause: err, code: 'E_IO' });
   if (code.startsWith('SQLITE_CONSTRAINT')) return new OperationError(`database ${path} refused the write: ${msg}`, { cause: err, code: 'E_CONSTRAINT' });
   if (err instanceof Error) return err;

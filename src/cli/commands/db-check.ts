@@ -34,7 +34,8 @@ export function define(program: Command): void {
       }
       const r = await repairDatabase(ctx.config.dbPath, now, {
         lockStaleMs: ctx.config.lockStaleMs,
-        onWait: (owner, waitMs) => ctx.err(`agentctl: the maintenance lock is held by pid ${owner.pid}, which is gone; taking it over once stale (up to ${Math.ceil(waitMs / 1000)}s)`),
+        onWait: (_owner, waitMs) => ctx.err(`agentctl: the maintenance lock has no owner that can be asked; taking it over once stale (up to ${Math.ceil(waitMs / 1000)}s)`),
+        onWarning: (message) => ctx.err(`agentctl: ${message}`),
       });
       if (ctx.json) {
         ctx.out(JSON.stringify(r, null, 2));

@@ -269,6 +269,7 @@ export class HeartbeatHealthAgent extends EventEmitter {
         name: 'monitor',
         ...(this.opts.lockStaleMs !== undefined ? { staleMs: this.opts.lockStaleMs } : {}),
         onTakeover: (owner, ageMs) => this.log.warn(`took over the monitor lock of ${owner ? `pid ${owner.pid}` : 'an unknown process'}, abandoned ${formatDuration(ageMs)} ago`),
+        onWarning: (message) => this.log.warn(message),
       },
       (handle) => fn(handle.signal),
     );
