@@ -199,8 +199,9 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
     // Replaced by rename, never written through: a symlink planted at the owner path is itself replaced.
     replaceFile(ownerPath, JSON.stringify(owner), besideModes(dbPath).file);
   } catch (err) {
-    // The owner file is informational; the lock itself is the directory.
-    opts.onWarning?.(`cannot write the ${opts.name} lock's owner file: ${(err as Error).message}`);
+    // The owner file is informational; the lock itself is the directory. On a full disk the operation itself
+    // fails next and says so: one line, not two.
+    if ((err as { code?: string }).code !== 'E_FULL') opts.onWarning?.(`cannot write the ${opts.name} lock's owner file: ${(err as Error).message}`);
   }
   try {
     const result = await fn({ signal: controller.signal, lockPath });
