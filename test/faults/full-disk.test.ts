@@ -1,4 +1,4 @@
-import { describe, expect, it, type TaskContext } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { closeSync, ftruncateSync, fstatSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { cli, exited, fileHash, startCli, tempDir, waitFor } from '../helpers.js
 // A full disk, for real: a small tmpfs mounted for the test (we are root), filled with a file until ENOSPC.
 
 /** Mounts a tmpfs of `size` on a fresh directory and runs `fn` in it; unmounts after, whatever happens. */
-async function onSmallDisk(ctx: TaskContext, size: string, fn: (dir: string) => Promise<void> | void): Promise<void> {
+async function onSmallDisk(ctx: TestContext, size: string, fn: (dir: string) => Promise<void> | void): Promise<void> {
   if (process.getuid?.() !== 0) ctx.skip('not root: cannot mount a small tmpfs to fill');
   const dir = tempDir();
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { encoding: 'utf8' });

@@ -1,4 +1,4 @@
-import { describe, expect, it, type TaskContext } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -12,7 +12,7 @@ import { processStartTime } from '../../src/core/host.js';
 const isRoot = process.getuid?.() === 0;
 const hasSetpriv = spawnSync('setpriv', ['--version']).status === 0;
 
-function needNobody(ctx: TaskContext): void {
+function needNobody(ctx: TestContext): void {
   if (!isRoot) ctx.skip('not root: cannot plant paths as another user (run the suite as root)');
   if (!hasSetpriv) ctx.skip('running as root without setpriv: cannot act as nobody');
 }
