@@ -1,4 +1,4 @@
-import { renameSync, statSync } from 'node:fs';
+import fs, { renameSync, statSync } from 'node:fs';
 import { LockCompromisedError, LockHeldError, OperationError, UnsafePathError } from '../errors.js';
 import { bootId, hostName, pidExists, processStartTime } from '../core/host.js';
 import { besideModes, lstatOrNull, readNoFollow, removeEntry, replaceFile, trustedUids } from './safe-files.js';
@@ -51,6 +51,18 @@ export function lockPaths(dbPath: string, name: string): { lockPath: string; own
 /** What proper-lockfile locks: one pseudo-file per lock name (it keys its own bookkeeping by this path). */
 function lockTarget(dbPath: string, name: string): string {
   return `${dbPath}.${name}`;
+}
+
+/**
+ * The file system calls proper-lockfile makes, with two changes: the lock directory is made with the mode of what
+ * lies beside the database (never group or other write, whatever the umask), and it is judged by lstat, so that a
+ * symlink at its path is never taken for a lock.
+ */
+function lockFs(dirMode: number): typeof fs {
+  return Object.assign(Object.create(fs) as typeof fs, {
+    mkdir: (path: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.mkdir(path, { mode: dirMode }, (err) => cb(err)),
+    stat: fs.lstat,
+  });
 }
 
 /** What lies at a lock's paths, judged without following a symlink or trusting another user's file. */
@@ -186,6 +198,7 @@ export async function withExclusiveLock<T>(dbPath: string, opts: LockOptions, fn
       stale: staleMs,
       update: Math.floor(staleMs / 3),
       retries,
+      fs: lockFs(besideModes(dbPath).dir),
       onCompromised: (err) => controller.abort(new LockCompromisedError(lockPath, { cause: err })),
     });
   } catch (err) {

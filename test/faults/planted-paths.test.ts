@@ -1,9 +1,9 @@
 import { describe, expect, it, type TestContext } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { cleanEnv, cli, fileHash, tempDir } from '../helpers.js';
+import { BIN, FIXTURES, cleanEnv, cli, fileHash, start, tempDir, waitFor } from '../helpers.js';
 import { processStartTime } from '../../src/core/host.js';
 
 // The health loop runs as root in directories other users may write: every path beside the database may have been
@@ -147,5 +147,34 @@ describe('fault: a lock without a live owner', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.passed, r.stderr).toBe(true);
     expect(r.stderr).not.toMatch(/nothing to do/);
+  });
+});
+
+describe('fault: modes of what agentctl creates beside the database', () => {
+  /** Runs the CLI under umask 000, so that only the modes agentctl asks for count. */
+  function cliUmask0(args: string[]) {
+    const r = spawnSync('sh', ['-c', 'umask 000; exec "$0" "$@"', process.execPath, BIN, ...args], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_LOG_LEVEL: 'debug' }) });
+    expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+  }
+  const writableByOthers = (p: string) => (statSync(p).mode & 0o022).toString(8);
+
+  it('under umask 000, no lock owner file, log, log directory, backup or map/metrics output is group- or other-writable', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'x.db');
+    expect(cli(['heartbeat', 'a'], { db }).code).toBe(0);
+    cliUmask0(['--db', db, 'monitor', '--once', '--every', '1m', '--map', join(dir, 'map.json'), '--metrics', join(dir, 'metrics.prom')]);
+    cliUmask0(['--db', db, 'map', '--out', join(dir, 'out.json')]);
+    cliUmask0(['--db', db, 'run', '--name', 'r', '--log', join(dir, 'run.log'), '--', '/bin/sh', '-c', 'echo hello']);
+    cliUmask0(['--db', db, 'db-check', '--fix']);
+    const logs = join(dir, 'logs');
+    const made = [logs, ...readdirSync(logs).map((f) => join(logs, f)), join(dir, 'map.json'), join(dir, 'metrics.prom'), join(dir, 'out.json'), join(dir, 'run.log'), ...readdirSync(dir).filter((f) => f.includes('.backup-')).map((f) => join(dir, f))];
+    expect(made.length).toBeGreaterThanOrEqual(7);
+    for (const p of made) expect(writableByOthers(p), p).toBe('0');
+
+    // The owner file exists while the lock is held.
+    const holder = start('sh', ['-c', 'umask 000; exec "$0" "$@"', process.execPath, join(FIXTURES, 'hold-lock.mjs'), db, 'maintenance', '30000']);
+    await waitFor(() => holder.output().includes('locked'), 'the holder to lock');
+    expect(writableByOthers(`${db}.maintenance.owner`)).toBe('0');
+    expect(writableByOthers(`${db}.maintenance.lock`)).toBe('0');
   });
 });
