@@ -54,17 +54,26 @@ function writeBackup(store: Store, path: string, now: number): string {
     } finally {
       closeSync(fd);
     }
-    for (;;) {
-      const backup = besideWithStamp(path, 'backup', now);
-      try {
-        linkSync(copy, backup);
-        return backup;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw backupError(err, path);
-      }
+    try {
+      return publish(copy, path, 'backup', now);
+    } catch (err) {
+      throw backupError(err, path);
     }
   } finally {
     removeCopyDir(work);
+  }
+}
+
+/** Gives a finished copy its stamped name beside `path` by a hard link, which never replaces an existing file. */
+function publish(copy: string, path: string, what: string, now: number): string {
+  for (;;) {
+    const name = besideWithStamp(path, what, now);
+    try {
+      linkSync(copy, name);
+      return name;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
   }
 }
 
@@ -133,9 +142,15 @@ export async function repairDatabase(
   if (!existsSync(path)) throw new DatabaseMissingError(path);
   const before = diagnose(path, now, opts);
   if (before.verdict === 'unusable') {
-    const recovered = besideWithStamp(path, 'recovered', now);
-    const actions = recoverInto(path, recovered);
-    return { backup: null, recovered, actions, after: before };
+    // Built in a private directory like a backup, and named only once whole: no path planted beside it is opened.
+    const work = mkdtempSync(`${path}${COPY_DIR}`);
+    try {
+      const actions = recoverInto(path, join(work, COPY_NAME));
+      const recovered = publish(join(work, COPY_NAME), path, 'recovered', now);
+      return { backup: null, recovered, actions, after: before };
+    } finally {
+      removeCopyDir(work);
+    }
   }
   const staleLocks = LOCK_NAMES.filter((n) => before.findings.some((f) => f.check === `${n} lock` && !f.ok && f.fix));
   const takeovers: string[] = [];
