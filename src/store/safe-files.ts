@@ -12,7 +12,7 @@ import { OperationError, UnsafePathError } from '../errors.js';
  * write.
  */
 
-const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW } = constants;
+const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW, O_DIRECTORY } = constants;
 
 /** Modes for files and directories beside a database: its read bits and owner write, never group or other write. */
 export interface BesideModes {
@@ -61,7 +61,7 @@ function describeEntry(st: Stats): string {
  * Checks an opened descriptor: a regular file with one link, owned by a trusted uid (this process, root, or the owner
  * of the directory it is in, who could replace it anyway). Closes `fd` and throws UnsafePathError otherwise.
  */
-function checkOpenedFile(fd: number, path: string, trusted?: Set<number>): Stats {
+function checkOpenedFile(fd: number, path: string, trusted?: Set<number>, shown = path): Stats {
   const st = fstatSync(fd);
   let why: string | null = null;
   if (!st.isFile()) why = 'it is not a regular file';
@@ -77,7 +77,7 @@ function checkOpenedFile(fd: number, path: string, trusted?: Set<number>): Stats
   }
   if (why) {
     closeSync(fd);
-    throw new UnsafePathError(path, why);
+    throw new UnsafePathError(shown, why);
   }
   return st;
 }
@@ -86,14 +86,14 @@ function checkOpenedFile(fd: number, path: string, trusted?: Set<number>): Stats
  * Turns a failed open into a clear error: a symlink is refused as such (ELOOP from O_NOFOLLOW, or EACCES when the
  * kernel's protected_regular/protected_symlinks stopped it first in a sticky directory), the rest is said in words.
  */
-function openFailed(err: unknown, path: string): Error {
+function openFailed(err: unknown, path: string, shown = path): Error {
   const c = code(err);
   if (c === 'ELOOP' || c === 'EMLINK' || c === 'EACCES' || c === 'EPERM') {
     const st = lstatOrNull(path);
-    if (st?.isSymbolicLink()) return new UnsafePathError(path, `it is ${describeEntry(st)}; agentctl never writes through one: remove it`, { cause: err });
-    if (st && st.uid !== euid()) return new UnsafePathError(path, `it is ${describeEntry(st)}, and cannot be opened (${c}): remove it`, { cause: err });
+    if (st?.isSymbolicLink()) return new UnsafePathError(shown, `it is ${describeEntry(st)}; agentctl never writes through one: remove it`, { cause: err });
+    if (st && st.uid !== euid()) return new UnsafePathError(shown, `it is ${describeEntry(st)}, and cannot be opened (${c}): remove it`, { cause: err });
   }
-  return fileError(err, path);
+  return fileError(err, shown);
 }
 
 /** An fs error on `path` as one line saying what to do; ENOSPC is the full disk. */
@@ -140,15 +140,59 @@ export function ensureDir(dir: string, mode = 0o750): void {
  * Opens `path` for appending without following a symlink, creating it with `mode` if missing. The file must be a
  * regular file with one link and a trusted owner (see checkOpenedFile); its descriptor is returned.
  */
-export function openAppend(path: string, mode = 0o640, trusted?: Set<number>): number {
+export function openAppend(path: string, mode = 0o640, trusted?: Set<number>, shown = path): number {
   let fd: number;
   try {
     fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode);
   } catch (err) {
-    throw openFailed(err, path);
+    throw openFailed(err, path, shown);
   }
-  checkOpenedFile(fd, path, trusted);
+  checkOpenedFile(fd, path, trusted, shown);
   return fd;
+}
+
+/** A directory held open, so that the files in it are found in that directory even if its path is swapped later. */
+export interface PinnedDir {
+  path: string;
+  fd: number;
+  /** The path by which `name` in this very directory is opened: through /proc/self/fd where there is one. */
+  entry(name: string): string;
+  close(): void;
+}
+
+/**
+ * ensureDir, then holds the directory open. A name opened through `entry()` resolves in the directory that was
+ * checked, not in whatever the path names by then: a directory swapped for a symlink between the check and the
+ * open (by someone who can write its parent) does not redirect the write.
+ */
+export function pinDir(dir: string, mode = 0o750): PinnedDir {
+  ensureDir(dir, mode);
+  let fd: number;
+  try {
+    fd = openSync(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  } catch (err) {
+    // A symlink ensureDir accepted (root's or our own): follow it once, then check what it led to.
+    if (code(err) !== 'ELOOP' && code(err) !== 'ENOTDIR') throw fileError(err, dir, 'open the directory');
+    fd = openSync(dir, O_RDONLY | O_DIRECTORY);
+  }
+  const st = fstatSync(fd);
+  const ok = new Set([0, euid()]);
+  try {
+    ok.add(statSync(dirname(dir)).uid);
+  } catch {
+    // no parent to ask
+  }
+  if (!st.isDirectory() || !ok.has(st.uid)) {
+    closeSync(fd);
+    throw new UnsafePathError(dir, `it changed while it was checked (now owned by uid ${st.uid}): remove it or choose another directory`);
+  }
+  const viaProc = lstatOrNull(`/proc/self/fd/${fd}`) !== null;
+  return {
+    path: dir,
+    fd,
+    entry: (name) => (viaProc ? `/proc/self/fd/${fd}/${name}` : join(dir, name)),
+    close: () => closeSync(fd),
+  };
 }
 
 /** Creates `path` as a new file (O_EXCL: never an existing file or a symlink) with `mode`; returns its descriptor. */

@@ -2,7 +2,7 @@ import { closeSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LogLevel, logsAt } from '../../config.js';
 import type { Logger as BaseLogger } from '../logger.js';
-import { ensureDir, openAppend } from '../../store/safe-files.js';
+import { type PinnedDir, openAppend, pinDir } from '../../store/safe-files.js';
 
 /** The logger the health loop writes to: the library's Logger with every method present. */
 export type Logger = Required<BaseLogger>;
@@ -32,6 +32,7 @@ export function dailyFileLogger(opts: DailyLogOptions): Logger {
   const now = opts.now ?? Date.now;
   let day = '';
   let broken = false;
+  let dir: PinnedDir | null = null;
   const fileMode = (opts.mode ?? 0o640) & 0o755;
   const dirMode = fileMode | ((fileMode & 0o444) >> 2);
   const write = (lvl: LogLevel, message: string) => {
@@ -44,10 +45,13 @@ export function dailyFileLogger(opts: DailyLogOptions): Logger {
     try {
       if (stamp.slice(0, 10) !== day) {
         day = stamp.slice(0, 10);
-        ensureDir(opts.dir, dirMode);
-        pruneLogs(opts.dir, t, keepDays);
+        dir?.close();
+        dir = null;
+        dir = pinDir(opts.dir, dirMode);
+        pruneLogs(dir.entry('.'), t, keepDays);
       }
-      const fd = openAppend(join(opts.dir, `health-${day}.log`), fileMode);
+      const name = `health-${day}.log`;
+      const fd = openAppend(dir!.entry(name), fileMode, undefined, join(opts.dir, name));
       try {
         writeSync(fd, line);
       } finally {
