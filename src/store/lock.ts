@@ -158,9 +158,9 @@ function clearBlockers(dbPath: string, opts: LockOptions, staleMs: number): { wa
     return { waitMs: 0 };
   }
   if (held.owner && holderIsDead(held.owner)) {
-    // Proven dead on this host: take over at once. Only the directory we judged is removed (same inode), so a lock
-    // another process took meanwhile is left alone; a race in the remaining instant is caught by that holder's own
-    // refresh, which then finds its lock compromised and stops.
+    // Proven dead on this host: take over at once. Only the directory judged is removed (same inode), so a lock
+    // another taker made meanwhile is left alone; should two takers still race in the instant between, the loser's
+    // next refresh finds its lock compromised and it stops (proper-lockfile's own stale takeover has the same rule).
     if (lstatOrNull(lockPath)?.ino === held.ino && removeEntry(lockPath)) return { waitMs: 0 };
   }
   if (!held.owner) {
