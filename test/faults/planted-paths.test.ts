@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { BIN, FIXTURES, cleanEnv, cli, fileHash, start, tempDir, waitFor } from '../helpers.js';
+import { BIN, FIXTURES, agentRecord, cleanEnv, cli, fileHash, killGroupAfter, start, tempDir, waitFor } from '../helpers.js';
 import { processStartTime } from '../../src/core/host.js';
 
 // The health loop runs as root in directories other users may write: every path beside the database may have been
@@ -84,6 +84,31 @@ describe('fault: paths planted beside the database by another user', () => {
     expect(r.passed).toBe(true);
     expect(fileHash(secret)).toBe(before);
     expect(r.stderr).toMatch(/cannot write the log file .*refusing to use .*health-\d{4}-\d\d-\d\d\.log: it is a symlink .*never writes through one/);
+  });
+
+  it("a symlink at restart's NAME.log in a shared log directory: the agent's output never goes through it", (ctx) => {
+    needNobody(ctx);
+    // The database in root's own directory; only the log directory is shared (sticky, world-writable).
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const db = join(dir, 'x.db');
+    const logs = join(dir, 'shared-logs');
+    mkdirSync(logs);
+    chmodSync(logs, 0o1777);
+    const vault = tempDir();
+    const secret = join(vault, 'secret');
+    writeFileSync(secret, 'root:only\n', { mode: 0o600 });
+    const before = fileHash(secret);
+    expect(cli(['register', 'x', '--', '/bin/sh', '-c', 'echo planted-output; sleep 60'], { db }).code).toBe(0);
+    asNobody(['ln', '-s', secret, join(logs, 'x.log')]);
+    const r = cli(['restart', 'x'], { db, env: { AGENTCTL_LOG_DIR: logs } });
+    // Should the restart have gone ahead, its agent is killed after the test.
+    const after = agentRecord(db, 'x');
+    killGroupAfter(after?.supervisorPid);
+    killGroupAfter(after?.pid);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/refusing to use .*shared-logs\/x\.log: it is a symlink owned by uid \d+; agentctl never writes through one/);
+    expect(fileHash(secret)).toBe(before);
   });
 
   it('a lock directory made by another user: db-check reports it as a problem, and root\'s loop runs at once', (ctx) => {
