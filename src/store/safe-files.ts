@@ -51,6 +51,20 @@ function code(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
 
+/**
+ * Who may own an entry of the directory `dir` that agentctl uses: root, this process, and the owner of `dir` (who
+ * could replace anything in it anyway).
+ */
+function ownersTrustedIn(dir: string): Set<number> {
+  const ok = new Set([0, euid()]);
+  try {
+    ok.add(statSync(dir).uid);
+  } catch {
+    // no directory to ask
+  }
+  return ok;
+}
+
 /** A symlink's owner, for messages: "a symlink owned by uid 65534". */
 function describeEntry(st: Stats): string {
   const kind = st.isSymbolicLink() ? 'a symlink' : st.isDirectory() ? 'a directory' : st.isFile() ? 'a file' : 'a special file';
@@ -61,20 +75,12 @@ function describeEntry(st: Stats): string {
  * Checks an opened descriptor: a regular file with one link, owned by a trusted uid (this process, root, or the owner
  * of the directory it is in, who could replace it anyway). Closes `fd` and throws UnsafePathError otherwise.
  */
-function checkOpenedFile(fd: number, path: string, trusted?: Set<number>, shown = path): Stats {
+function checkOpenedFile(fd: number, path: string, shown = path): Stats {
   const st = fstatSync(fd);
   let why: string | null = null;
   if (!st.isFile()) why = 'it is not a regular file';
   else if (st.nlink > 1) why = `it has ${st.nlink} hard links (it may be another file's second name); remove it`;
-  else {
-    const ok = new Set(trusted ?? [0, euid()]);
-    try {
-      ok.add(statSync(dirname(path)).uid);
-    } catch {
-      // the directory's owner is only an extra
-    }
-    if (!ok.has(st.uid)) why = `it is owned by uid ${st.uid}, which agentctl does not write for; remove it`;
-  }
+  else if (!ownersTrustedIn(dirname(path)).has(st.uid)) why = `it is owned by uid ${st.uid}, which agentctl does not write for; remove it`;
   if (why) {
     closeSync(fd);
     throw new UnsafePathError(shown, why);
@@ -127,27 +133,22 @@ export function ensureDir(dir: string, mode = 0o750): void {
     st = statSync(dir);
   }
   if (!st.isDirectory()) throw new UnsafePathError(dir, `it is ${describeEntry(st)}, not a directory`);
-  const ok = new Set([0, euid()]);
-  try {
-    ok.add(statSync(dirname(dir)).uid);
-  } catch {
-    // no parent to ask
-  }
-  if (!ok.has(st.uid)) throw new UnsafePathError(dir, `the directory belongs to uid ${st.uid}, not to root, this user or the owner of ${dirname(dir)}: remove it or choose another directory`);
+  if (!ownersTrustedIn(dirname(dir)).has(st.uid)) throw new UnsafePathError(dir, `the directory belongs to uid ${st.uid}, not to root, this user or the owner of ${dirname(dir)}: remove it or choose another directory`);
 }
 
 /**
  * Opens `path` for appending without following a symlink, creating it with `mode` if missing. The file must be a
- * regular file with one link and a trusted owner (see checkOpenedFile); its descriptor is returned.
+ * regular file with one link and a trusted owner (see checkOpenedFile); its descriptor is returned. `shown` is the
+ * path named in errors (when `path` goes through a pinned directory).
  */
-export function openAppend(path: string, mode = 0o640, trusted?: Set<number>, shown = path): number {
+export function openAppend(path: string, mode = 0o640, shown = path): number {
   let fd: number;
   try {
     fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, mode);
   } catch (err) {
     throw openFailed(err, path, shown);
   }
-  checkOpenedFile(fd, path, trusted, shown);
+  checkOpenedFile(fd, path, shown);
   return fd;
 }
 
@@ -176,13 +177,7 @@ export function pinDir(dir: string, mode = 0o750): PinnedDir {
     fd = openSync(dir, O_RDONLY | O_DIRECTORY);
   }
   const st = fstatSync(fd);
-  const ok = new Set([0, euid()]);
-  try {
-    ok.add(statSync(dirname(dir)).uid);
-  } catch {
-    // no parent to ask
-  }
-  if (!st.isDirectory() || !ok.has(st.uid)) {
+  if (!st.isDirectory() || !ownersTrustedIn(dirname(dir)).has(st.uid)) {
     closeSync(fd);
     throw new UnsafePathError(dir, `it changed while it was checked (now owned by uid ${st.uid}): remove it or choose another directory`);
   }
@@ -193,16 +188,6 @@ export function pinDir(dir: string, mode = 0o750): PinnedDir {
     entry: (name) => (viaProc ? `/proc/self/fd/${fd}/${name}` : join(dir, name)),
     close: () => closeSync(fd),
   };
-}
-
-/** Creates `path` as a new file (O_EXCL: never an existing file or a symlink) with `mode`; returns its descriptor. */
-export function createExclusive(path: string, mode = 0o640): number {
-  try {
-    return openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
-  } catch (err) {
-    if (code(err) === 'EEXIST') throw new UnsafePathError(path, 'it already exists (a file agentctl did not expect there): remove it', { cause: err });
-    throw openFailed(err, path);
-  }
 }
 
 /**

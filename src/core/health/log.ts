@@ -51,7 +51,7 @@ export function dailyFileLogger(opts: DailyLogOptions): Logger {
         pruneLogs(dir.entry('.'), t, keepDays);
       }
       const name = `health-${day}.log`;
-      const fd = openAppend(dir!.entry(name), fileMode, undefined, join(opts.dir, name));
+      const fd = openAppend(dir!.entry(name), fileMode, join(opts.dir, name));
       try {
         writeSync(fd, line);
       } finally {
