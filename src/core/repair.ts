@@ -36,7 +36,12 @@ const COPY_NAME = 'copy.db';
  * kill leaves only that private directory, which the next --fix removes. Returns the backup's path.
  */
 function writeBackup(store: Store, path: string, now: number): string {
-  const work = mkdtempSync(`${path}${COPY_DIR}`);
+  let work: string;
+  try {
+    work = mkdtempSync(`${path}${COPY_DIR}`);
+  } catch (err) {
+    throw backupError(err, path);
+  }
   const copy = join(work, COPY_NAME);
   try {
     try {
