@@ -61,6 +61,15 @@ export class OperationError extends AgentctlError {
   }
 }
 
+/** A path beside the database (lock, owner file, log, backup, output) that agentctl refuses to use: a planted symlink, a file of another user. */
+export class UnsafePathError extends OperationError {
+  readonly path: string;
+  constructor(path: string, why: string, options?: { cause?: unknown }) {
+    super(`refusing to use ${path}: ${why}`, { ...options, code: 'E_UNSAFE_PATH' });
+    this.path = path;
+  }
+}
+
 /** The database stayed locked by other writers through every retry. */
 export class DatabaseBusyError extends OperationError {
   constructor(path: string, attempts: number, options?: { cause?: unknown }) {

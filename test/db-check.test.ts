@@ -139,7 +139,7 @@ describe('agentctl db-check', () => {
 });
 
 describe('db-check --fix and a dead lock holder', () => {
-  it('takes over the maintenance lock of a holder killed with SIGKILL once stale, and says so', async () => {
+  it('takes over the maintenance lock of a holder killed with SIGKILL at once (proven dead on this host), and says so', async () => {
     const { start, exited, waitFor, ROOT } = await import('./helpers.js');
     const db = tempDb();
     fleet(db, 1);
@@ -150,8 +150,8 @@ describe('db-check --fix and a dead lock holder', () => {
     expect(busy.stderr).toMatch(/another agentctl maintenance is running/);
     holder.kill('SIGKILL');
     await exited(holder);
-    const fix = cli(['db-check', '--fix'], { db, env: { AGENTCTL_LOCK_STALE: '2s' } });
-    expect(fix.stderr).toMatch(/held by pid \d+, which is gone; taking it over once stale/);
+    // A stale period far beyond the test: only the proof that the holder is gone can let --fix in.
+    const fix = cli(['db-check', '--fix'], { db, env: { AGENTCTL_LOCK_STALE: '1h' } });
     expect(fix.stdout).toMatch(new RegExp(`fixed: took over the maintenance lock of pid ${holder.pid}, which died holding it`));
     expect(fix.code).toBe(0);
   });

@@ -160,16 +160,30 @@ function loopFinding(db: Database.Database, now: number): Finding {
 }
 
 function lockFinding(path: string, name: string, staleMs: number): Finding {
+  const check = `${name} lock`;
   const info = inspectLock(path, name);
-  if (!info) return { check: `${name} lock`, ok: true, detail: 'not held' };
-  const pid = info.owner?.pid;
-  // The lock module's own rule: only a holder on this host can be proven dead (by pid and start time).
-  const dead = info.owner !== null && holderIsDead(info.owner);
-  const stale = info.ageMs >= staleMs || dead;
+  if (!info) return { check, ok: true, detail: 'not held' };
+  // A planted lock (a symlink, another user's directory) is never honoured: the health loop removes it.
+  if (info.planted) return { check, ok: false, detail: `${info.planted}: not honoured (planted by another user?)`, fix: 'remove it' };
+  const refreshed = `refreshed ${Math.round(info.ageMs / 1000)}s ago`;
+  const expired = info.ageMs >= staleMs;
+  if (!info.owner) {
+    const why = info.ownerProblem ?? 'no owner file says who holds it';
+    return {
+      check,
+      ok: false,
+      detail: `held by an unknown process (${why}), ${refreshed}: ${expired ? 'stale' : `taken over once stale (in ${Math.ceil((staleMs - info.ageMs) / 1000)}s)`}`,
+      ...(expired ? { fix: 'remove the stale lock' } : {}),
+    };
+  }
+  const pid = info.owner.pid;
+  // The lock module's own rule: only a holder on this host can be proven dead (by pid, start time and boot id).
+  const dead = holderIsDead(info.owner);
+  const stale = expired || dead;
   return {
-    check: `${name} lock`,
+    check,
     ok: !stale,
-    detail: `held${pid !== undefined ? ` by pid ${pid}${dead ? ' (that process is gone)' : ''}` : ''}, refreshed ${Math.round(info.ageMs / 1000)}s ago${stale ? ': stale' : ''}`,
+    detail: `held by pid ${pid}${dead ? ' (that process is gone)' : ''}, ${refreshed}${stale ? ': stale' : ''}`,
     ...(stale ? { fix: 'remove the stale lock' } : {}),
   };
 }

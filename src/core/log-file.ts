@@ -1,5 +1,6 @@
-import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { openAppend } from '../store/safe-files.js';
 
 /** Default size at which a log file is rotated, and how many rotated files are kept (FILE.1 … FILE.3). */
 export const LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -8,7 +9,7 @@ export const LOG_KEEP = 3;
 /**
  * An append-only log file rotated by size: when it reaches `maxBytes`, FILE becomes FILE.1 (FILE.1
  * becomes FILE.2, …, the oldest is dropped) and a new FILE starts. Writes are synchronous, so nothing is lost
- * when the process exits right after.
+ * when the process exits right after. The file is never opened through a symlink (see safe-files' openAppend).
  */
 export class RotatingLog {
   private fd: number;
@@ -16,7 +17,7 @@ export class RotatingLog {
 
   constructor(readonly path: string, private readonly maxBytes = LOG_MAX_BYTES, private readonly keep = LOG_KEEP) {
     mkdirSync(dirname(path), { recursive: true });
-    this.fd = openSync(path, 'a');
+    this.fd = openAppend(path, 0o640);
     this.size = fstatSync(this.fd).size;
     if (this.size >= this.maxBytes) this.rotate();
   }
@@ -48,7 +49,8 @@ export class RotatingLog {
       }
     }
     if (this.keep > 0) renameSync(this.path, `${this.path}.1`);
-    this.fd = openSync(this.path, this.keep > 0 ? 'a' : 'w');
+    if (this.keep <= 0) rmSync(this.path, { force: true });
+    this.fd = openAppend(this.path, 0o640);
     this.size = 0;
   }
 }

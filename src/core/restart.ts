@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentNotFoundError, AgentctlError, OperationError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { withExclusiveLock } from '../store/lock.js';
+import { openAppend } from '../store/safe-files.js';
+import { NAME_RE } from './validate.js';
 import { markFailed, noteRefusal, noteRestartAttempt } from '../store/lifecycle.js';
 import type { AgentRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
@@ -144,6 +146,9 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   steps.push(...notes);
   // Run as the owner, the agent writes its log where the owner may: logs/ beside the database, not root's log directory.
   const logDir = own.runAs ? join(dirname(own.realPath), 'logs') : opts.logDir;
+  // A foreign writer may have stored any name: one that is not a valid agent name (a '/' or '..' in it) must not
+  // choose where root creates NAME.log.
+  if (!NAME_RE.test(name)) throw new OperationError(`agent '${name}' has a name agentctl would not register (it was written by another program): it is not restarted, since its log file name would be unsafe; rename or re-register it`);
   const logFile = join(logDir, `${name}.log`);
   const argv = runArgv(store.path, a, logFile, maxRestarts, next.unstable, !!opts.respectBackoff);
   const as = own.runAs ? ` as ${own.runAs.user ?? `uid ${own.runAs.uid}`} (the database's owner)` : '';
@@ -185,7 +190,7 @@ function startRun(own: Ownership, command: string[], cwd: string, logDir: string
     return state;
   }
   mkdirSync(logDir, { recursive: true });
-  const out = openSync(logFile, 'a');
+  const out = openAppend(logFile, 0o640);
   try {
     watch(spawn(process.execPath, command, { cwd, detached: true, stdio: ['ignore', out, out] }));
   } finally {

@@ -45,7 +45,7 @@ export function define(program: Command): void {
       const store = ctx.open('existing');
       try {
         const now = ctx.now();
-        const report = await withExclusiveLock(ctx.config.dbPath, { name: 'maintenance', staleMs: ctx.config.lockStaleMs }, async (lock) => {
+        const report = await withExclusiveLock(ctx.config.dbPath, { name: 'maintenance', staleMs: ctx.config.lockStaleMs, onWarning: (m) => ctx.err(`agentctl: ${m}`) }, async (lock) => {
           const out: Report = { dryRun: Boolean(flags.dryRun) };
           if (flags.stale) {
             out.convicted = flags.dryRun

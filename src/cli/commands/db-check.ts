@@ -16,8 +16,9 @@ export function define(program: Command): void {
       'Open the database read-only and report: header and application id, schema version, quick_check\n' +
         '(integrity_check with --full), foreign keys, journal mode, WAL size, pages, the lock files, clock skew and\n' +
         'rows that break the state model. Exit 0 healthy, 1 problems found, 4 unusable (not SQLite, corrupt, too new).\n' +
-        '--fix takes the exclusive lock, writes a backup (VACUUM INTO) beside the database, then does what is safe:\n' +
-        'checkpoint and truncate the WAL, remove stale locks, repair rows. A corrupt file is never written to:\n' +
+        '--fix takes the exclusive lock, writes a backup (VACUUM INTO, checked with quick_check before it gets its\n' +
+        'name) beside the database, then does what is safe:\n' +
+        'checkpoint and truncate the WAL, remove stale or planted locks, repair rows. A corrupt file is never written to:\n' +
         '--fix copies its readable rows into a new file beside it.',
     )
     .option('--full', 'integrity_check instead of the faster quick_check')
@@ -35,7 +36,8 @@ export function define(program: Command): void {
       }
       const r = await repairDatabase(ctx.config.dbPath, now, {
         lockStaleMs: ctx.config.lockStaleMs,
-        onWait: (owner, waitMs) => ctx.err(`agentctl: the maintenance lock is held by pid ${safeText(String(owner.pid))}, which is gone; taking it over once stale (up to ${Math.ceil(waitMs / 1000)}s)`),
+        onWait: (_owner, waitMs) => ctx.err(`agentctl: the maintenance lock has no owner that can be asked; taking it over once stale (up to ${Math.ceil(waitMs / 1000)}s)`),
+        onWarning: (message) => ctx.err(`agentctl: ${safeText(message)}`),
       });
       if (ctx.json) {
         ctx.out(JSON.stringify(r, null, 2));

@@ -331,6 +331,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
         name: 'monitor',
         ...(this.opts.lockStaleMs !== undefined ? { staleMs: this.opts.lockStaleMs } : {}),
         onTakeover: (owner, ageMs) => this.log.warn(`took over the monitor lock of ${owner ? `pid ${owner.pid}` : 'an unknown process'}, abandoned ${formatDuration(ageMs)} ago`),
+        onWarning: (message) => this.log.warn(message),
+        onWait: (_owner, waitMs) => this.log.warn(`the monitor lock has no owner that can be asked; taking it over once stale (in ${formatDuration(waitMs)} at most)`),
       },
       (handle) => fn(handle.signal),
     );

@@ -1,8 +1,9 @@
-import { appendFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LogLevel, logsAt } from '../../config.js';
 import type { Logger as BaseLogger } from '../logger.js';
 import { safeText } from '../text.js';
+import { type PinnedDir, openAppend, pinDir } from '../../store/safe-files.js';
 
 /** The logger the health loop writes to: the library's Logger with every method present. */
 export type Logger = Required<BaseLogger>;
@@ -17,12 +18,16 @@ export interface DailyLogOptions {
   now?: () => number;
   /** Also hand each line (with its newline) to this sink: the CLI passes stderr. */
   echo?: (line: string) => void;
+  /** Mode of new log files (default 0640; the directory gets the matching 0750): never group or other write. */
+  mode?: number;
 }
 
 /**
  * A logger that appends each line to the day's file (seed 002's daily logs) and removes files past the retention.
  * A log file that cannot be written never stops the loop: the line still goes to `echo`. Each message goes through
  * safeText: the names, reasons and messages in it come from rows anyone could have written, and one line is one entry.
+ * The directory and the file are opened the safe way (see safe-files): a symlink or another user's file planted
+ * there is refused, not written.
  */
 export function dailyFileLogger(opts: DailyLogOptions): Logger {
   const level = opts.level ?? 'info';
@@ -30,6 +35,9 @@ export function dailyFileLogger(opts: DailyLogOptions): Logger {
   const now = opts.now ?? Date.now;
   let day = '';
   let broken = false;
+  let dir: PinnedDir | null = null;
+  const fileMode = (opts.mode ?? 0o640) & 0o755;
+  const dirMode = fileMode | ((fileMode & 0o444) >> 2);
   const write = (lvl: LogLevel, message: string) => {
     if (!logsAt(lvl, level)) return;
     const t = now();
@@ -40,10 +48,18 @@ export function dailyFileLogger(opts: DailyLogOptions): Logger {
     try {
       if (stamp.slice(0, 10) !== day) {
         day = stamp.slice(0, 10);
-        mkdirSync(opts.dir, { recursive: true });
-        pruneLogs(opts.dir, t, keepDays);
+        dir?.close();
+        dir = null;
+        dir = pinDir(opts.dir, dirMode);
+        pruneLogs(dir.entry('.'), t, keepDays);
       }
-      appendFileSync(join(opts.dir, `health-${day}.log`), line);
+      const name = `health-${day}.log`;
+      const fd = openAppend(dir!.entry(name), fileMode, join(opts.dir, name));
+      try {
+        writeSync(fd, line);
+      } finally {
+        closeSync(fd);
+      }
     } catch (err) {
       broken = true;
       opts.echo?.(`${stamp} WARN  cannot write the log file in ${safeText(opts.dir)}: ${safeText((err as Error).message)}; logging to stderr only\n`);
