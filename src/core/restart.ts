@@ -146,14 +146,18 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   steps.push(...notes);
   // Run as the owner, the agent writes its log where the owner may: logs/ beside the database, not root's log directory.
   const logDir = own.runAs ? join(dirname(own.realPath), 'logs') : opts.logDir;
-  // A foreign writer may have stored any name: one that is not a valid agent name (a '/' or '..' in it) must not
-  // choose where root creates NAME.log.
-  if (!NAME_RE.test(name)) throw new OperationError(`agent '${name}' has a name agentctl would not register (it was written by another program): it is not restarted, since its log file name would be unsafe; rename or re-register it`);
   const logFile = join(logDir, `${name}.log`);
   const argv = runArgv(store.path, a, logFile, maxRestarts, next.unstable, !!opts.respectBackoff);
   const as = own.runAs ? ` as ${own.runAs.user ?? `uid ${own.runAs.uid}`} (the database's owner)` : '';
   steps.push(`start: ${a.launch.argv.join(' ')} (in ${a.launch.cwd ?? '.'}) under agentctl run${as}, output to ${logFile}`);
-  if (opts.dryRun) return { name, action: 'would-restart', steps, logFile };
+  // A foreign writer may have stored any name: one that is not a valid agent name (a '/' or '..' in it) must not
+  // choose where NAME.log is created.
+  const unsafeName = `agent '${name}' has a name agentctl would not register (another program wrote it): it is not restarted, since its log file's name would be unsafe; re-register it under a valid name`;
+  if (opts.dryRun) {
+    if (!NAME_RE.test(name)) steps.push(`refuse: ${unsafeName}`);
+    return { name, action: 'would-restart', steps, logFile };
+  }
+  if (!NAME_RE.test(name)) throw new OperationError(unsafeName);
 
   await stopProcesses(targets, opts.graceMs ?? 10_000, steps, rules);
   noteRestartAttempt(store, name, opts.respectBackoff ? next.unstable : 0, now());
