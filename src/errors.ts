@@ -49,7 +49,7 @@ export class DatabaseUnusableError extends AgentctlError {
 export class DatabaseMissingError extends AgentctlError {
   readonly path: string;
   constructor(path: string) {
-    super('E_DB_MISSING', ExitCode.FAILED, `database ${path} does not exist yet (the first 'agentctl register' or 'agentctl heartbeat' creates it)`);
+    super('E_DB_MISSING', ExitCode.FAILED, `database ${path} does not exist (create it with 'agentctl init --db ${path}'; the first 'agentctl register' or 'agentctl heartbeat' creates it too)`);
     this.path = path;
   }
 }

@@ -131,10 +131,10 @@ describe('agentctl db-check', () => {
     expect(existsSync(lockDir)).toBe(false);
   });
 
-  it('a missing database is a problem, not a crash', () => {
+  it('a missing database is a problem, not a crash (one line on stderr, nothing created)', () => {
     const r = cli(['db-check'], { db: tempDb() });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/does not exist/);
+    expect(r.stderr).toMatch(/does not exist \(create it with 'agentctl init/);
   });
 });
 

@@ -10,6 +10,9 @@ export const MIGRATIONS = ['0001_init', '0002_agents', '0003_monitor', '0004_dea
 /** The schema version this build writes and understands. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+/** The oldest schema version a reader of this build reads as it is (readers never migrate; see openReader). */
+export const READABLE_FROM_VERSION = 4;
+
 /** Marks a file as an agentctl database (PRAGMA application_id): 'AGCT'. */
 export const APPLICATION_ID = 0x41474354;
 

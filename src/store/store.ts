@@ -13,8 +13,8 @@ export interface StoreOptions {
   busyTimeoutMs?: number;
   retryAttempts?: number;
   backoffFactor?: number;
-  /** 'create' (default) makes the file if missing; 'existing' refuses a missing file. */
-  mode?: 'create' | 'existing';
+  /** 'create' (default) makes the file if missing; 'existing' refuses a missing file; 'read' opens an existing one read-only. */
+  mode?: 'create' | 'existing' | 'read';
   /** Create the parent directory if missing (the CLI does this only for its per-user default path). */
   createDir?: boolean;
   /** Apply pending migrations (default true); false throws MigrationNeededError instead, leaving the file as it is. */

@@ -33,7 +33,7 @@ export function define(program: Command): void {
       const sinceMs = flags.since !== undefined ? parseDuration(flags.since, '--since') : undefined;
       const refreshMs = parseDuration(flags.refresh ?? '500ms', '--refresh');
       if (flags.refresh !== undefined && !flags.follow) throw new UsageError('--refresh applies only to --follow');
-      const store = ctx.open('existing');
+      const store = ctx.open('read');
       try {
         if (name !== undefined && !store.getAgent(name) && store.listEvents({ agent: name, limit: 1 }).length === 0) throw new AgentNotFoundError(name);
         const base = { ...(name !== undefined ? { agent: name } : {}), ...(sinceMs !== undefined ? { sinceMs: ctx.now() - sinceMs } : {}) };
