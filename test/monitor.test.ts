@@ -104,7 +104,7 @@ describe('agentctl monitor', () => {
     await waitFor(() => reports(monitor.output()).length >= 2, 'two passes');
     monitor.kill('SIGSTOP');
     // While it is stopped, an agent dies: it is overdue well before the monitor runs again.
-    cli(['register', 'gone', '--interval', '50ms', '--stale-after', '1', '--offline-after', '100ms'], { db });
+    cli(['register', 'gone', '--interval', '100ms', '--stale-after', '1', '--offline-after', '100ms'], { db });
     await sleep(2600);
     const resumedAt = Date.now();
     monitor.kill('SIGCONT');
