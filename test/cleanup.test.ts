@@ -29,7 +29,7 @@ describe('agentctl cleanup', () => {
     cli(['deregister', 'dereg'], { db });
     cli(['set-status', 'recent-offline', 'offline'], { db });
     const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'x', 'queued', 0 FROM agents WHERE name = 'gone'").run();
+    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'x', 'queued', ? FROM agents WHERE name = 'gone'").run(Date.now());
     raw.close();
     age(db, 'gone', 48 * HOUR); // silent for two days: offline by the clock
     age(db, 'dereg', 48 * HOUR);
@@ -127,7 +127,7 @@ describe('agentctl cleanup --stale', () => {
     await new Promise((r) => victim.once('spawn', r));
     cli(['heartbeat', 'crashed', '--pid', String(victim.pid)], { db });
     const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) SELECT id, 'job', 'executing', 't', 0 FROM agents WHERE name = 'crashed'").run();
+    raw.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) SELECT id, 'job', 'executing', 't', ? FROM agents WHERE name = 'crashed'").run(Date.now());
     raw.close();
     victim.kill('SIGKILL');
     await new Promise((r) => victim.once('exit', r));

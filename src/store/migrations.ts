@@ -3,9 +3,10 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * The schema migrations, in order. Append-only: a landed migration is never edited; add the next number instead.
- * The schema version of a database is the number of migrations applied (PRAGMA user_version).
+ * The schema version of a database is the number of migrations applied (PRAGMA user_version). (0005 is kept for
+ * a migration being written beside 0006; the numbers are renumbered when they land.)
  */
-export const MIGRATIONS = ['0001_init', '0002_agents', '0003_monitor', '0004_deadline'] as const;
+export const MIGRATIONS = ['0001_init', '0002_agents', '0003_monitor', '0004_deadline', '0006_refuse'] as const;
 
 /** The schema version this build writes and understands. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -232,7 +232,8 @@ function openReader(path: string, opts: OpenOptions): Database.Database {
     if (version > SCHEMA_VERSION) {
       throw new DatabaseUnusableError(path, `its schema version ${version} is newer than this agentctl (${SCHEMA_VERSION}); upgrade agentctl. The file was left untouched`);
     }
-    if (version === 0) throw new OperationError(`database ${path} is empty: nothing has created its tables yet (run 'agentctl init --db ${path}')`, { code: 'E_DB_EMPTY' });
+    // Empty, or being created by a writer right now: to a reader, as good as missing.
+    if (version === 0) throw new DatabaseMissingError(path, { empty: true });
     if (version < READABLE_FROM_VERSION) {
       throw new OperationError(
         `database ${path} is at schema version ${version}, older than this agentctl reads (${READABLE_FROM_VERSION} to ${SCHEMA_VERSION}): its owner must run any write command once (or 'agentctl init --db ${path}') to migrate it`,
@@ -319,7 +320,21 @@ export function connectReader(path: string, busyTimeoutMs: number): { db: Databa
   }
 }
 
+/**
+ * Applies pending migrations in one BEGIN IMMEDIATE transaction. Foreign keys are off meanwhile (a pragma that is a
+ * no-op inside a transaction, so set before it): a migration that rebuilds a table drops the old one, and with them
+ * on that would delete every row that refers to it (events, commands). The result is checked before commit.
+ */
 function migrate(db: Database.Database, path: string, retry: RetryPolicy): void {
+  db.pragma('foreign_keys = OFF');
+  try {
+    migrateLocked(db, path, retry);
+  } finally {
+    db.pragma('foreign_keys = ON');
+  }
+}
+
+function migrateLocked(db: Database.Database, path: string, retry: RetryPolicy): void {
   immediate(db, retry, path, () => {
     // Read again under the write lock: another process may have migrated since we looked.
     const current = db.pragma('user_version', { simple: true }) as number;
@@ -327,6 +342,8 @@ function migrate(db: Database.Database, path: string, retry: RetryPolicy): void 
     if (current > SCHEMA_VERSION) throw new DatabaseUnusableError(path, `its schema version ${current} is newer than this agentctl (${SCHEMA_VERSION})`);
     if (appId !== 0 && appId !== APPLICATION_ID) throw new DatabaseUnusableError(path, `it belongs to another application (application_id ${appId})`);
     for (let v = current; v < MIGRATIONS.length; v++) db.exec(migrationSql(MIGRATIONS[v]!));
+    const broken = db.pragma('foreign_key_check') as unknown[];
+    if (broken.length) throw new DatabaseUnusableError(path, `migrating it would leave ${broken.length} row(s) pointing at missing rows; nothing was changed (run 'agentctl db-check')`);
     if (appId === 0) db.pragma(`application_id = ${APPLICATION_ID}`);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   });

@@ -291,6 +291,9 @@ export class Store {
 
 /** The named parameters of the register statement for `p`. */
 export function registerBindings(p: RegisterParams, now: number): Record<string, unknown> {
+  // The schema refuses half a process identity (it would silently switch off crash detection): without its start
+  // time, host and boot id (a process that already exited, a system without boot ids), the pid is not recorded.
+  if (!wholeIdentity(p)) p = { ...p, pid: null, pidStartTime: null };
   return {
     name: p.name,
     group_name: p.group ?? null,
@@ -306,6 +309,11 @@ export function registerBindings(p: RegisterParams, now: number): Record<string,
     launch_cwd: p.launch ? p.launch.cwd : null,
     now,
   };
+}
+
+/** Whether `p` names a process completely (pid, its start time, host and boot id), or names none. */
+export function wholeIdentity(p: Pick<RegisterParams, 'pid' | 'pidStartTime' | 'host' | 'bootId'>): boolean {
+  return p.pid == null || (p.pidStartTime != null && p.host != null && p.bootId != null);
 }
 
 function heartbeatBindings(p: HeartbeatParams, now: number): Record<string, unknown> {
