@@ -91,7 +91,7 @@ describe('agentctl db-check', () => {
     fleet(db, 2);
     cli(['register', 'never-beat'], { db });
     const raw = new Database(db);
-    raw.exec("UPDATE agents SET state = 'active', state_since = 1 WHERE name = 'never-beat'");
+    raw.exec("UPDATE agents SET state = 'active', state_since = updated_at WHERE name = 'never-beat'");
     raw.exec("UPDATE agents SET last_heartbeat_at = last_heartbeat_at + 3600000 WHERE name = 'agent-0'");
     raw.close();
     const r = cli(['db-check'], { db });

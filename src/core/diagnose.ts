@@ -57,7 +57,12 @@ export function diagnose(path: string, now: number, opts: { full?: boolean; lock
     findings,
     repairs,
   });
-  if (!existsSync(path)) throw new DatabaseMissingError(path);
+  try {
+    statSync(path);
+  } catch (err) {
+    // Not "missing" when it is only out of reach (a directory this user may not search): that is permissions.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new DatabaseMissingError(path);
+  }
   const denied = permissionFinding(path);
   if (denied) {
     findings.push(denied);
@@ -181,11 +186,17 @@ function permissionFinding(path: string): Finding | null {
     accessSync(path, constants.R_OK);
     return null;
   } catch {
-    const st = statSync(path);
+    let owner = '';
+    try {
+      const st = statSync(path);
+      owner = ` (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`;
+    } catch {
+      // its directory cannot be searched either: the same fix, one level up
+    }
     return {
       check: 'permissions',
       ok: false,
-      detail: `${path} is not readable by ${whoAmI()} (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): a permission problem, not damage. Let it be read, e.g. 'chmod o+r ${path}', or 'chgrp GROUP ${path} && chmod g+r ${path}' for a group this user is in`,
+      detail: `${path} is not readable by ${whoAmI()}${owner}: a permission problem, not damage. Let it be read, e.g. 'chmod o+r ${path}' (and 'chmod o+x' on its directories), or 'chgrp GROUP ${path} && chmod g+r ${path}' for a group this user is in`,
     };
   }
 }
