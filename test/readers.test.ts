@@ -67,6 +67,16 @@ describe.skipIf(!canSwitchUser)('readers never write: a user who may read the da
     expect(notHeld).toMatch(/^OK: /);
   });
 
+  it('history --follow as that user sees events written after it started, with or without a writer present', async () => {
+    const db = rootOwnedDb();
+    const follow = start('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, BIN, '--db', db, 'history', '--follow', '--json', '--refresh', '100ms'], { cwd: '/' });
+    await waitFor(() => follow.output().includes('first heartbeat'), 'the existing events', 30_000);
+    expect(cli(['set-status', 'w1', 'maintenance'], { db }).code).toBe(0);
+    await waitFor(() => follow.output().includes('"toState":"maintenance"'), 'the new event', 30_000);
+    follow.kill('SIGTERM');
+    expect(follow.errors()).toBe('');
+  });
+
   it('a write-ahead log without its index is not read as a snapshot (that would miss commits): one line says why', () => {
     const db = rootOwnedDb();
     // What a crashed writer leaves: committed heartbeats in the WAL, not yet in the main file.
@@ -102,6 +112,25 @@ describe.skipIf(!canSwitchUser)('readers never write: a user who may read the da
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/permissions: .* is not readable by uid \d+ .*a permission problem, not damage.*chmod o\+r /);
     expect(r.stdout).not.toMatch(/--fix/);
+  });
+
+  it('a schema older than this build that it can read (version 4) is read as it is, not migrated', () => {
+    const db = tempDb();
+    const old = new Database(db);
+    old.pragma('journal_mode = WAL');
+    old.exec('BEGIN IMMEDIATE');
+    for (const name of MIGRATIONS.slice(0, 4)) old.exec(migrationSql(name));
+    old.pragma(`application_id = ${APPLICATION_ID}`);
+    old.pragma('user_version = 4');
+    old.exec('COMMIT');
+    old.close();
+    chmodSync(dirname(db), 0o755);
+    chmodSync(db, 0o644);
+    const hash = fileHash(db);
+    for (const args of [['status'], ['check'], ['history'], ['metrics']]) expect(asNobody(args, db).stderr).toBe('');
+    expect(asNobody(['status', '--json'], db).code).toBe(0);
+    expect(fileHash(db)).toBe(hash);
+    expect(listing(db)).toEqual(['agents.db']);
   });
 
   it('a schema older than this build reads: refused with what the owner must do, the file untouched', () => {

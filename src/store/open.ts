@@ -285,6 +285,18 @@ export function walBytes(path: string): number {
  * `snapshot` tells the caller which it got (a snapshot does not see later writes).
  */
 export function connectReader(path: string, busyTimeoutMs: number): { db: Database.Database; snapshot: boolean } {
+  const r = connectReaderOnce(path, busyTimeoutMs);
+  if (r.snapshot) snapshots.add(r.db);
+  return r;
+}
+
+const snapshots = new WeakSet<Database.Database>();
+/** Whether `db` reads an immutable snapshot (see connectReader): it never sees later writes, so a live view reopens it. */
+export function isSnapshot(db: Database.Database): boolean {
+  return snapshots.has(db);
+}
+
+function connectReaderOnce(path: string, busyTimeoutMs: number): { db: Database.Database; snapshot: boolean } {
   preflight(path, { mode: 'read' });
   const open = (name: string) => {
     const db = new Database(name, { readonly: true, fileMustExist: true });

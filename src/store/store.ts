@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { AgentNotFoundError, DatabaseReplacedError, DatabaseUnusableError } from '../errors.js';
-import { openDatabase, immediate, withRetry } from './open.js';
+import { isSnapshot, openDatabase, immediate, withRetry } from './open.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import type { RetryPolicy } from './retry.js';
 import { type AgentRecord, type AgentState, type Availability, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
@@ -109,6 +109,11 @@ export class Store {
     // The main file never shrinks in normal use (no auto-vacuum, no VACUUM in place): smaller means truncated.
     if (st.size < this.file.size) throw new DatabaseUnusableError(this.path, `it was truncated from ${this.file.size} to ${st.size} bytes while in use; nothing was written. Restore it from a backup`);
     this.file.size = st.size;
+  }
+
+  /** Whether this connection reads an immutable snapshot (a reader without write access): later writes are not seen. */
+  get snapshot(): boolean {
+    return isSnapshot(this.db);
   }
 
   /** The statement for `sql`, prepared once per connection (also for the store modules beside this one). */

@@ -60,6 +60,11 @@ export function define(program: Command): void {
           return;
         }
         await watchFrames(refreshMs, () => {
+          // A snapshot (a reader without write access, no writer present) never sees new writes: look again.
+          if (store?.snapshot) {
+            store.close();
+            store = undefined;
+          }
           if (!store) {
             try {
               store = ctx.open('read');
