@@ -75,6 +75,14 @@ describe('state_database.md is the SQL agentctl runs', () => {
     db.close();
   });
 
+  it("lists every parameter of each statement it documents (Goodbye's too)", () => {
+    const section = (title: string) => doc.slice(doc.indexOf(`### ${title}`), doc.indexOf('<!-- protocol:', doc.indexOf(`### ${title}`)));
+    for (const [title, sql] of [['Goodbye', GOODBYE_SQL], ['Heartbeat', HEARTBEAT_SQL]] as const) {
+      const params = [...new Set([...sql.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!))];
+      for (const p of params) expect({ title, p, listed: section(title).includes(`:${p}`) }).toEqual({ title, p, listed: true });
+    }
+  });
+
   it('names the schema version this build writes', async () => {
     const { SCHEMA_VERSION } = await import('../src/store/migrations.js');
     expect(doc).toContain(`Schema version: **${SCHEMA_VERSION}**`);

@@ -310,7 +310,7 @@ function connectReaderOnce(path: string, busyTimeoutMs: number): { db: Database.
     throw describeSqliteError(err, path, 1);
   }
   try {
-    db.prepare('SELECT count(*) FROM sqlite_schema').get();
+    db.pragma('application_id', { simple: true }); // a read transaction: needs the WAL index, reads only the header
     return { db, snapshot: false };
   } catch (err) {
     db.close();
@@ -325,7 +325,7 @@ function connectReaderOnce(path: string, busyTimeoutMs: number): { db: Database.
   }
   try {
     db = open(`${pathToFileURL(resolve(path)).href}?immutable=1`);
-    db.prepare('SELECT count(*) FROM sqlite_schema').get();
+    db.pragma('application_id', { simple: true }); // a read transaction: needs the WAL index, reads only the header
     return { db, snapshot: true };
   } catch (err) {
     throw describeSqliteError(err, path, 1);
