@@ -48,8 +48,9 @@ export class DatabaseUnusableError extends AgentctlError {
 /** The database file does not exist (for commands that only read). */
 export class DatabaseMissingError extends AgentctlError {
   readonly path: string;
-  constructor(path: string) {
-    super('E_DB_MISSING', ExitCode.FAILED, `database ${path} does not exist yet (the first 'agentctl register' or 'agentctl heartbeat' creates it)`);
+  constructor(path: string, opts: { empty?: boolean } = {}) {
+    const what = opts.empty ? 'is empty: nothing has created its tables yet' : 'does not exist';
+    super('E_DB_MISSING', ExitCode.FAILED, `database ${path} ${what} (create it with 'agentctl init --db ${path}'; the first 'agentctl register' or 'agentctl heartbeat' creates it too)`);
     this.path = path;
   }
 }

@@ -29,7 +29,7 @@ describe('agentctl cleanup', () => {
     cli(['deregister', 'dereg'], { db });
     cli(['set-status', 'recent-offline', 'offline'], { db });
     const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'x', 'queued', 0 FROM agents WHERE name = 'gone'").run();
+    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'x', 'queued', ? FROM agents WHERE name = 'gone'").run(Date.now());
     raw.close();
     age(db, 'gone', 48 * HOUR); // silent for two days: offline by the clock
     age(db, 'dereg', 48 * HOUR);
@@ -120,14 +120,14 @@ describe('agentctl cleanup --stale', () => {
   it('convicts exactly as a health pass would: overdue → stale, a dead pid → offline with its work cancelled', async () => {
     const { spawn } = await import('node:child_process');
     const db = tempDb();
-    cli(['register', 'slow', '--interval', '100ms'], { db });
-    cli(['heartbeat', 'slow'], { db });
+    // Registered and beaten in one call: two calls may be further apart than its 300 ms window on a busy machine.
+    cli(['heartbeat', 'slow', '--interval', '100ms'], { db });
     cli(['heartbeat', 'fine'], { db });
     const victim = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
     await new Promise((r) => victim.once('spawn', r));
     cli(['heartbeat', 'crashed', '--pid', String(victim.pid)], { db });
     const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) SELECT id, 'job', 'executing', 't', 0 FROM agents WHERE name = 'crashed'").run();
+    raw.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) SELECT id, 'job', 'executing', 't', ? FROM agents WHERE name = 'crashed'").run(Date.now());
     raw.close();
     victim.kill('SIGKILL');
     await new Promise((r) => victim.once('exit', r));

@@ -146,8 +146,8 @@ describe('register, heartbeat, status', () => {
   it('status of an unknown agent exits 3; of a missing database says how to start', () => {
     const db = tempDb();
     const empty = cli(['status'], { db });
-    expect(empty.code).toBe(0);
-    expect(empty.stdout).toMatch(/does not exist/);
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toMatch(/does not exist \(create it with 'agentctl init/);
     expect(existsSync(db)).toBe(false);
     cli(['heartbeat', 'a'], { db });
     const r = cli(['status', 'nope'], { db });

@@ -44,7 +44,7 @@ describe('many writers at once', () => {
     const raw = new Database(db, { readonly: true });
     expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect((raw.prepare('SELECT COUNT(*) AS n FROM agents').get() as { n: number }).n).toBe(6);
-    expect((raw.prepare("SELECT COUNT(*) AS n FROM sqlite_schema WHERE type = 'trigger'").get() as { n: number }).n).toBe(4);
+    expect((raw.prepare("SELECT COUNT(*) AS n FROM sqlite_schema WHERE type = 'trigger'").get() as { n: number }).n).toBe(5);
     raw.close();
   });
 });

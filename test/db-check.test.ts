@@ -91,7 +91,7 @@ describe('agentctl db-check', () => {
     fleet(db, 2);
     cli(['register', 'never-beat'], { db });
     const raw = new Database(db);
-    raw.exec("UPDATE agents SET state = 'active', state_since = 1 WHERE name = 'never-beat'");
+    raw.exec("UPDATE agents SET state = 'active', state_since = updated_at WHERE name = 'never-beat'");
     raw.exec("UPDATE agents SET last_heartbeat_at = last_heartbeat_at + 3600000 WHERE name = 'agent-0'");
     raw.close();
     const r = cli(['db-check'], { db });
@@ -131,10 +131,10 @@ describe('agentctl db-check', () => {
     expect(existsSync(lockDir)).toBe(false);
   });
 
-  it('a missing database is a problem, not a crash', () => {
+  it('a missing database is a problem, not a crash (one line on stderr, nothing created)', () => {
     const r = cli(['db-check'], { db: tempDb() });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/does not exist/);
+    expect(r.stderr).toMatch(/does not exist \(create it with 'agentctl init/);
   });
 });
 

@@ -100,7 +100,7 @@ describe('agentctl metrics', () => {
     const db = tempDb();
     cli(['heartbeat', 'up-one', '--meta', '{"x":1}'], { db });
     cli(['heartbeat', 'second'], { db });
-    cli(['register', 'quiet', '--interval', '50ms', '--stale-after', '1', '--offline-after', '100ms'], { db });
+    cli(['register', 'quiet', '--interval', '100ms', '--stale-after', '1', '--offline-after', '100ms'], { db });
     await new Promise((r) => setTimeout(r, 150));
     cli(['monitor', '--once'], { db });
     const r = cli(['metrics'], { db });

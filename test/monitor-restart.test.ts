@@ -3,7 +3,11 @@ import { join } from 'node:path';
 import { cli, cliJson, exited, FIXTURES, killGroupAfter, startCli, tempDb, waitFor } from './helpers.js';
 
 const node = process.execPath;
-const status = (db: string, name: string) => cliJson(['status', '--all'], { db }).agents.find((a: any) => a.name === name);
+// Undefined until the wrapper has created the database (a reader never creates it: status exits 1 until then).
+const status = (db: string, name: string) => {
+  const r = cli(['status', '--all', '--json'], { db });
+  return r.code === 0 ? JSON.parse(r.stdout).agents.find((a: any) => a.name === name) : undefined;
+};
 
 describe('monitor --restart-stale', () => {
   it('restarts an agent whose wrapper and process were killed, by its launch command, and counts it', async () => {

@@ -15,7 +15,7 @@ describe('agentctl monitor', () => {
     const agent = start(process.execPath, [AGENT, db, 'worker', '10000']);
     await waitFor(() => agent.output().includes('beating'), 'the agent to beat');
     const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'job', 'executing', 0 FROM agents WHERE name = 'worker'").run();
+    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'job', 'executing', ? FROM agents WHERE name = 'worker'").run(Date.now());
     expect(cli(['monitor', '--once'], { db }).code).toBe(0);
     expect(cliJson(['status', 'worker'], { db }).agents[0].state).toBe('active'); // alive: nothing to do
     agent.kill('SIGKILL');
@@ -104,7 +104,7 @@ describe('agentctl monitor', () => {
     await waitFor(() => reports(monitor.output()).length >= 2, 'two passes');
     monitor.kill('SIGSTOP');
     // While it is stopped, an agent dies: it is overdue well before the monitor runs again.
-    cli(['register', 'gone', '--interval', '50ms', '--stale-after', '1', '--offline-after', '100ms'], { db });
+    cli(['register', 'gone', '--interval', '100ms', '--stale-after', '1', '--offline-after', '100ms'], { db });
     await sleep(2600);
     const resumedAt = Date.now();
     monitor.kill('SIGCONT');

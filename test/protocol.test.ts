@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { CLAIM_SQL, COMPLETE_SQL, EXPIRE_SQL, GOODBYE_SQL, HEARTBEAT_SQL, SEND_SQL, START_SQL, registerSql } from '../src/store/protocol.js';
-import { cli, cliJson, cleanEnv, tempDb, tempDir, ROOT } from './helpers.js';
+import { cli, cliJson, cleanEnv, exited, historyOf, start, tempDb, tempDir, waitFor, withStore, ROOT } from './helpers.js';
+import { SCHEMA_VERSION } from '../src/store/migrations.js';
 
 const doc = readFileSync(join(ROOT, 'state_database.md'), 'utf8');
 
@@ -34,7 +36,51 @@ describe('state_database.md is the SQL agentctl runs', () => {
 
   it('the Python and shell examples carry the same statements', () => {
     for (const sql of [DOC_REGISTER, HEARTBEAT_SQL, GOODBYE_SQL]) expect(block('example:python')).toContain(sql);
-    for (const sql of [DOC_REGISTER, HEARTBEAT_SQL]) expect(block('example:shell')).toContain(sql);
+    for (const sql of [DOC_REGISTER, HEARTBEAT_SQL, GOODBYE_SQL]) expect(block('example:shell')).toContain(sql);
+    expect(block('example:python')).toContain(`SCHEMA = ${SCHEMA_VERSION} `);
+  });
+
+  it('the examples set every per-connection pragma of the table, and retry with the delays agentctl uses', async () => {
+    const { DEFAULTS } = await import('../src/config.js');
+    const { Store } = await import('../src/store/store.js');
+    for (const ex of ['example:python', 'example:shell']) {
+      const code = block(ex);
+      expect(code).toMatch(/PRAGMA busy_timeout = 5000|\.timeout 5000/);
+      expect(code).toContain('PRAGMA synchronous = NORMAL');
+      expect(code).toContain('PRAGMA foreign_keys = ON');
+    }
+    expect(DEFAULTS.busyTimeoutMs).toBe(5000);
+    expect(block('example:python')).toContain(`TRIES, FIRST_DELAY, FACTOR = ${DEFAULTS.retryAttempts}, 0.050, ${DEFAULTS.backoffFactor}`);
+    expect(block('example:shell')).toContain(`for delay in 0.050 ${(0.05 * DEFAULTS.backoffFactor).toFixed(3)} none`);
+    const s = (await import('../src/store/store.js')).openStore({ path: tempDb() });
+    expect(s.retry).toEqual({ attempts: DEFAULTS.retryAttempts, factor: DEFAULTS.backoffFactor, baseDelayMs: 50 });
+    expect(s).toBeInstanceOf(Store);
+    s.close();
+  });
+
+  it("the shell's timestamp rounds to the millisecond (never 1 ms low)", () => {
+    const formula = /\.parameter set :now \\"(.*?)\\""/.exec(block('example:shell'))![1]!;
+    expect(formula).toContain("julianday('now')");
+    const db = new Database(':memory:');
+    const at = (iso: string, f: string) => db.prepare(`SELECT ${f.replace("'now'", '?')} AS ms`).pluck().get(iso) as number;
+    const truncating = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+    let low = 0;
+    for (let ms = Date.UTC(2026, 11, 1, 8, 0, 0); ms < Date.UTC(2026, 11, 1, 8, 0, 2); ms++) {
+      const iso = new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
+      expect(at(iso, formula)).toBe(ms);
+      if (at(iso, truncating) !== ms) low++;
+    }
+    // The formula this document gave before: 1 ms low for a good part of all times.
+    expect(low).toBeGreaterThan(100);
+    db.close();
+  });
+
+  it("lists every parameter of each statement it documents (Goodbye's too)", () => {
+    const section = (title: string) => doc.slice(doc.indexOf(`### ${title}`), doc.indexOf('<!-- protocol:', doc.indexOf(`### ${title}`)));
+    for (const [title, sql] of [['Goodbye', GOODBYE_SQL], ['Heartbeat', HEARTBEAT_SQL]] as const) {
+      const params = [...new Set([...sql.matchAll(/:([a-z_]+)/g)].map((m) => m[1]!))];
+      for (const p of params) expect({ title, p, listed: section(title).includes(`:${p}`) }).toEqual({ title, p, listed: true });
+    }
   });
 
   it('names the schema version this build writes', async () => {
@@ -46,8 +92,7 @@ describe('state_database.md is the SQL agentctl runs', () => {
 describe('foreign writers', () => {
   it("a Python agent using the documented SQL through python3's sqlite3 shows up in status and history", () => {
     const db = tempDb();
-    cli(['status'], { db }); // any command creates nothing; register creates the schema
-    expect(cli(['register', 'bootstrap'], { db }).code).toBe(0);
+    expect(cli(['init'], { db }).code).toBe(0);
     const script = join(tempDir(), 'agent.py');
     writeFileSync(script, block('example:python'));
     const r = spawnSync('python3', [script, 'py-worker', '3'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: db, INTERVAL_SECONDS: '0.05' }) });
@@ -94,19 +139,31 @@ print(db.execute(HEARTBEAT, dict(p, now=int(time.time() * 1000))).rowcount)
 
   it('a shell agent using the documented SQL through the sqlite3 shell shows up in status and history', () => {
     const db = tempDb();
-    expect(cli(['register', 'bootstrap'], { db }).code).toBe(0);
+    expect(cli(['init'], { db }).code).toBe(0);
     const script = join(tempDir(), 'agent.sh');
     writeFileSync(script, block('example:shell'));
-    const r = spawnSync('sh', [script], { encoding: 'utf8', env: cleanEnv({ DB: db, NAME: 'sh-backup' }) });
+    const r = spawnSync('sh', [script], { encoding: 'utf8', env: cleanEnv({ DB: db, NAME: 'sh-backup', BEATS: '3', INTERVAL: '0.05' }) });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout.trim()).toBe('1');
-    const a = cliJson(['status', 'sh-backup'], { db }).agents[0];
-    expect(a).toMatchObject({ state: 'active', group: 'shell', intervalMs: 60_000, message: 'backup 40% done', progress: 40, metadata: { lang: 'sh' }, pid: null });
+    const a = cliJson(['status', '--all', 'sh-backup'], { db }).agents[0];
+    expect(a).toMatchObject({ state: 'offline', group: 'shell', intervalMs: 50, heartbeatSeq: 3, message: 'stopped', progress: 3, metadata: { lang: 'sh' }, pid: null });
     expect(a.lastHeartbeatAt).toBeGreaterThan(Date.now() - 60_000);
-    const h = cli(['history', 'sh-backup'], { db });
-    expect(h.stdout).toMatch(/sh-backup {2}\(new\) → initializing {2}registered/);
-    expect(h.stdout).toMatch(/sh-backup {2}initializing → active {2}first heartbeat/);
+    expect(historyOf(db, 'sh-backup').map((e) => `${e.fromState}>${e.toState}:${e.reason}`)).toEqual([
+      'null>initializing:registered',
+      'initializing>active:first heartbeat',
+      'active>offline:goodbye',
+    ]);
+  });
+
+  it('the Python agent says in one line that a missing database must be created first, and creates nothing', () => {
+    const db = tempDb();
+    const script = join(tempDir(), 'agent.py');
+    writeFileSync(script, block('example:python'));
+    const r = spawnSync('python3', [script, 'nodb', '1'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: db, INTERVAL_SECONDS: '0.05' }) });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/agentctl init --db /);
+    expect(existsSync(db)).toBe(false);
   });
 
   it("a Python agent claims and completes commands with the documented SQL through python3's sqlite3; a stale token is refused", () => {
@@ -150,5 +207,57 @@ print(json.dumps(out))
     ]);
     const history = cliJson(['history', 'pycmd'], { db }) as any[];
     expect(history.at(-1)).toMatchObject({ fromState: 'active', toState: 'initializing', reason: 'started', evidence: { rule: 'start' } });
+  });
+});
+
+describe('the two example agents as documented, eight of each at once', () => {
+  /** Writes both examples to files and starts `n` of each with `env`; every process is killed after the test. */
+  function fleet(db: string, n: number, env: Record<string, string>, beats: number) {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'agent.py'), block('example:python'));
+    writeFileSync(join(dir, 'agent.sh'), block('example:shell'));
+    const agents = [];
+    for (let i = 0; i < n; i++) {
+      agents.push({ name: `py-${i}`, child: start('python3', [join(dir, 'agent.py'), `py-${i}`, String(beats)], { env: { AGENTCTL_DB: db, INTERVAL_SECONDS: env.interval! } }) });
+      agents.push({ name: `sh-${i}`, child: start('sh', [join(dir, 'agent.sh')], { env: { DB: db, NAME: `sh-${i}`, BEATS: String(beats), INTERVAL: env.interval! } }) });
+    }
+    return agents;
+  }
+  const seqOf = (db: string) => withStore(db, (s) => Object.fromEntries((s.db.prepare('SELECT name, heartbeat_seq FROM agents').all() as { name: string; heartbeat_seq: number }[]).map((r) => [r.name, r.heartbeat_seq])), 'existing');
+
+  it('every beat of sixteen writers commits, with no line on stderr', async () => {
+    const db = tempDb();
+    expect(cli(['init'], { db }).code).toBe(0);
+    const beats = 25;
+    const agents = fleet(db, 8, { interval: '0.01' }, beats);
+    for (const a of agents) {
+      const r = await exited(a.child);
+      expect({ name: a.name, code: r.code, stderr: a.child.errors() }).toEqual({ name: a.name, code: 0, stderr: '' });
+    }
+    const seq = seqOf(db);
+    for (const a of agents) expect([a.name, seq[a.name]]).toEqual([a.name, beats]);
+    for (const a of agents) expect(historyOf(db, a.name).at(-1)).toMatchObject({ toState: 'offline', reason: 'goodbye' });
+  });
+
+  it('SIGTERM gives a goodbye within a second, although the interval is 30 s', async () => {
+    const db = tempDb();
+    expect(cli(['init'], { db }).code).toBe(0);
+    const agents = fleet(db, 8, { interval: '30' }, 0);
+    await waitFor(() => agents.every((a) => (seqOf(db)[a.name] ?? 0) >= 1), 'every agent to beat once', 60_000);
+    const signalled: Record<string, number> = {};
+    for (const a of agents) {
+      signalled[a.name] = Date.now();
+      a.child.kill('SIGTERM');
+    }
+    for (const a of agents) {
+      const r = await exited(a.child);
+      expect({ name: a.name, code: r.code, stderr: a.child.errors() }).toEqual({ name: a.name, code: 0, stderr: '' });
+    }
+    for (const a of agents) {
+      const bye = historyOf(db, a.name).at(-1);
+      expect(bye).toMatchObject({ toState: 'offline', reason: 'goodbye' });
+      // From the signal to the goodbye's own time: the agent did not wait out its 30 s interval.
+      expect({ name: a.name, ms: bye.at - signalled[a.name]! < 1000 }).toEqual({ name: a.name, ms: true });
+    }
   });
 });

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { openStore } from '../src/store/store.js';
 import { restartAgent } from '../src/core/restart.js';
 import { nextRestart, restartDelay, policyRestarts, RESTART_BACKOFF } from '../src/core/backoff.js';
-import { processStartTime } from '../src/core/host.js';
+import { bootId, hostName, processStartTime } from '../src/core/host.js';
 import { agentRecord, cli, cliJson, fixture, killGroupAfter, start, startCli, tempDb, waitFor, withStore } from './helpers.js';
 
 const node = process.execPath;
@@ -62,7 +62,7 @@ describe('restart backoff', () => {
 describe('agentctl restart', () => {
   it('kills the whole process group of a hung agent after the grace and brings it back', async () => {
     const db = tempDb();
-    const run = startCli(['run', '--name', 'hung', '--interval', '50ms', '--', node, fixture('agent-hang.mjs')], { db });
+    const run = startCli(['run', '--name', 'hung', '--interval', '100ms', '--', node, fixture('agent-hang.mjs')], { db });
     await waitFor(() => run.output().includes('grandchild') && agent(db, 'hung')?.state === 'active', 'the hung agent');
     const { pid, grandchild } = JSON.parse(run.output().split('\n').find((l) => l.includes('grandchild'))!);
     killGroupAfter(pid);
@@ -96,7 +96,7 @@ describe('agentctl restart', () => {
     await waitFor(() => processStartTime(bystander.pid!) !== null, 'the bystander');
     expect(cli(['register', 'r', '--', node, fixture('agent-exit2.mjs')], { db }).code).toBe(0);
     // As if the agent had died and its pid been given to the bystander: same pid, another start time.
-    withStore(db, (s) => s.db.prepare("UPDATE agents SET pid = ?, pid_start_time = ? WHERE name = 'r'").run(bystander.pid, processStartTime(bystander.pid!)! - 1));
+    withStore(db, (s) => s.db.prepare("UPDATE agents SET pid = ?, pid_start_time = ?, host = ?, boot_id = ? WHERE name = 'r'").run(bystander.pid, processStartTime(bystander.pid!)! - 1, hostName(), bootId()));
     const r = cli(['restart', 'r', '--grace', '200ms'], { db });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`pid ${bystander.pid} now belongs to another process (its start time differs): not signalled`);

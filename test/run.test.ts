@@ -10,7 +10,7 @@ const history = historyOf;
 describe('agentctl run', () => {
   it('SIGTERM to run reaches the child; the agent goes offline; run exits with the child\'s code', async () => {
     const db = tempDb();
-    const run = startCli(['run', '--name', 'w', '--interval', '50ms', '--', node, fixture('agent-exit2.mjs')], { db });
+    const run = startCli(['run', '--name', 'w', '--interval', '100ms', '--', node, fixture('agent-exit2.mjs')], { db });
     await waitFor(() => run.output().includes('ready') && agent(db, 'w')?.state === 'active', 'the agent to be active');
     const a = agent(db, 'w')!;
     killGroupAfter(a.pid);
@@ -31,7 +31,7 @@ describe('agentctl run', () => {
 
   it('SIGKILL to the child: offline at once, seen by the wrapper (not the clock), then restarted per policy', async () => {
     const db = tempDb();
-    const run = startCli(['run', '--name', 'k', '--interval', '50ms', '--restart', 'on-failure', '--backoff', '100ms', '--', node, fixture('agent-exit2.mjs')], { db });
+    const run = startCli(['run', '--name', 'k', '--interval', '100ms', '--restart', 'on-failure', '--backoff', '100ms', '--', node, fixture('agent-exit2.mjs')], { db });
     await waitFor(() => agent(db, 'k')?.state === 'active', 'the agent to be active');
     const first = agent(db, 'k')!;
     killGroupAfter(first.pid);
@@ -57,7 +57,7 @@ describe('agentctl run', () => {
 
   it('a crash loop ends in failed after --max-restarts restarts, and run exits with the last code', async () => {
     const db = tempDb();
-    const run = startCli(['run', '--name', 'c', '--interval', '50ms', '--restart', 'always', '--max-restarts', '3', '--backoff', '20ms', '--', node, fixture('agent-crash.mjs'), '50'], { db });
+    const run = startCli(['run', '--name', 'c', '--interval', '100ms', '--restart', 'always', '--max-restarts', '3', '--backoff', '20ms', '--', node, fixture('agent-crash.mjs'), '50'], { db });
     const { code } = await exited(run);
     expect(code).toBe(1);
     const a = agent(db, 'c')!;

@@ -284,7 +284,7 @@ describe('heartbeats and transitions', () => {
 
   it('the schema itself refuses what the documentation forbids, for foreign writers', () => {
     const s = openStore({ path: tempDb() });
-    const ins = (name: string) => s.db.prepare("INSERT INTO agents (name, state_since, created_at, started_at, updated_at) VALUES (?, 0, 0, 0, 0)").run(name);
+    const ins = (name: string) => s.db.prepare("INSERT INTO agents (name, state_since, created_at, started_at, updated_at) VALUES (?, :t, :t, :t, :t)").run(name, { t: T0 });
     expect(() => ins('has space')).toThrow(/CHECK/);
     expect(() => ins('-leading')).toThrow(/CHECK/);
     expect(() => ins('x'.repeat(129))).toThrow(/CHECK/);

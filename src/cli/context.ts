@@ -15,8 +15,11 @@ export interface CliContext {
   json: boolean;
   color: boolean;
   debug: boolean;
-  /** Opens the database: 'create' for commands that write, 'existing' for ones that only read. */
-  open(mode?: 'create' | 'existing', opts?: { migrate?: boolean }): Store;
+  /**
+   * Opens the database: 'create' for commands that may make it, 'existing' for ones that write to an existing one,
+   * 'read' for ones that only read (read-only, never created or migrated: a missing file is DatabaseMissingError).
+   */
+  open(mode?: 'create' | 'existing' | 'read', opts?: { migrate?: boolean }): Store;
   now(): number;
   out(text: string): void;
   err(text: string): void;

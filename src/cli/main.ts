@@ -14,6 +14,7 @@ export interface CommandModule {
  * text, summary included, is each module's own; `agentctl --help` loads them all.
  */
 const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  init: () => import('./commands/init.js'),
   status: () => import('./commands/status.js'),
   check: () => import('./commands/check.js'),
   register: () => import('./commands/register.js'),

@@ -34,13 +34,16 @@ export function parseCommandStates(text: string): CommandState[] {
   return parseList(text, COMMAND_STATES, '--state', 'command state');
 }
 
-/** Commands, newest first, after settling the ones past their deadline (so what is listed is true now). */
+/**
+ * Commands, newest first, after settling the ones past their deadline (so what is listed is true now). On a
+ * read-only store nothing is settled: what is listed is what is stored (the next writer settles them).
+ */
 export function listCommands(store: Store, now: number, q: { agent?: string | undefined; states?: CommandState[] | undefined; limit?: number | undefined } = {}): CommandRecord[] {
   if (q.agent !== undefined) {
     validateName(q.agent);
     if (!store.getAgent(q.agent)) throw new AgentNotFoundError(q.agent);
   }
-  expireCommands(store, null, now);
+  if (!store.db.readonly) expireCommands(store, null, now);
   return selectCommands(store, { ...(q.agent !== undefined ? { agent: q.agent } : {}), ...(q.states ? { states: q.states } : {}), limit: q.limit ?? 100 });
 }
 

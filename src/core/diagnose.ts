@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
-import { existsSync, statSync } from 'node:fs';
-import { AgentctlError } from '../errors.js';
-import { preflight } from '../store/open.js';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { AgentctlError, DatabaseMissingError } from '../errors.js';
+import { connectReader, headerJournalMode, preflight, walBytes } from '../store/open.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from '../store/migrations.js';
 import { holderIsDead, inspectLock } from '../store/lock.js';
 import { describeSqliteError } from '../store/sqlite-errors.js';
@@ -44,7 +45,8 @@ const FUTURE_TOLERANCE_MS = 5_000;
 /**
  * Examines the database at `path` without writing to it: header, application id, schema version, integrity
  * (quick_check, or integrity_check when `full`), foreign keys, journal mode, WAL size, pages, the lock files, clock
- * skew and rows that break the state model. Never throws for a damaged file: that is its verdict.
+ * skew and rows that break the state model. Never throws for a damaged or unreadable file: that is its verdict. A
+ * missing file throws DatabaseMissingError (db-check never creates one).
  */
 export function diagnose(path: string, now: number, opts: { full?: boolean; lockStaleMs?: number } = {}): Diagnosis {
   const findings: Finding[] = [];
@@ -55,27 +57,39 @@ export function diagnose(path: string, now: number, opts: { full?: boolean; lock
     findings,
     repairs,
   });
-  if (!existsSync(path)) {
-    findings.push({ check: 'file', ok: false, detail: `${path} does not exist` });
+  try {
+    statSync(path);
+  } catch (err) {
+    // Not "missing" when it is only out of reach (a directory this user may not search): that is permissions.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new DatabaseMissingError(path);
+  }
+  const denied = permissionFinding(path);
+  if (denied) {
+    findings.push(denied);
     return result('problems');
   }
   try {
-    preflight(path, { mode: 'existing' });
+    preflight(path, { mode: 'read' });
   } catch (err) {
     findings.push({ check: 'header', ok: false, detail: (err as Error).message });
     return result('unusable');
   }
   findings.push({ check: 'header', ok: true, detail: `SQLite 3 file, ${statSync(path).size} bytes` });
   let db: Database.Database;
+  let snapshot = false;
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true });
-    db.pragma('busy_timeout = 5000');
+    ({ db, snapshot } = connectReader(path, 5000));
   } catch (err) {
-    findings.push({ check: 'open', ok: false, detail: describeSqliteError(err, path, 1).message });
-    return result('unusable');
+    const e = describeSqliteError(err, path, 1);
+    if (e instanceof AgentctlError && e.code === 'E_READONLY') {
+      findings.push({ check: 'permissions', ok: false, detail: `${e.message}. A permission problem, not damage: ${walIndexFix(path)}` });
+      return result('problems');
+    }
+    findings.push({ check: 'open', ok: false, detail: e.message });
+    return result(e instanceof AgentctlError && e.exitCode === 4 ? 'unusable' : 'problems');
   }
   try {
-    const unusable = examine(db, path, now, opts, findings, repairs);
+    const unusable = examine(db, path, now, { ...opts, snapshot }, findings, repairs);
     return result(unusable ? 'unusable' : undefined);
   } catch (err) {
     const e = describeSqliteError(err, path, 1);
@@ -86,12 +100,23 @@ export function diagnose(path: string, now: number, opts: { full?: boolean; lock
   }
 }
 
-function examine(db: Database.Database, path: string, now: number, opts: { full?: boolean; lockStaleMs?: number }, findings: Finding[], repairs: Repair[]): boolean {
+function examine(db: Database.Database, path: string, now: number, opts: { full?: boolean; lockStaleMs?: number; snapshot?: boolean }, findings: Finding[], repairs: Repair[]): boolean {
   const appId = db.pragma('application_id', { simple: true }) as number;
   const version = db.pragma('user_version', { simple: true }) as number;
   if (appId !== APPLICATION_ID) {
-    findings.push({ check: 'application_id', ok: false, detail: appId === 0 ? 'not marked as an agentctl database (application_id 0)' : `application_id ${appId} belongs to another application` });
-    return appId !== 0;
+    const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").get() as { n: number }).n;
+    // Every other command refuses a file with tables and no agentctl mark as another application's (exit 4).
+    const foreign = appId !== 0 || (version === 0 && tables > 0);
+    findings.push({
+      check: 'application_id',
+      ok: false,
+      detail: appId !== 0
+        ? `application_id ${appId} belongs to another application; it was left untouched`
+        : foreign
+          ? `not an agentctl database: an SQLite file of another application (${tables} table(s), application_id 0); it was left untouched`
+          : `not marked as an agentctl database (application_id 0)${tables === 0 ? `: it is empty; run 'agentctl init --db ${path}'` : ''}`,
+    });
+    return foreign;
   }
   findings.push({ check: 'application_id', ok: true, detail: 'agentctl (0x41474354)' });
   if (version > SCHEMA_VERSION) {
@@ -108,7 +133,8 @@ function examine(db: Database.Database, path: string, now: number, opts: { full?
   const fk = db.pragma('foreign_key_check') as unknown[];
   findings.push({ check: 'foreign_key_check', ok: fk.length === 0, detail: fk.length ? `${fk.length} rows point at missing rows` : 'ok' });
 
-  const mode = String(db.pragma('journal_mode', { simple: true }));
+  // Read as an immutable snapshot (a user who may not write beside the file), SQLite reports 'delete' for any file.
+  const mode = opts.snapshot ? headerJournalMode(path) : String(db.pragma('journal_mode', { simple: true }));
   findings.push({ check: 'journal_mode', ok: mode === 'wal', detail: mode, ...(mode === 'wal' ? {} : { fix: 'set journal_mode=WAL' }) });
 
   const pageSize = db.pragma('page_size', { simple: true }) as number;
@@ -143,6 +169,41 @@ function examine(db: Database.Database, path: string, now: number, opts: { full?
     ...(repairs.length ? { fix: `repair ${repairs.length} row group(s)` } : {}),
   });
   return false;
+}
+
+/** The user db-check runs as, for messages: `nobody (uid 65534)`. */
+function whoAmI(): string {
+  const uid = process.getuid?.();
+  return uid === undefined ? 'this user' : `uid ${uid}`;
+}
+
+/**
+ * A database this user may not read at all (the file, or the directory to reach it): a permission problem, named as
+ * one with the change that fixes it. Write access is not needed to read (see connectReader).
+ */
+function permissionFinding(path: string): Finding | null {
+  try {
+    accessSync(path, constants.R_OK);
+    return null;
+  } catch {
+    let owner = '';
+    try {
+      const st = statSync(path);
+      owner = ` (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`;
+    } catch {
+      // its directory cannot be searched either: the same fix, one level up
+    }
+    return {
+      check: 'permissions',
+      ok: false,
+      detail: `${path} is not readable by ${whoAmI()}${owner}: a permission problem, not damage. Let it be read, e.g. 'chmod o+r ${path}' (and 'chmod o+x' on its directories), or 'chgrp GROUP ${path} && chmod g+r ${path}' for a group this user is in`,
+    };
+  }
+}
+
+/** What lets a reader without write access read a database whose write-ahead log holds data. */
+function walIndexFix(path: string): string {
+  return `let this user write the directory (e.g. 'chgrp GROUP ${dirname(path)} && chmod g+w ${dirname(path)}'), or read while a writer has it open (${walBytes(path)} bytes in ${path}-wal)`;
 }
 
 /** The health loop's last pass. Never having run one is information, not a problem; one that stopped is. */

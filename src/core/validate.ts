@@ -7,6 +7,10 @@ export const GROUP_MAX = 64;
 export const MESSAGE_MAX = 1024;
 /** Largest metadata object, as stored JSON text, in bytes. */
 export const METADATA_MAX = 16_384;
+/** Deepest nesting of objects and arrays in metadata (the object itself is level 1). */
+export const METADATA_DEPTH_MAX = 32;
+/** Shortest heartbeat interval a command line accepts (`--interval`), in ms. */
+export const CLI_INTERVAL_MIN_MS = 100;
 /** Largest command payload, in bytes. */
 export const PAYLOAD_MAX = 65_536;
 
@@ -57,6 +61,8 @@ export function validateMetadata(value: unknown, what = 'metadata'): string {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new UsageError(`invalid ${what}: must be a JSON object, like '{"region":"eu"}'`);
   }
+  const depth = nestingDepth(value, METADATA_DEPTH_MAX);
+  if (depth > METADATA_DEPTH_MAX) throw new UsageError(`${what} nested too deeply: more than ${METADATA_DEPTH_MAX} levels of objects and arrays, the limit is ${METADATA_DEPTH_MAX}`);
   const json = JSON.stringify(value);
   const bytes = Buffer.byteLength(json);
   if (bytes > METADATA_MAX) throw new UsageError(`${what} too large: ${bytes} bytes, the limit is ${METADATA_MAX}`);
@@ -79,16 +85,42 @@ export function validatePid(pid: number, what = 'pid', self?: { pid: number; gro
   return pid;
 }
 
+/**
+ * How deeply `value` nests objects and arrays (a scalar is 0, `{}` is 1), counted without recursion so that no input
+ * can overflow the stack; stops counting once past `limit` (so a cycle, or a 10,000-deep value, costs little).
+ */
+export function nestingDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    deepest = Math.max(deepest, depth);
+    if (depth > limit) return deepest;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 /** Parses a non-negative integer flag (progress counters, limits). */
 export function parseCount(text: string, what: string, opts: { min?: number; max?: number } = {}): number {
   const min = opts.min ?? 0;
   const max = opts.max ?? Number.MAX_SAFE_INTEGER;
   if (!/^-?\d+$/.test(String(text).trim())) throw new UsageError(`invalid ${what} '${text}': must be a whole number`);
   const n = Number(text);
+  if (!Number.isSafeInteger(n) && n > 0) {
+    throw new UsageError(`invalid ${what} '${text}': too large, at most ${max === Number.MAX_SAFE_INTEGER ? `${max} (the largest integer kept exactly)` : max}`);
+  }
   if (!Number.isSafeInteger(n) || n < min || n > max) {
     throw new UsageError(`invalid ${what} '${text}': must be ${max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `between ${min} and ${max}`}`);
   }
   return n;
+}
+
+/** Checks a heartbeat interval given on the command line: at least CLI_INTERVAL_MIN_MS. */
+export function validateCliInterval(ms: number, what = '--interval'): number {
+  if (ms < CLI_INTERVAL_MIN_MS) throw new UsageError(`invalid ${what}: ${ms}ms is shorter than the ${CLI_INTERVAL_MIN_MS}ms minimum (a heartbeat that often would spend the agent on writes)`);
+  return ms;
 }
 
 /** Parses a positive number (multipliers, factors). */

@@ -1,7 +1,7 @@
 import { AgentNotFoundError } from '../errors.js';
 import { START_SQL } from './protocol.js';
 import type { AgentRecord, RestartPolicy } from './rows.js';
-import { type RegisterParams, type Store, registerBindings } from './store.js';
+import { type RegisterParams, type Store, registerBindings, wholeIdentity } from './store.js';
 
 /** An agent process's life in the database: starting an incarnation, exiting, failing, and who supervises it. */
 
@@ -25,12 +25,15 @@ export function startAgentRow(store: Store, p: StartRowParams, now: number): Age
     const r = p.register;
     const before = store.getAgent(r.name);
     const samePid = before !== undefined && r.pid != null && before.pid === r.pid && before.pidStartTime === (r.pidStartTime ?? null);
-    if (before && (p.reason !== undefined || samePid)) {
+    // A process that cannot be named whole (it exited before its start time was read) is recorded without a pid;
+    // it is still a new start, so the start statement makes its incarnation (the register statement would not).
+    const whole = wholeIdentity(r);
+    if (before && (p.reason !== undefined || samePid || !whole)) {
       store.prepared(START_SQL).run({
         name: r.name,
         restarted: p.restarted ? 1 : 0,
-        pid: r.pid ?? null,
-        pid_start_time: r.pid == null ? null : (r.pidStartTime ?? null),
+        pid: whole ? (r.pid ?? null) : null,
+        pid_start_time: whole && r.pid != null ? (r.pidStartTime ?? null) : null,
         host: r.host ?? null,
         boot_id: r.bootId ?? null,
         reason: p.reason ?? 'started',

@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { AgentNotFoundError, DatabaseReplacedError, DatabaseUnusableError } from '../errors.js';
-import { openDatabase, immediate, withRetry } from './open.js';
+import { isSnapshot, openDatabase, immediate, withRetry } from './open.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import type { RetryPolicy } from './retry.js';
 import { type AgentRecord, type AgentState, type Availability, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
@@ -13,8 +13,8 @@ export interface StoreOptions {
   busyTimeoutMs?: number;
   retryAttempts?: number;
   backoffFactor?: number;
-  /** 'create' (default) makes the file if missing; 'existing' refuses a missing file. */
-  mode?: 'create' | 'existing';
+  /** 'create' (default) makes the file if missing; 'existing' refuses a missing file; 'read' opens an existing one read-only. */
+  mode?: 'create' | 'existing' | 'read';
   /** Create the parent directory if missing (the CLI does this only for its per-user default path). */
   createDir?: boolean;
   /** Apply pending migrations (default true); false throws MigrationNeededError instead, leaving the file as it is. */
@@ -109,6 +109,11 @@ export class Store {
     // The main file never shrinks in normal use (no auto-vacuum, no VACUUM in place): smaller means truncated.
     if (st.size < this.file.size) throw new DatabaseUnusableError(this.path, `it was truncated from ${this.file.size} to ${st.size} bytes while in use; nothing was written. Restore it from a backup`);
     this.file.size = st.size;
+  }
+
+  /** Whether this connection reads an immutable snapshot (a reader without write access): later writes are not seen. */
+  get snapshot(): boolean {
+    return isSnapshot(this.db);
   }
 
   /** The statement for `sql`, prepared once per connection (also for the store modules beside this one). */
@@ -291,6 +296,9 @@ export class Store {
 
 /** The named parameters of the register statement for `p`. */
 export function registerBindings(p: RegisterParams, now: number): Record<string, unknown> {
+  // The schema refuses half a process identity (it would silently switch off crash detection): without its start
+  // time, host and boot id (a process that already exited, a system without boot ids), the pid is not recorded.
+  if (!wholeIdentity(p)) p = { ...p, pid: null, pidStartTime: null };
   return {
     name: p.name,
     group_name: p.group ?? null,
@@ -306,6 +314,11 @@ export function registerBindings(p: RegisterParams, now: number): Record<string,
     launch_cwd: p.launch ? p.launch.cwd : null,
     now,
   };
+}
+
+/** Whether `p` names a process completely (pid, its start time, host and boot id), or names none. */
+export function wholeIdentity(p: Pick<RegisterParams, 'pid' | 'pidStartTime' | 'host' | 'bootId'>): boolean {
+  return p.pid == null || (p.pidStartTime != null && p.host != null && p.bootId != null);
 }
 
 function heartbeatBindings(p: HeartbeatParams, now: number): Record<string, unknown> {

@@ -37,11 +37,11 @@ describe('fault: the database damaged under running agents', () => {
     for (const a of agents) {
       const [first, next] = errorsOf(a);
       expect(first!.error).toMatch(/was deleted while in use; nothing was written/);
-      expect(next!.error).toMatch(/does not exist yet/);
+      expect(next!.error).toMatch(/does not exist \(create it with 'agentctl init/);
     }
     const check = cli(['db-check'], { db });
     expect(check.code).toBe(1);
-    expect(check.stdout).toMatch(/does not exist/);
+    expect(check.stderr).toMatch(/does not exist/);
   });
 
   it('replaced by a file that is not SQLite: agents report it, the file is never written, db-check exits 4', async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import Database from 'better-sqlite3';
 import { cli, tempDb } from '../helpers.js';
-import { NAME_RE } from '../../src/core/validate.js';
+import { NAME_RE, validateCliInterval } from '../../src/core/validate.js';
 import { parseDuration } from '../../src/core/duration.js';
 
 /** Every row of the tables that matter, as text: "unchanged" means this is equal before and after. */
@@ -61,7 +61,7 @@ describe('property: durations', () => {
         const before = contents(db);
         let expected: number | undefined;
         try {
-          expected = parseDuration(text, '--interval');
+          expected = validateCliInterval(parseDuration(text, '--interval'));
         } catch {
           expected = undefined;
         }

@@ -45,7 +45,7 @@ export function define(program: Command): void {
       let result: { code: number; line: string; agents?: AgentView[] };
       try {
         if (flags.group !== undefined) validateGroup(flags.group);
-        const store = ctx.open('existing');
+        const store = ctx.open('read');
         try {
           const agents = getRegisteredAgents(store, ctx.now(), { names, ...(flags.group !== undefined ? { group: flags.group } : {}) });
           result = { ...verdict(agents), agents };

@@ -31,7 +31,8 @@ export function define(program: Command): void {
     .addHelpText('after', '\nExamples:\n  agentctl commands worker-1 --state queued,executing\n  agentctl commands cancel 42')
     .action((args: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const store = ctx.open('existing');
+      // Listing only reads (a reader may not write the file); cancelling writes.
+      const store = ctx.open(args[0] === 'cancel' ? 'existing' : 'read');
       try {
         if (args[0] === 'cancel') {
           if (args.length !== 2) throw new UsageError('usage: agentctl commands cancel ID');

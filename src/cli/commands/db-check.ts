@@ -63,6 +63,9 @@ function printDiagnosis(ctx: CliContext, d: Diagnosis): void {
   }
   const problems = d.findings.filter((f) => !f.ok).length;
   if (d.verdict === 'healthy') ctx.out(c.green('healthy'));
+  else if (d.verdict === 'unusable' && d.findings.some((f) => f.check === 'application_id' && !f.ok)) ctx.out(c.red('not an agentctl database: nothing was written to it (is --db, or AGENTCTL_DB, the right file?)'));
   else if (d.verdict === 'unusable') ctx.out(c.red("unusable: nothing was written to it. Restore a backup, or run 'agentctl db-check --fix' to copy what is readable into a new file."));
-  else ctx.out(c.yellow(`${plural(problems, 'problem')} found; 'agentctl db-check --fix' repairs what is safe`));
+  // Only suggest --fix for what it can fix: a permission problem is the owner's to change (the finding says how).
+  else if (d.findings.some((f) => !f.ok && f.fix)) ctx.out(c.yellow(`${plural(problems, 'problem')} found; 'agentctl db-check --fix' repairs what is safe`));
+  else ctx.out(c.yellow(`${plural(problems, 'problem')} found; see above for what to do`));
 }

@@ -33,7 +33,7 @@ export function define(program: Command): void {
       const sinceMs = flags.since !== undefined ? parseDuration(flags.since, '--since') : undefined;
       const refreshMs = parseDuration(flags.refresh ?? '500ms', '--refresh');
       if (flags.refresh !== undefined && !flags.follow) throw new UsageError('--refresh applies only to --follow');
-      const store = ctx.open('existing');
+      let store = ctx.open('read');
       try {
         if (name !== undefined && !store.getAgent(name) && store.listEvents({ agent: name, limit: 1 }).length === 0) throw new AgentNotFoundError(name);
         const base = { ...(name !== undefined ? { agent: name } : {}), ...(sinceMs !== undefined ? { sinceMs: ctx.now() - sinceMs } : {}) };
@@ -48,6 +48,11 @@ export function define(program: Command): void {
         try {
           while (!stop.stopped) {
             await stop.sleep(refreshMs);
+            // A snapshot (a reader without write access, no writer present) never sees new events: open again.
+            if (store.snapshot) {
+              store.close();
+              store = ctx.open('read');
+            }
             for (const e of store.listEvents({ ...(name !== undefined ? { agent: name } : {}), afterId: last })) {
               ctx.out(format(e));
               last = e.id;

@@ -16,7 +16,7 @@ export function define(program: Command): void {
     .addHelpText('after', "\nExamples:\n  agentctl map | jq '.summary'\n  agentctl map --out /srv/www/agent_heartbeat.json")
     .action((flags: { out?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const store = ctx.open('existing');
+      const store = ctx.open('read');
       try {
         const text = `${JSON.stringify(buildHeartbeatMap(store, ctx.now()), null, 2)}\n`;
         if (flags.out !== undefined) writeFileAtomic(flags.out, text);

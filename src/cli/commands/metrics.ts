@@ -16,7 +16,7 @@ export function define(program: Command): void {
     .addHelpText('after', '\nExamples:\n  agentctl metrics\n  agentctl metrics --out /var/lib/node_exporter/textfile/agentctl.prom')
     .action((flags: { out?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const store = ctx.open('existing');
+      const store = ctx.open('read');
       try {
         const text = renderMetrics(store, ctx.now());
         if (flags.out !== undefined) writeFileAtomic(flags.out, text);

@@ -1,5 +1,5 @@
 import { parseDuration } from '../../core/duration.js';
-import { PID_MAX, parseCount, parseMetadata, parsePositiveNumber, validatePid } from '../../core/validate.js';
+import { PID_MAX, parseCount, parseMetadata, parsePositiveNumber, validateCliInterval, validatePid } from '../../core/validate.js';
 import { processGroup } from '../../core/process-control.js';
 import type { ContractInput } from '../../core/agents.js';
 
@@ -13,7 +13,7 @@ export interface ContractFlags {
 /** Parses the contract flags; every value is checked before anything is written. */
 export function parseContract(o: ContractFlags): ContractInput {
   const c: ContractInput = {};
-  if (o.interval !== undefined) c.intervalMs = parseDuration(o.interval, '--interval');
+  if (o.interval !== undefined) c.intervalMs = validateCliInterval(parseDuration(o.interval, '--interval'));
   if (o.staleAfter !== undefined) c.staleMultiplier = parsePositiveNumber(o.staleAfter, '--stale-after (a multiple of the interval)', 1);
   if (o.offlineAfter !== undefined) c.offlineAfterMs = parseDuration(o.offlineAfter, '--offline-after');
   return c;

@@ -50,18 +50,24 @@ export function define(program: Command): void {
       let store: Store | undefined;
       try {
         try {
-          store = ctx.open('existing');
+          store = ctx.open('read');
         } catch (err) {
-          if (!(err instanceof DatabaseMissingError) || names.length) throw err;
+          // Only a live view waits for the file to appear; a one-off status says it is missing (exit 1).
+          if (!(err instanceof DatabaseMissingError) || names.length || !flags.watch) throw err;
         }
         if (!flags.watch) {
           ctx.out(renderStatus(ctx, store, query));
           return;
         }
         await watchFrames(refreshMs, () => {
+          // A snapshot (a reader without write access, no writer present) never sees new writes: look again.
+          if (store?.snapshot) {
+            store.close();
+            store = undefined;
+          }
           if (!store) {
             try {
-              store = ctx.open('existing');
+              store = ctx.open('read');
             } catch (err) {
               if (!(err instanceof DatabaseMissingError)) throw err;
             }
