@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { processStartTime } from '../../src/core/host.js';
+import { bootId, hostName, processStartTime } from '../../src/core/host.js';
 import { processGroup } from '../../src/core/process-control.js';
 import { databaseOwnership } from '../../src/core/ownership.js';
 import { BIN, agentRecord, cleanEnv, cli, historyOf, killGroupAfter, start, tempDir, waitFor } from '../helpers.js';
@@ -71,7 +71,7 @@ describe.skipIf(!!namespaceRefusal || !hasSqlite)('fault: a row naming pid 1 (in
     const script = [
       `setsid sleep 600 & echo $! > ${dir}/sleep.pid`,
       `${ag} register x -- /bin/true`,
-      `sqlite3 -cmd '.timeout 5000' ${db} "UPDATE agents SET pid = 1, pid_start_time = $(cut -d' ' -f22 /proc/1/stat) WHERE name = 'x'"`,
+      `sqlite3 -cmd '.timeout 5000' ${db} "UPDATE agents SET pid = 1, pid_start_time = $(cut -d' ' -f22 /proc/1/stat), host = '$(hostname)', boot_id = '$(cat /proc/sys/kernel/random/boot_id)' WHERE name = 'x'"`,
       // The restarts run in a session of their own, as from cron or another terminal: not in pid 1's group.
       `setsid -w ${ag} restart x --dry-run > ${dir}/plan.out 2> ${dir}/plan.err; echo $? > ${dir}/plan.rc`,
       `setsid -w ${ag} restart x --grace 1s > ${dir}/restart.out 2> ${dir}/restart.err; echo $? > ${dir}/restart.rc`,
@@ -113,7 +113,7 @@ describe('register --pid: pids that mean "everyone" or "my own group" are usage 
   it.skipIf(!hasSqlite)('restart --dry-run of a row a foreign writer gave pid 1 plans no stop of it: it refuses (no namespace needed, nothing is signalled)', () => {
     const db = join(tempDir(), 'agents.db');
     expect(cli(['register', 'x', '--', '/bin/true'], { db }).code).toBe(0);
-    sql(db, `UPDATE agents SET pid = 1, pid_start_time = ${processStartTime(1)} WHERE name = 'x'`);
+    sql(db, `UPDATE agents SET pid = 1, pid_start_time = ${processStartTime(1)}, host = '${hostName()}', boot_id = '${bootId()}' WHERE name = 'x'`);
     const plan = cli(['restart', 'x', '--dry-run'], { db });
     expect(plan.stdout).not.toMatch(/stop agent process 1\b/);
     expect(plan.code).toBe(1);
@@ -185,7 +185,8 @@ describe.skipIf(!asRoot)('strict mode: root acts only for a database nobody else
     const dir = tempDir();
     const db = join(dir, 'agents.db');
     const out = join(dir, 'started.txt');
-    expect(cli(['register', 'g', '--', '/bin/sh', '-c', `echo started > ${out}`], { db }).code).toBe(0);
+    // It keeps running once started (a command that exits at once may be gone before it is recorded with a pid).
+    expect(cli(['register', 'g', '--', '/bin/sh', '-c', `echo started > ${out}; exec sleep 600`], { db }).code).toBe(0);
     chmodSync(db, 0o664);
     const r = cli(['restart', 'g'], { db });
     expect(r.code).toBe(1);

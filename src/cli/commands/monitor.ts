@@ -54,7 +54,7 @@ export function define(program: Command): void {
     .option('--alert-exec <cmd>', 'run this command for each alert, without a shell: JSON on stdin, AGENTCTL_* variables (repeatable)', collect)
     .option('--alert-on <states>', `alert when agents enter these states besides offline (${ALERTABLE.join(',')})`)
     .option('--alert-cooldown <dur>', 'at most one down alert per agent per this long, and a reminder as often while it stays down', '30m')
-    .option('--alert-timeout <dur>', 'timeout of one webhook request or command (the command\'s whole process group is killed then)', '5s')
+    .option('--alert-timeout <dur>', 'timeout of one webhook request or command; a command\'s whole process group is killed then', '5s')
     .option('--alert-retries <n>', 'further tries within a pass after a failed answer (none after no answer); later passes retry again', '2')
     .option('--test-alert', 'send one synthetic alert to the receivers and exit (1 if any did not get it)')
     .option('--map <file>', 'rewrite the heartbeat map JSON (as agentctl map prints it) here after every pass')
