@@ -12,7 +12,7 @@ import { type DemoProcess, isRunning, startAgentctl, stopAll, waitExitedSync } f
 import { DemoStory } from '../demo-story.js';
 import { painter } from '../render.js';
 import { untilSignal } from '../signals.js';
-import { renderStatus, watchFrames } from './status.js';
+import { renderStatus, watchFrames } from '../status-screen.js';
 
 interface Flags {
   restart?: boolean;

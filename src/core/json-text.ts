@@ -1,0 +1,22 @@
+/**
+ * Pieces of JSON text for documents written one row at a time (status --json, the heartbeat map): each value as
+ * JSON.stringify would write it, so a document built from them is the one JSON.stringify(…, null, 2) gives.
+ */
+
+/** A number column (Number() of what is stored); a value that is not a finite number is null, as in JSON. */
+export const jsonNumber = (v: unknown): string => {
+  const n = Number(v);
+  return Number.isFinite(n) ? String(n) : 'null';
+};
+
+/** A nullable number column. */
+export const jsonNumberOrNull = (v: unknown): string => (v === null || v === undefined ? 'null' : jsonNumber(v));
+
+/** A nullable text column. */
+export const jsonStringOrNull = (v: unknown): string => (v === null || v === undefined ? 'null' : JSON.stringify(String(v)));
+
+/** A time in ms as an ISO string, or null. */
+export const jsonIso = (ms: number | null): string => (ms === null ? 'null' : `"${new Date(ms).toISOString()}"`);
+
+/** `value` as JSON.stringify(value, null, 2) writes it nested at `pad` (the indent of the line it starts on). */
+export const nestedJson = (value: unknown, pad: string): string => JSON.stringify(value, null, 2).replace(/\n/g, `\n${pad}`);
