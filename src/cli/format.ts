@@ -7,7 +7,7 @@ import { type ReadAgent, CLOCK_COLUMNS, uptimeOf } from '../core/agents.js';
 import { formatDuration } from '../core/duration.js';
 import { staleAfterMs } from '../core/state.js';
 import { safeText } from '../core/text.js';
-import { jsonIso, jsonNumber, jsonNumberOrNull, jsonStringOrNull } from '../core/json-text.js';
+import { jsonIso, jsonNumber, jsonNumberOrNull, jsonString, jsonStringOrNull } from '../core/json-text.js';
 import type { AgentState } from '../store/rows.js';
 
 /** `n word`, or `n words`. */
@@ -85,7 +85,7 @@ export function agentJsonText({ row: r, clock: c, derived: d }: ReadAgent, now: 
   const f = `,\n${pad}  `;
   return (
     `{\n${pad}  "id": ${jNum(r[at.id])}` +
-    `${f}"name": ${JSON.stringify(String(r[at.name]))}` +
+    `${f}"name": ${jsonString(String(r[at.name]))}` +
     `${f}"group": ${jStrOrNull(r[at.group_name])}` +
     `${f}"intervalMs": ${jNum(c.intervalMs)}` +
     `${f}"staleMultiplier": ${jNum(c.staleMultiplier)}` +

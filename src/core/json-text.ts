@@ -12,8 +12,14 @@ export const jsonNumber = (v: unknown): string => {
 /** A nullable number column. */
 export const jsonNumberOrNull = (v: unknown): string => (v === null || v === undefined ? 'null' : jsonNumber(v));
 
+// Printable ASCII without a quote or a backslash: written as it is, the same text JSON.stringify gives.
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** A string as JSON text. */
+export const jsonString = (s: string): string => (PLAIN.test(s) ? `"${s}"` : JSON.stringify(s));
+
 /** A nullable text column. */
-export const jsonStringOrNull = (v: unknown): string => (v === null || v === undefined ? 'null' : JSON.stringify(String(v)));
+export const jsonStringOrNull = (v: unknown): string => (v === null || v === undefined ? 'null' : jsonString(String(v)));
 
 /** A time in ms as an ISO string, or null. */
 export const jsonIso = (ms: number | null): string => (ms === null ? 'null' : `"${new Date(ms).toISOString()}"`);

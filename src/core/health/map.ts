@@ -4,7 +4,7 @@ import { CLOCK_COLUMNS, readAgents } from '../agents.js';
 import { iso } from '../duration.js';
 import { countStates, seedStatus } from '../state.js';
 import { healthLoopStatus } from './loop-status.js';
-import { jsonIso as isoText, jsonNumber as num, jsonStringOrNull as str, nestedJson as nested } from '../json-text.js';
+import { jsonIso as isoText, jsonNumber as num, jsonString, jsonStringOrNull as str, nestedJson as nested } from '../json-text.js';
 
 const COLUMNS = ['id', 'name', 'group_name', 'host', 'pid', 'message', 'metadata'] as const;
 const K = CLOCK_COLUMNS.length;
@@ -33,7 +33,7 @@ function* mapPieces(store: Store, now: number): Generator<string> {
     seen[status]++;
     byState[d.state]++;
     const name = String(r[K + 1]);
-    const key = JSON.stringify(name);
+    const key = jsonString(name);
     const age = c.lastHeartbeatAt === null ? null : now - c.lastHeartbeatAt;
     yield `${total++ ? ',' : ''}\n    ${key}: {\n      "id": ${key},\n      "name": ${key},\n      "status": "${status}",\n      "state": "${d.state}",` +
       `\n      "state_since": ${isoText(d.since)},\n      "state_reason": ${str(d.reason)},\n      "last_heartbeat": ${isoText(c.lastHeartbeatAt)},` +

@@ -6,6 +6,7 @@ import { countStates, heartbeatAgeMs, seedStatus } from '../state.js';
 
 /** Escapes a Prometheus label value: backslash, double quote and newline. */
 export function escapeLabel(v: string): string {
+  if (!/[\\"\n]/.test(v)) return v;
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
@@ -46,11 +47,14 @@ function* metricsPieces(store: Store, now: number): Generator<string> {
   yield family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
   yield head('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).');
   for (const { row, derived } of readAgents(store, now, {}, ['name', 'group_name'])) {
-    yield `agentctl_agent_up${labels({ agent: String(row[K]), group: row[K + 1] as string | null, state: derived.state })} ${seedStatus(derived.state) === 'online' ? 1 : 0}\n`;
+    const group = row[K + 1] === null ? '' : String(row[K + 1]);
+    yield `agentctl_agent_up{agent="${escapeLabel(String(row[K]))}",group="${escapeLabel(group)}",state="${derived.state}"} ${seedStatus(derived.state) === 'online' ? 1 : 0}\n`;
   }
   yield head('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.');
-  for (const { row, clock } of readAgents(store, now, {}, ['name', 'group_name'])) {
-    yield `agentctl_agent_heartbeat_age_seconds${labels({ agent: String(row[K]), group: row[K + 1] as string | null })} ${num(Math.max(0, heartbeatAgeMs(clock, now)) / 1000)}\n`;
+  // Silence needs no derived state: the rows of the same agents, without the clock columns.
+  for (const [name, group, last, started] of store.iterateAgentRows(['name', 'group_name', 'last_heartbeat_at', 'started_at'])) {
+    const age = heartbeatAgeMs({ lastHeartbeatAt: last === null ? null : Number(last), startedAt: Number(started) }, now);
+    yield `agentctl_agent_heartbeat_age_seconds{agent="${escapeLabel(String(name))}",group="${escapeLabel(group === null ? '' : String(group))}"} ${num(Math.max(0, age) / 1000)}\n`;
   }
   const c = (name: string) => counters[name] ?? 0;
   yield [
