@@ -86,11 +86,15 @@ export function define(program: Command): void {
  * spliced as stored.
  */
 export async function printStatusJson(ctx: CliContext, store: Store | undefined, q: AgentQuery): Promise<void> {
-  const now = ctx.now();
-  await writePieces(store ? store.snapshotOf(() => statusJsonPieces(ctx, store, q, now)) : statusJsonPieces(ctx, store, q, now));
+  await writePieces(statusJsonText(ctx, store, q, ctx.now()));
 }
 
-function* statusJsonPieces(ctx: CliContext, store: Store | undefined, q: AgentQuery, now: number): Generator<string> {
+/** The text of `status --json` at `now`, in pieces (one per agent), read in one snapshot of the database. */
+export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): Iterable<string> {
+  return store ? store.snapshotOf(() => statusJsonPieces(ctx, store, q, now)) : statusJsonPieces(ctx, store, q, now);
+}
+
+function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): Generator<string> {
   yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(ctx.config.dbPath)},\n  "agents": [`;
   const counts = countStates([]);
   let total = 0;
