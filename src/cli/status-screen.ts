@@ -110,27 +110,19 @@ export async function printStatus(ctx: CliContext, store: Store | undefined, q: 
   if (loop?.warning) ctx.err(c.yellow(`warning: ${loop.warning}`));
 }
 
-/** A --watch frame: the screen for stdout and what to say on stderr below it. */
-export interface Frame {
-  text: string;
-  warning?: string | null;
-}
-
 /**
  * Redraws `frame()` every refreshMs until `stop` is raised (by default: SIGINT/SIGTERM): in place on a terminal, as
- * successive snapshots otherwise; a frame's warning goes to stderr after it. A stopper passed in stays the caller's
- * to dispose (the demo keeps its signal handlers through its cleanup).
+ * successive snapshots otherwise. A stopper passed in stays the caller's to dispose (the demo keeps its signal
+ * handlers through its cleanup).
  */
-export async function watchFrames(refreshMs: number, frame: () => string | Frame, given?: Stopper): Promise<void> {
+export async function watchFrames(refreshMs: number, frame: () => string, given?: Stopper): Promise<void> {
   const tty = Boolean(process.stdout.isTTY);
   const stop = given ?? untilSignal(['SIGINT', 'SIGTERM']);
   if (tty) process.stdout.write('\x1b[?25l');
   try {
     while (!stop.stopped) {
-      const f = frame();
-      const { text, warning } = typeof f === 'string' ? { text: f, warning: null } : f;
+      const text = frame();
       process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
-      if (warning) process.stderr.write(`${warning}\n`);
       await stop.sleep(refreshMs);
     }
   } finally {

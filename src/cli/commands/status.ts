@@ -33,8 +33,8 @@ export function define(program: Command): void {
     .summary('show agents and their states')
     .description(
       'Show each agent: state (computed now from its last heartbeat and its own contract), last heartbeat, uptime,\n' +
-        'interval, pid, host, restarts and message, then a summary line. Warnings (no health loop keeping up) go to\n' +
-        'stderr, so the summary is the last line of stdout.',
+        'interval, pid, host, restarts and message, then a summary line. A warning (no health loop keeping up) goes to\n' +
+        'stderr, so the summary is the last line of stdout; with --watch it is the last line of the screen.',
     )
     .argument('[names...]', 'only these agents')
     .option('--state <states>', `only agents in these states, comma-separated (${AGENT_STATES.join(',')})`)
@@ -61,6 +61,7 @@ export function define(program: Command): void {
         if (ctx.json) return await printStatusJson(ctx, store, query);
         const screen = await import('../status-screen.js');
         if (!flags.watch) return await screen.printStatus(ctx, store, query);
+        // A live screen for a person: the warning is its last line, redrawn with it.
         await screen.watchFrames(refreshMs, () => {
           if (!store) {
             try {
@@ -69,9 +70,7 @@ export function define(program: Command): void {
               if (!(err instanceof DatabaseMissingError)) throw err;
             }
           }
-          let warning: string | null = null;
-          const text = screen.renderStatus(ctx, store, query, refreshMs, (line) => (warning = line));
-          return { text, warning };
+          return screen.renderStatus(ctx, store, query, refreshMs);
         });
       } finally {
         store?.close();
