@@ -7,7 +7,8 @@ import { parseDuration } from '../../src/core/duration.js';
 import { CLOCK_COLUMNS, clockOf } from '../../src/core/agents.js';
 import { deriveState } from '../../src/core/state.js';
 import { AGENT_STATES } from '../../src/store/rows.js';
-import { DERIVED_STATE_SQL, openStore } from '../../src/store/store.js';
+import { openStore } from '../../src/store/store.js';
+import { DERIVED_STATE_SQL } from '../../src/store/fleet.js';
 
 /** Every row of the tables that matter, as text: "unchanged" means this is equal before and after. */
 function contents(db: string): string {

@@ -8,7 +8,8 @@ import { validateGroup, validateName } from '../../core/validate.js';
 import { AgentctlError, AgentNotFoundError } from '../../errors.js';
 import { CheckCode } from '../../exit-codes.js';
 import type { AgentState } from '../../store/rows.js';
-import type { FleetScope, ProblemAgent, Store } from '../../store/store.js';
+import { type FleetScope, type ProblemAgent, countDerivedStates, worstAgents } from '../../store/fleet.js';
+import type { Store } from '../../store/store.js';
 import { cliContext } from '../context.js';
 import { summaryLine } from '../format.js';
 import { ChunkedWriter } from '../output.js';
@@ -29,9 +30,9 @@ export function readFleetCounts(store: Store, now: number, scope: FleetScope): F
     validateName(name);
     if (!store.agentRow(['id'], name)) throw new AgentNotFoundError(name);
   }
-  const counts = { ...countStates([]), ...store.countDerivedStates(now, scope) };
+  const counts = { ...countStates([]), ...countDerivedStates(store, now, scope) };
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
-  return { counts, total, worst: store.worstAgents(now, scope, SHOWN) };
+  return { counts, total, worst: worstAgents(store, now, scope, SHOWN) };
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Store } from '../../store/store.js';
 import { AGENT_STATES } from '../../store/rows.js';
 import { readCounters, readMonitor } from '../../store/monitor.js';
+import { countDerivedStates } from '../../store/fleet.js';
 import { CLOCK_COLUMNS, readAgents } from '../agents.js';
 import { countStates, heartbeatAgeMs, seedStatus } from '../state.js';
 
@@ -43,7 +44,7 @@ function* metricsPieces(store: Store, now: number): Generator<string> {
   const head = (name: string, type: 'gauge' | 'counter', help: string) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
   const family = (name: string, type: 'gauge' | 'counter', help: string, samples: [Record<string, string | null> | null, number][]) =>
     head(name, type, help) + samples.map(([l, v]) => `${name}${l ? labels(l) : ''} ${num(v)}\n`).join('');
-  const perState = { ...countStates([]), ...store.countDerivedStates(now, {}) };
+  const perState = { ...countStates([]), ...countDerivedStates(store, now, {}) };
   yield family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
   yield head('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).');
   for (const { row, derived } of readAgents(store, now, {}, ['name', 'group_name'])) {
