@@ -124,15 +124,16 @@ describe('agentctl monitor', () => {
   it('status and check warn when the health loop has stopped passing', () => {
     const db = tempDb();
     cli(['heartbeat', 'a'], { db });
-    expect(cli(['status'], { db }).stdout).toMatch(/warning: no health loop has run on this database/);
+    expect(cli(['status'], { db }).stderr).toMatch(/warning: no health loop has run on this database/);
     expect(cli(['check'], { db }).code).toBe(0); // never set up: not a monitoring problem
     cli(['monitor', '--once', '--every', '1m'], { db });
-    expect(cli(['status'], { db }).stdout).not.toMatch(/warning/);
+    const quiet = cli(['status'], { db });
+    expect(quiet.stdout + quiet.stderr).not.toMatch(/warning/);
     expect(cliJson(['status'], { db }).healthLoop).toMatchObject({ ran: true, overdue: false, everyMs: 60_000 });
     const raw = new Database(db);
     raw.prepare('UPDATE monitor_state SET last_pass_at = last_pass_at - 600000').run();
     raw.close();
-    expect(cli(['status'], { db }).stdout).toMatch(/warning: no health loop has passed for 10m/);
+    expect(cli(['status'], { db }).stderr).toMatch(/warning: no health loop has passed for 10m/);
     const check = cli(['check'], { db });
     expect(check.code).toBe(1);
     expect(check.stdout).toMatch(/^WARNING: no health loop has passed for 10m/);

@@ -87,12 +87,33 @@ describe('opening the database', () => {
 
   it('a store notices its file deleted or replaced and writes nothing', () => {
     const path = tempDb();
-    const s = openStore({ path });
+    // Checked before every write here; by default a heartbeat relies on a check of the last 100 ms (next test).
+    const s = openStore({ path, fileCheckEveryMs: 0 });
     updateHeartbeat(s, { name: 'a' }, T0);
     rmSync(path);
     expect(() => updateHeartbeat(s, { name: 'a' }, T0 + 1)).toThrow(/was deleted while in use; nothing was written/);
     writeFileSync(path, 'x');
     expect(() => registerAgent(s, { name: 'b' }, T0 + 2)).toThrow(/was replaced while in use/);
+    s.close();
+  });
+
+  it('by default a stream of heartbeats checks the file now and then, not before every write, and still notices', async () => {
+    const path = tempDb();
+    const s = openStore({ path });
+    updateHeartbeat(s, { name: 'a' }, T0);
+    rmSync(path);
+    let error: unknown;
+    await waitFor(() => {
+      try {
+        updateHeartbeat(s, { name: 'a' }, T0 + 1);
+        return false;
+      } catch (err) {
+        error = err;
+        return true;
+      }
+    }, 'a heartbeat to notice the deleted file', 30_000, 5);
+    expect(String(error)).toMatch(/was deleted while in use; nothing was written/);
+    expect(existsSync(path)).toBe(false);
     s.close();
   });
 

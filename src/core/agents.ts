@@ -2,7 +2,7 @@ import { AgentNotFoundError, UsageError } from '../errors.js';
 import type { HeartbeatParams, RegisterParams, Store } from '../store/store.js';
 import { AGENT_STATES, type AgentRecord, type AgentState, type Availability } from '../store/rows.js';
 import { bootId, hostName, processStartTime } from './host.js';
-import { deriveState, staleAfterMs } from './state.js';
+import { type ClockFields, type DerivedState, deriveState, staleAfterMs } from './state.js';
 import { MAX_DURATION_MS } from './duration.js';
 import { validateGroup, validateMessage, validateMetadata, validateName, validatePid, validateReportedStatus } from './validate.js';
 
@@ -22,7 +22,6 @@ export interface AgentView extends Omit<AgentRecord, 'state' | 'stateSince' | 's
 /** Derives the view of one record at `now`. */
 export function viewAgent(a: AgentRecord, now: number): AgentView {
   const d = deriveState(a, now);
-  const alive = d.state !== 'offline' && d.state !== 'failed';
   return {
     ...a,
     state: d.state,
@@ -31,7 +30,7 @@ export function viewAgent(a: AgentRecord, now: number): AgentView {
     persistedState: a.state,
     heartbeatAgeMs: a.lastHeartbeatAt === null ? null : now - a.lastHeartbeatAt,
     staleAfterMs: staleAfterMs(a),
-    uptimeMs: alive ? Math.max(0, now - a.startedAt) : null,
+    uptimeMs: uptimeOf(a, d, now),
   };
 }
 
@@ -61,6 +60,74 @@ export function getRegisteredAgents(store: Store, now: number, q: AgentQuery = {
   }
   const views = records.map((r) => viewAgent(r, now));
   return q.states && q.states.length ? views.filter((v) => q.states!.includes(v.state)) : views;
+}
+
+/**
+ * The columns deriveState reads, in this order, at the head of every row readAgents gives: a command names only the
+ * further columns it prints (see readAgents).
+ */
+export const CLOCK_COLUMNS = [
+  'state', 'state_since', 'state_reason', 'last_heartbeat_at', 'started_at', 'interval_ms', 'stale_multiplier', 'offline_after_ms', 'maintenance_until', 'reported_status',
+] as const;
+
+const nullable = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** The clock fields of a raw row that starts with CLOCK_COLUMNS, converted as toAgentRecord converts them. */
+export function clockOf(r: readonly unknown[]): ClockFields {
+  return {
+    state: r[0] as AgentState,
+    stateSince: Number(r[1]),
+    stateReason: r[2] === null || r[2] === undefined ? null : String(r[2]),
+    lastHeartbeatAt: nullable(r[3]),
+    startedAt: Number(r[4]),
+    intervalMs: Number(r[5]),
+    staleMultiplier: Number(r[6]),
+    offlineAfterMs: Number(r[7]),
+    maintenanceUntil: nullable(r[8]),
+    reportedStatus: r[9] as AgentRecord['reportedStatus'],
+  };
+}
+
+/** One agent as readAgents gives it: the raw row, its clock fields and its state derived at `now`. */
+export interface ReadAgent {
+  /** CLOCK_COLUMNS, then the columns asked for (at CLOCK_COLUMNS.length + i). */
+  row: unknown[];
+  clock: ClockFields;
+  derived: DerivedState;
+}
+
+/**
+ * The agents a query selects, as getRegisteredAgents selects them (named ones in the order given, an unknown name
+ * throws AgentNotFoundError before anything is read; else all, ordered by name), one row at a time, each with its
+ * state derived at `now` exactly as viewAgent derives it. Reads only CLOCK_COLUMNS and `columns`, so a command that
+ * prints a few columns of a large fleet neither reads nor holds the rest. The store is busy while it iterates.
+ */
+export function* readAgents(store: Store, now: number, q: AgentQuery, columns: readonly string[]): Generator<ReadAgent> {
+  const all = [...CLOCK_COLUMNS, ...columns, ...(q.group !== undefined && q.names?.length ? ['group_name'] : [])];
+  let rows: Iterable<unknown[]>;
+  if (q.names && q.names.length) {
+    const found: unknown[][] = [];
+    for (const name of new Set(q.names)) {
+      validateName(name);
+      const r = store.agentRow(all, name);
+      if (!r) throw new AgentNotFoundError(name);
+      if (q.group === undefined || r[all.length - 1] === q.group) found.push(r);
+    }
+    rows = found;
+  } else {
+    rows = store.iterateAgentRows(all, { includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}) });
+  }
+  for (const row of rows) {
+    const clock = clockOf(row);
+    const derived = deriveState(clock, now);
+    if (q.states && q.states.length && !q.states.includes(derived.state)) continue;
+    yield { row, clock, derived };
+  }
+}
+
+/** Time since the current incarnation started while it is alive (viewAgent's uptimeMs), or null. */
+export function uptimeOf(clock: ClockFields, d: DerivedState, now: number): number | null {
+  return d.state !== 'offline' && d.state !== 'failed' ? Math.max(0, now - clock.startedAt) : null;
 }
 
 export interface ContractInput {

@@ -10,6 +10,12 @@ export interface DerivedState {
   byClock: boolean;
 }
 
+/** What deriveState reads of an agent: its persisted state, its timestamps and its contract. */
+export type ClockFields = Pick<
+  AgentRecord,
+  'state' | 'stateSince' | 'stateReason' | 'lastHeartbeatAt' | 'startedAt' | 'intervalMs' | 'staleMultiplier' | 'offlineAfterMs' | 'maintenanceUntil' | 'reportedStatus'
+>;
+
 /** The stale window of an agent's contract: interval × multiplier, in ms. */
 export function staleAfterMs(a: Pick<AgentRecord, 'intervalMs' | 'staleMultiplier'>): number {
   return Math.floor(a.intervalMs * a.staleMultiplier);
@@ -50,7 +56,7 @@ export function inMaintenance(a: Pick<AgentRecord, 'state' | 'maintenanceUntil'>
  * beaten since it started). Silence counts from clockStart.
  * The boundaries are inclusive: silent for exactly the window is stale.
  */
-export function deriveState(a: AgentRecord, now: number): DerivedState {
+export function deriveState(a: ClockFields, now: number): DerivedState {
   const persisted: DerivedState = { state: a.state, since: a.stateSince, reason: a.stateReason, byClock: false };
   if (a.state === 'offline' || a.state === 'failed') return persisted;
   if (inMaintenance(a, now)) return persisted;

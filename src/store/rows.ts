@@ -62,6 +62,9 @@ export interface EventRecord {
   evidence: Record<string, unknown> | null;
 }
 
+/** The events columns in EventRecord's order (for rows read as arrays: Store.iterateEventRows). */
+export const EVENT_COLUMNS = ['id', 'agent_id', 'agent_name', 'at', 'from_state', 'to_state', 'reason', 'evidence'] as const;
+
 function json<T>(text: unknown, fallback: T): T {
   if (typeof text !== 'string') return fallback;
   try {

@@ -4,7 +4,7 @@ import { AgentNotFoundError, DatabaseReplacedError, DatabaseUnusableError } from
 import { isSnapshot, openDatabase, immediate, withRetry } from './open.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import type { RetryPolicy } from './retry.js';
-import { type AgentRecord, type AgentState, type Availability, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
+import { type AgentRecord, type AgentState, type Availability, EVENT_COLUMNS, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 import { DEFAULTS } from '../config.js';
 
 export interface StoreOptions {
@@ -21,6 +21,11 @@ export interface StoreOptions {
   migrate?: boolean;
   /** Contract for agents registered without one (defaults: 30 s, × 3, 300 s). */
   contract?: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
+  /**
+   * How often a single-statement write (a heartbeat) checks that the path still names the file this connection
+   * opened (default 100 ms; 0: before every write). Transactions always check.
+   */
+  fileCheckEveryMs?: number;
 }
 
 /** Fields of a registration; undefined/null leaves an existing agent's value as it is. */
@@ -76,6 +81,7 @@ export class Store {
   readonly retry: RetryPolicy;
   readonly contract: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
   private readonly stmts = new Map<string, Database.Statement>();
+  private readonly rawStmts = new Map<string, Database.Statement>();
   /**
    * Take the write lock by trying every few milliseconds instead of through SQLite's busy handler (see beginPromptly),
    * so that a stream of heartbeats cannot hold this connection off for seconds. The health loop turns it on.
@@ -83,11 +89,14 @@ export class Store {
   promptWriteLock = false;
   /** The file this connection opened: a write after it was deleted or replaced would go nowhere anyone reads. */
   private readonly file: { dev: number; ino: number; size: number };
+  /** performance.now() of the last identity check, and how long a single-statement write may rely on it. */
+  private fileCheckedAt: number;
+  private readonly fileCheckEveryMs: number;
 
   /** The register statement with this store's contract defaults filled in. */
   readonly registerSql: string;
 
-  constructor(db: Database.Database, path: string, retry: RetryPolicy, contract: Store['contract']) {
+  constructor(db: Database.Database, path: string, retry: RetryPolicy, contract: Store['contract'], fileCheckEveryMs = 100) {
     this.db = db;
     this.path = path;
     this.retry = retry;
@@ -95,6 +104,8 @@ export class Store {
     this.registerSql = registerSql(contract);
     const st = statSync(path);
     this.file = { dev: st.dev, ino: st.ino, size: st.size };
+    this.fileCheckedAt = performance.now();
+    this.fileCheckEveryMs = fileCheckEveryMs;
   }
 
   /** Throws DatabaseReplacedError if the path no longer names the file this connection has open. Called before writes. */
@@ -109,6 +120,16 @@ export class Store {
     // The main file never shrinks in normal use (no auto-vacuum, no VACUUM in place): smaller means truncated.
     if (st.size < this.file.size) throw new DatabaseUnusableError(this.path, `it was truncated from ${this.file.size} to ${st.size} bytes while in use; nothing was written. Restore it from a backup`);
     this.file.size = st.size;
+    this.fileCheckedAt = performance.now();
+  }
+
+  /**
+   * assertSameFile, unless it passed less than fileCheckEveryMs ago. A stat costs about a tenth of a heartbeat; a
+   * file deleted or replaced under a stream of heartbeats is noticed within that window instead of at once.
+   */
+  private assertSameFileRecently(): void {
+    if (this.fileCheckEveryMs > 0 && performance.now() - this.fileCheckedAt < this.fileCheckEveryMs) return;
+    this.assertSameFile();
   }
 
   /** Whether this connection reads an immutable snapshot (a reader without write access): later writes are not seen. */
@@ -126,15 +147,28 @@ export class Store {
     return s;
   }
 
+  /** Like prepared, for statements that return rows as arrays (a cache of its own: raw mode is a statement's setting). */
+  preparedRaw(sql: string): Database.Statement {
+    let s = this.rawStmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql).raw(true);
+      this.rawStmts.set(sql, s);
+    }
+    return s;
+  }
+
   /** Runs `fn` in BEGIN IMMEDIATE, retrying the whole transaction on SQLITE_BUSY*. Use for every read-then-write. */
   immediate<T>(fn: () => T): T {
     this.assertSameFile();
     return immediate(this.db, this.retry, this.path, fn, { prompt: this.promptWriteLock });
   }
 
-  /** Runs a single write statement with the busy retry, after checking that the file is still the one open. */
+  /**
+   * Runs a single write statement with the busy retry, after checking that the file is still the one open (at most
+   * every fileCheckEveryMs: see assertSameFileRecently).
+   */
   retrying<T>(fn: () => T): T {
-    this.assertSameFile();
+    this.assertSameFileRecently();
     return withRetry(this.retry, this.path, fn);
   }
 
@@ -225,6 +259,43 @@ export class Store {
   }
 
   /**
+   * The agents' rows as arrays of `columns` (snake_case names of the agents table), ordered by name, read from the
+   * database as they are iterated: a reader of the whole fleet holds one row at a time. The connection is busy
+   * until the iteration ends, so read anything else first.
+   */
+  iterateAgentRows(columns: readonly string[], opts: { includeDeregistered?: boolean; group?: string } = {}): IterableIterator<unknown[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (!opts.includeDeregistered) where.push('deregistered_at IS NULL');
+    if (opts.group !== undefined) {
+      where.push('group_name = ?');
+      args.push(opts.group);
+    }
+    const sql = `SELECT ${columnList(columns)} FROM agents${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`;
+    return this.preparedRaw(sql).iterate(...args) as IterableIterator<unknown[]>;
+  }
+
+  /** One agent's row as an array of `columns`, or undefined. */
+  agentRow(columns: readonly string[], name: string): unknown[] | undefined {
+    return this.preparedRaw(`SELECT ${columnList(columns)} FROM agents WHERE name = ?`).get(name) as unknown[] | undefined;
+  }
+
+  /**
+   * What `make` yields, read in one read transaction (BEGIN DEFERRED: no write lock, and it works on a file this
+   * user may only read), so that the several queries of one document see one snapshot of the database. Inside a
+   * transaction already, it just yields.
+   */
+  *snapshotOf<T>(make: () => Iterable<T>): Generator<T> {
+    const own = !this.db.inTransaction;
+    if (own) this.db.exec('BEGIN');
+    try {
+      yield* make();
+    } finally {
+      if (own && this.db.inTransaction) this.db.exec('COMMIT');
+    }
+  }
+
+  /**
    * Changes an agent's persisted state inside BEGIN IMMEDIATE, after `decide` has seen the current record (and may
    * refuse by throwing, or return null for "nothing to do"). The trigger writes the event.
    */
@@ -262,26 +333,17 @@ export class Store {
 
   /** Events, oldest first: for one agent, after an id (for --follow), since a time, and at most the newest `limit`. */
   listEvents(q: EventQuery = {}): EventRecord[] {
-    const where: string[] = [];
-    const args: Record<string, unknown> = {};
-    if (q.agent !== undefined) {
-      where.push('agent_name = :agent');
-      args.agent = q.agent;
-    }
-    if (q.afterId !== undefined) {
-      where.push('id > :after');
-      args.after = q.afterId;
-    }
-    if (q.sinceMs !== undefined) {
-      where.push('at >= :since');
-      args.since = q.sinceMs;
-    }
-    const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
-    const sql = q.limit !== undefined
-      ? `SELECT * FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) ORDER BY id`
-      : `SELECT * FROM events${filter} ORDER BY id`;
-    if (q.limit !== undefined) args.limit = q.limit;
+    const { sql, args } = eventsSql('*', q);
     return (this.prepared(sql).all(args) as Record<string, unknown>[]).map(toEventRecord);
+  }
+
+  /**
+   * The events of listEvents as arrays of EVENT_COLUMNS, read from the database as they are iterated (the
+   * connection is busy until the iteration ends).
+   */
+  iterateEventRows(q: EventQuery = {}): IterableIterator<unknown[]> {
+    const { sql, args } = eventsSql(EVENT_COLUMNS.join(', '), q);
+    return this.preparedRaw(sql).iterate(args) as IterableIterator<unknown[]>;
   }
 
   /** The id of the newest event (0 if none). */
@@ -292,6 +354,35 @@ export class Store {
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+function eventsSql(select: string, q: EventQuery): { sql: string; args: Record<string, unknown> } {
+  const where: string[] = [];
+  const args: Record<string, unknown> = {};
+  if (q.agent !== undefined) {
+    where.push('agent_name = :agent');
+    args.agent = q.agent;
+  }
+  if (q.afterId !== undefined) {
+    where.push('id > :after');
+    args.after = q.afterId;
+  }
+  if (q.sinceMs !== undefined) {
+    where.push('at >= :since');
+    args.since = q.sinceMs;
+  }
+  const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+  if (q.limit !== undefined) args.limit = q.limit;
+  const sql = q.limit !== undefined
+    ? `SELECT ${select} FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) ORDER BY id`
+    : `SELECT ${select} FROM events${filter} ORDER BY id`;
+  return { sql, args };
+}
+
+/** A SELECT list of agents columns named in code (never from input: checked anyway). */
+function columnList(columns: readonly string[]): string {
+  for (const c of columns) if (!/^[a-z_]+(\.[a-z_]+)?$/.test(c)) throw new Error(`not a column name: ${c}`);
+  return columns.join(', ');
 }
 
 /** The named parameters of the register statement for `p`. */
@@ -346,5 +437,5 @@ export function openStore(opts: StoreOptions): Store {
     createDir: opts.createDir ?? false,
     migrate: opts.migrate ?? true,
   });
-  return new Store(db, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT);
+  return new Store(db, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT, opts.fileCheckEveryMs ?? 100);
 }

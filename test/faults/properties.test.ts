@@ -4,6 +4,11 @@ import Database from 'better-sqlite3';
 import { cli, tempDb } from '../helpers.js';
 import { NAME_RE, validateCliInterval } from '../../src/core/validate.js';
 import { parseDuration } from '../../src/core/duration.js';
+import { CLOCK_COLUMNS, clockOf } from '../../src/core/agents.js';
+import { deriveState } from '../../src/core/state.js';
+import { AGENT_STATES } from '../../src/store/rows.js';
+import { openStore } from '../../src/store/store.js';
+import { DERIVED_STATE_SQL } from '../../src/store/fleet.js';
 
 /** Every row of the tables that matter, as text: "unchanged" means this is equal before and after. */
 function contents(db: string): string {
@@ -133,5 +138,48 @@ describe('property: flags', () => {
       }),
       RUNS,
     );
+  });
+});
+
+describe('property: the derived state in SQL', () => {
+  it('DERIVED_STATE_SQL says what deriveState says, for any persisted state, timestamps and contract', () => {
+    const store = openStore({ path: tempDb() });
+    const now = Date.UTC(2026, 0, 1);
+    // Random values, and small sets of values whose differences land exactly on the thresholds (the boundaries are
+    // inclusive: silent for exactly the window is stale).
+    const near = fc.tuple(fc.constantFrom(0, 1000, 1500, 2000, 3000, 4500, 6000, 9000), fc.constantFrom(-1, 0, 0, 1)).map(([d, e]) => now - d + e);
+    const time = fc.oneof(fc.integer({ min: now - 1_000_000, max: now + 10_000 }), near);
+    const row = fc.record({
+      state: fc.constantFrom(...AGENT_STATES),
+      stateSince: time,
+      lastHeartbeatAt: fc.option(time, { nil: null }),
+      startedAt: time,
+      intervalMs: fc.oneof(fc.integer({ min: 1, max: 400_000 }), fc.constantFrom(1000, 1500, 2000)),
+      staleMultiplier: fc.oneof(fc.double({ min: 1, max: 20, noNaN: true }), fc.constantFrom(1, 1.5, 3)),
+      offlineAfterMs: fc.oneof(fc.integer({ min: 1, max: 900_000 }), fc.constantFrom(3000, 4500, 6000)),
+      maintenanceUntil: fc.option(time, { nil: null }),
+      reportedStatus: fc.constantFrom('ok', 'busy', 'error'),
+    });
+    const insert = store.db.prepare(
+      `INSERT INTO agents (name, state, state_since, state_reason, last_heartbeat_at, started_at, interval_ms, stale_multiplier, offline_after_ms,
+         maintenance_until, reported_status, created_at, updated_at)
+       VALUES (:name, :state, :stateSince, 'given', :lastHeartbeatAt, :startedAt, :intervalMs, :staleMultiplier, :offlineAfterMs,
+         :maintenanceUntil, :reportedStatus, :startedAt, :startedAt)`,
+    );
+    const read = store.db.prepare(`SELECT ${CLOCK_COLUMNS.join(', ')}, name, ${DERIVED_STATE_SQL} AS derived FROM agents`).raw(true);
+    try {
+      fc.assert(
+        fc.property(fc.array(row, { minLength: 1, maxLength: 30 }), (rows) => {
+          store.db.exec('DELETE FROM agents');
+          rows.forEach((r, i) => insert.run({ ...r, name: `a${i}` }));
+          for (const r of read.all({ now }) as unknown[][]) {
+            expect(r[r.length - 1], JSON.stringify(r)).toBe(deriveState(clockOf(r), now).state);
+          }
+        }),
+        { numRuns: 300 },
+      );
+    } finally {
+      store.close();
+    }
   });
 });

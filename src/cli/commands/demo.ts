@@ -15,7 +15,7 @@ import { DemoStory } from '../demo-story.js';
 import { DemoChanges, type DemoTick, clockTime } from '../demo-changes.js';
 import { painter } from '../render.js';
 import { type Stopper, untilSignal } from '../signals.js';
-import { renderStatus, watchFrames } from './status.js';
+import { renderStatus, watchFrames } from '../status-screen.js';
 
 interface Flags {
   restart?: boolean;

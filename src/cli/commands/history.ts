@@ -2,10 +2,13 @@ import type { Command } from 'commander';
 import { parseDuration } from '../../core/duration.js';
 import { parseCount, validateName } from '../../core/validate.js';
 import { AgentNotFoundError, UsageError } from '../../errors.js';
-import type { EventRecord } from '../../store/rows.js';
+import { AGENT_STATES, type AgentState, type EventRecord } from '../../store/rows.js';
+import type { Store } from '../../store/store.js';
 import type { ChalkInstance } from 'chalk';
+import { jsonIso, jsonNumber, jsonNumberOrNull, jsonStringOrNull } from '../../core/json-text.js';
+import { safeText } from '../../core/text.js';
 import { cliContext } from '../context.js';
-import { paintState, painter } from '../render.js';
+import { ChunkedWriter } from '../output.js';
 import { untilSignal } from '../signals.js';
 
 interface Flags {
@@ -37,11 +40,13 @@ export function define(program: Command): void {
       try {
         if (name !== undefined && !store.getAgent(name) && store.listEvents({ agent: name, limit: 1 }).length === 0) throw new AgentNotFoundError(name);
         const base = { ...(name !== undefined ? { agent: name } : {}), ...(sinceMs !== undefined ? { sinceMs: ctx.now() - sinceMs } : {}) };
+        if (ctx.json && !flags.follow) return await printEventsJson(store, { ...base, limit });
         const events = store.listEvents({ ...base, limit });
-        const c = painter(ctx.color);
-        const format = (e: EventRecord) => (ctx.json ? JSON.stringify(eventJson(e)) : formatEvent(c, e));
-        if (ctx.json && !flags.follow) ctx.out(JSON.stringify(events.map(eventJson), null, 2));
-        else for (const e of events) ctx.out(format(e));
+        // Colours only for people: the JSON lines of --follow --json need none.
+        const render = ctx.json ? undefined : await import('../render.js');
+        const c = render?.painter(ctx.color);
+        const format = (e: EventRecord) => (c && render ? formatEvent(c, render.paintState, e) : JSON.stringify(eventJson(e)));
+        for (const e of events) ctx.out(format(e));
         if (!flags.follow) return;
         let last = events.length ? events[events.length - 1]!.id : store.lastEventId();
         const stop = untilSignal(['SIGINT', 'SIGTERM']);
@@ -71,14 +76,41 @@ function eventJson(e: EventRecord) {
   return { ...e, atIso: new Date(e.at).toISOString() };
 }
 
-function formatEvent(c: ChalkInstance, e: EventRecord): string {
+/**
+ * One event for people. Everything in it that a writer of the database chose (the agent's name, the states of a
+ * foreign row, the reason, the evidence) is shown through safeText: one event is one line, and a terminal obeys
+ * none of it.
+ */
+function formatEvent(c: ChalkInstance, paintState: (c: ChalkInstance, s: AgentState) => string, e: EventRecord): string {
   const when = new Date(e.at).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-  const from = e.fromState ? paintState(c, e.fromState) : c.dim('(new)');
+  const state = (s: string) => ((AGENT_STATES as readonly string[]).includes(s) ? paintState(c, s as AgentState) : safeText(s));
+  const from = e.fromState ? state(e.fromState) : c.dim('(new)');
   const evidence = e.evidence
     ? Object.entries(e.evidence)
         .filter(([, v]) => v !== null && v !== undefined)
         .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
         .join(' ')
     : '';
-  return `${c.dim(when)}  ${e.agentName}  ${from} → ${paintState(c, e.toState)}  ${e.reason ?? ''}${evidence ? c.dim(`  [${evidence}]`) : ''}`;
+  return `${c.dim(when)}  ${safeText(e.agentName)}  ${from} → ${state(e.toState)}  ${safeText(e.reason)}${evidence ? c.dim(`  [${safeText(evidence)}]`) : ''}`;
+}
+
+/**
+ * history --json: the array JSON.stringify(events.map(eventJson), null, 2) gives, written as the events are read,
+ * each stored evidence spliced as stored (the schema holds it to valid JSON).
+ */
+async function printEventsJson(store: Store, q: Parameters<Store['iterateEventRows']>[0]): Promise<void> {
+  const w = new ChunkedWriter();
+  w.write('[');
+  let n = 0;
+  for (const r of store.iterateEventRows(q)) {
+    const at = Number(r[3]);
+    const wait = w.write(
+      `${n++ ? ',' : ''}\n  {\n    "id": ${jsonNumber(r[0])},\n    "agentId": ${jsonNumberOrNull(r[1])},\n    "agentName": ${JSON.stringify(String(r[2]))},` +
+        `\n    "at": ${jsonNumber(at)},\n    "fromState": ${JSON.stringify(r[4] ?? null)},\n    "toState": ${JSON.stringify(r[5])},\n    "reason": ${jsonStringOrNull(r[6])},` +
+        `\n    "evidence": ${typeof r[7] === 'string' ? r[7] : 'null'},\n    "atIso": ${jsonIso(at)}\n  }`,
+    );
+    if (wait) await wait;
+  }
+  w.write(`${n ? '\n' : ''}]\n`);
+  await w.flush();
 }

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { buildHeartbeatMap } from '../../core/health/map.js';
+import { heartbeatMapText } from '../../core/health/map.js';
 import { writeFileAtomic } from '../../core/health/files.js';
 import { cliContext } from '../context.js';
+import { writePieces } from '../output.js';
 
 export function define(program: Command): void {
   program
@@ -14,13 +15,12 @@ export function define(program: Command): void {
     )
     .option('--out <file>', 'write the map to FILE (temp file + rename) instead of stdout')
     .addHelpText('after', "\nExamples:\n  agentctl map | jq '.summary'\n  agentctl map --out /srv/www/agent_heartbeat.json")
-    .action((flags: { out?: string }, cmd: Command) => {
+    .action(async (flags: { out?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const store = ctx.open('read');
       try {
-        const text = `${JSON.stringify(buildHeartbeatMap(store, ctx.now()), null, 2)}\n`;
-        if (flags.out !== undefined) writeFileAtomic(flags.out, text);
-        else process.stdout.write(text);
+        // Written as it is read; a file (--out) is written whole, atomically.
+        await writePieces(heartbeatMapText(store, ctx.now()), flags.out !== undefined ? (text) => writeFileAtomic(flags.out!, text) : undefined);
       } finally {
         store.close();
       }

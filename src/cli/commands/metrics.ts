@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { renderMetrics } from '../../core/health/metrics.js';
+import { metricsText } from '../../core/health/metrics.js';
 import { writeFileAtomic } from '../../core/health/files.js';
 import { cliContext } from '../context.js';
+import { writePieces } from '../output.js';
 
 export function define(program: Command): void {
   program
@@ -14,13 +15,12 @@ export function define(program: Command): void {
     )
     .option('--out <file>', 'write to FILE (temp file + rename) instead of stdout')
     .addHelpText('after', '\nExamples:\n  agentctl metrics\n  agentctl metrics --out /var/lib/node_exporter/textfile/agentctl.prom')
-    .action((flags: { out?: string }, cmd: Command) => {
+    .action(async (flags: { out?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const store = ctx.open('read');
       try {
-        const text = renderMetrics(store, ctx.now());
-        if (flags.out !== undefined) writeFileAtomic(flags.out, text);
-        else process.stdout.write(text);
+        // Written as it is read; a file (--out) is written whole, atomically.
+        await writePieces(metricsText(store, ctx.now()), flags.out !== undefined ? (text) => writeFileAtomic(flags.out!, text) : undefined);
       } finally {
         store.close();
       }

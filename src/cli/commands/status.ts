@@ -1,22 +1,24 @@
 import type { Command } from 'commander';
-import Table from 'cli-table3';
-import { type AgentView, getRegisteredAgents } from '../../core/agents.js';
-import { formatDuration, parseDuration } from '../../core/duration.js';
+import { type AgentQuery, readAgents } from '../../core/agents.js';
+import { parseDuration } from '../../core/duration.js';
+import { healthLoopStatus } from '../../core/health/loop-status.js';
+import { countStates } from '../../core/state.js';
 import { parseList, validateGroup } from '../../core/validate.js';
 import { DatabaseMissingError, UsageError } from '../../errors.js';
 import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import type { Store } from '../../store/store.js';
 import { type CliContext, cliContext } from '../context.js';
-import { countStates } from '../../core/state.js';
-import { agentJson, lastSeen, oneLine, paintState, painter, summaryLine } from '../render.js';
-import { healthLoopStatus } from '../../core/health/loop-status.js';
-import { type Stopper, untilSignal } from '../signals.js';
+import { AGENT_JSON_COLUMNS, agentJsonText } from '../format.js';
+import { nestedJson } from '../../core/json-text.js';
+import { writePieces } from '../output.js';
+
+// Only what `status --json` needs is imported here; the table (colours, columns) is loaded when it is drawn.
 
 interface Flags {
   state?: string;
   group?: string;
   watch?: boolean;
-  refresh: string; // commander's default fills it in
+  refresh?: string;
   all?: boolean;
 }
 
@@ -31,22 +33,24 @@ export function define(program: Command): void {
     .summary('show agents and their states')
     .description(
       'Show each agent: state (computed now from its last heartbeat and its own contract), last heartbeat, uptime,\n' +
-        'interval, pid, host, restarts and message, then a summary line.',
+        'interval, pid, host, restarts and message, then a summary line. A warning (no health loop keeping up) goes to\n' +
+        'stderr, so the summary is the last line of stdout; with --watch it is the last line of the screen.',
     )
     .argument('[names...]', 'only these agents')
     .option('--state <states>', `only agents in these states, comma-separated (${AGENT_STATES.join(',')})`)
     .option('--group <group>', 'only agents of this group')
     .option('--all', 'include deregistered agents')
     .option('--watch', 'redraw in place until Ctrl-C')
-    .option('--refresh <dur>', 'redraw interval for --watch', '2s')
+    .option('--refresh <dur>', 'redraw interval for --watch (default 2s)')
     .addHelpText('after', '\nExamples:\n  agentctl status\n  agentctl status --state stale,offline --group batch\n  agentctl status --watch --refresh 1s\n  agentctl status --json | jq \'.agents[] | select(.state=="offline") | .name\'')
     .action(async (names: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
       const states = parseStates(flags.state);
       if (flags.group !== undefined) validateGroup(flags.group);
-      const refreshMs = parseDuration(flags.refresh, '--refresh');
+      const refreshMs = parseDuration(flags.refresh ?? '2s', '--refresh');
+      if (flags.refresh !== undefined && !flags.watch) throw new UsageError('--refresh applies only to --watch (agentctl status --watch --refresh 1s)');
       if (flags.watch && ctx.json) throw new UsageError('--watch and --json do not go together (poll status --json instead)');
-      const query = { names, states, ...(flags.group !== undefined ? { group: flags.group } : {}), includeDeregistered: Boolean(flags.all) };
+      const query: AgentQuery = { names, states, ...(flags.group !== undefined ? { group: flags.group } : {}), includeDeregistered: Boolean(flags.all) };
       let store: Store | undefined;
       try {
         try {
@@ -55,11 +59,11 @@ export function define(program: Command): void {
           // Only a live view waits for the file to appear; a one-off status says it is missing (exit 1).
           if (!(err instanceof DatabaseMissingError) || names.length || !flags.watch) throw err;
         }
-        if (!flags.watch) {
-          ctx.out(renderStatus(ctx, store, query));
-          return;
-        }
-        await watchFrames(refreshMs, () => {
+        if (ctx.json) return await printStatusJson(ctx, store, query);
+        const screen = await import('../status-screen.js');
+        if (!flags.watch) return await screen.printStatus(ctx, store, query);
+        // A live screen for a person: the warning is its last line, redrawn with it.
+        await screen.watchFrames(refreshMs, () => {
           // A snapshot (a reader without write access, no writer present) never sees new writes: look again.
           if (store?.snapshot) {
             store.close();
@@ -72,7 +76,7 @@ export function define(program: Command): void {
               if (!(err instanceof DatabaseMissingError)) throw err;
             }
           }
-          return renderStatus(ctx, store, query, refreshMs);
+          return screen.renderStatus(ctx, store, query, refreshMs);
         });
       } finally {
         store?.close();
@@ -80,82 +84,32 @@ export function define(program: Command): void {
     });
 }
 
-type Query = Parameters<typeof getRegisteredAgents>[2];
-
 /**
- * One status screen (or its JSON): the table, the summary and the health-loop warning; with `refreshMs`, the
- * --watch header above. `store` undefined means the database does not exist yet. Also the table of `agentctl demo`.
+ * `status --json`, written as it is read: each agent's row becomes its JSON text once and goes out in chunks, so
+ * memory does not grow with the fleet. The document is the one JSON.stringify(…, null, 2) gives for
+ * { generatedAt, database, agents: agentJson(view)…, summary, healthLoop }, with stored JSON (metadata, evidence)
+ * spliced as stored.
  */
-export function renderStatus(ctx: CliContext, store: Store | undefined, q: Query, refreshMs?: number): string {
-  const now = ctx.now();
-  const agents = store ? getRegisteredAgents(store, now, q) : [];
-  if (ctx.json) {
-    return JSON.stringify(
-      { generatedAt: new Date(now).toISOString(), database: ctx.config.dbPath, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) }, healthLoop: store ? healthLoopStatus(store, now) : null },
-      null,
-      2,
-    );
-  }
-  const c = painter(ctx.color);
-  const lines: string[] = [];
-  if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${ctx.config.dbPath} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
-  if (!store) {
-    lines.push(`No agents yet: ${ctx.config.dbPath} does not exist. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.`);
-    return lines.join('\n');
-  }
-  if (!agents.length) {
-    lines.push(q?.states || q?.group || q?.names?.length ? 'No agents match.' : "No agents registered. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.");
-    return lines.join('\n');
-  }
-  lines.push(table(agents, c, now), summaryLine(agents, c));
-  // Principle 4: status is right without a health loop, but nobody persists, alerts or cancels: say so.
-  const loop = healthLoopStatus(store, now);
-  if (loop.warning) lines.push(c.yellow(`warning: ${loop.warning}`));
-  return lines.join('\n');
+export async function printStatusJson(ctx: CliContext, store: Store | undefined, q: AgentQuery): Promise<void> {
+  await writePieces(statusJsonText(ctx, store, q, ctx.now()));
 }
 
-function table(agents: AgentView[], c: ReturnType<typeof painter>, now: number): string {
-  const head = ['NAME', 'STATE', 'LAST HEARTBEAT', 'UPTIME', 'INTERVAL', 'PID', 'HOST', 'RESTARTS', 'MESSAGE'];
-  const rows = agents.map((a) => [
-    a.name,
-    paintState(c, a.state) + (a.state === 'maintenance' && a.maintenanceUntil ? c.dim(` ${formatDuration(a.maintenanceUntil - now)} left`) : ''),
-    lastSeen(a),
-    a.uptimeMs === null ? '-' : formatDuration(a.uptimeMs),
-    formatDuration(a.intervalMs),
-    a.pid === null ? '-' : String(a.pid),
-    a.host ?? '-',
-    String(a.restartCount),
-    oneLine(a.message ?? (a.state !== a.persistedState || a.state === 'offline' ? (a.stateReason ?? '') : ''), 48),
-  ]);
-  return plainTable(head.map((h) => c.bold(h)), rows);
+/** The text of `status --json` at `now`, in pieces (one per agent), read in one snapshot of the database. */
+export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): Iterable<string> {
+  return store ? store.snapshotOf(() => statusJsonPieces(ctx, store, q, now)) : statusJsonPieces(ctx, store, q, now);
 }
 
-/** A borderless table (cli-table3, loaded only here): columns two spaces apart, widths measured without colour codes. */
-function plainTable(head: string[], rows: string[][]): string {
-  const blank = { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ' };
-  const t = new Table({ head, chars: blank, style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 } });
-  t.push(...rows);
-  return t.toString().split('\n').map((l) => l.trimEnd()).join('\n');
-}
-
-
-/**
- * Redraws `frame()` every refreshMs until `stop` is raised (by default: SIGINT/SIGTERM): in place on a terminal, as
- * successive snapshots otherwise. A stopper passed in stays the caller's to dispose (the demo keeps its signal
- * handlers through its cleanup).
- */
-export async function watchFrames(refreshMs: number, frame: () => string, given?: Stopper): Promise<void> {
-  const tty = Boolean(process.stdout.isTTY);
-  const stop = given ?? untilSignal(['SIGINT', 'SIGTERM']);
-  if (tty) process.stdout.write('\x1b[?25l');
-  try {
-    while (!stop.stopped) {
-      const text = frame();
-      process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
-      await stop.sleep(refreshMs);
+function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): Generator<string> {
+  yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(ctx.config.dbPath)},\n  "agents": [`;
+  const counts = countStates([]);
+  let total = 0;
+  // Read first: the connection is busy while the agents are iterated.
+  const loop = store ? healthLoopStatus(store, now) : null;
+  if (store) {
+    for (const a of readAgents(store, now, q, AGENT_JSON_COLUMNS)) {
+      counts[a.derived.state]++;
+      yield `${total++ ? ',' : ''}\n    ${agentJsonText(a, now, '    ')}`;
     }
-  } finally {
-    if (tty) process.stdout.write('\x1b[?25h');
-    if (!given) stop.dispose();
   }
+  yield `${total ? '\n  ' : ''}],\n  "summary": ${nestedJson({ total, ...counts }, '  ')},\n  "healthLoop": ${nestedJson(loop, '  ')}\n}\n`;
 }

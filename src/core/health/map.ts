@@ -1,62 +1,77 @@
 import type { Store } from '../../store/store.js';
 import { readCooldown } from '../../store/alerts.js';
-import { getRegisteredAgents } from '../agents.js';
+import { CLOCK_COLUMNS, readAgents } from '../agents.js';
 import { iso } from '../duration.js';
 import { countStates, seedStatus } from '../state.js';
 import { healthLoopStatus } from './loop-status.js';
+import { jsonIso as isoText, jsonNumber as num, jsonString, jsonStringOrNull as str, nestedJson as nested } from '../json-text.js';
 
+const COLUMNS = ['id', 'name', 'group_name', 'host', 'pid', 'message', 'metadata'] as const;
+const K = CLOCK_COLUMNS.length;
 
 /**
- * Seed 003's heartbeat map at `now`: every registered agent keyed by name with its seed status (online / offline /
- * unknown) beside the rich state, the alerts standing for agents that are down, and the summary counts. Validated by
- * src/schemas/heartbeat-map.schema.json.
+ * Seed 003's heartbeat map at `now` as JSON text, in pieces written as the agents are read (one piece per agent),
+ * so a fleet of any size is never held in memory: every registered agent keyed by name with its seed status
+ * (online / offline / unknown) beside the rich state, the alerts standing for agents that are down, and the
+ * summary counts. Stored metadata is spliced as stored (the schema holds it to a JSON object). The document is
+ * the one JSON.stringify(…, null, 2) gives, and is validated by src/schemas/heartbeat-map.schema.json.
  */
-export function buildHeartbeatMap(store: Store, now: number) {
-  const agents = getRegisteredAgents(store, now);
-  const summary = { total_agents: agents.length, online_agents: 0, offline_agents: 0, unknown_agents: 0, by_state: countStates(agents) };
-  const map: Record<string, unknown> = {};
-  const alerts: Record<string, unknown>[] = [];
-  for (const a of agents) {
-    const status = seedStatus(a.state);
-    summary[`${status}_agents`]++;
-    map[a.name] = {
-      id: a.name,
-      name: a.name,
-      status,
-      state: a.state,
-      state_since: iso(a.stateSince),
-      state_reason: a.stateReason,
-      last_heartbeat: iso(a.lastHeartbeatAt),
-      seconds_since_heartbeat: a.heartbeatAgeMs === null ? null : Math.max(0, Math.floor(a.heartbeatAgeMs / 1000)),
-      heartbeat_interval_seconds: a.intervalMs / 1000,
-      offline_threshold_seconds: a.offlineAfterMs / 1000,
-      group: a.group,
-      host: a.host,
-      pid: a.pid,
-      message: a.message,
-      metadata: a.metadata,
-    };
-    if (status === 'offline') {
-      const cd = readCooldown(store, a.id);
-      const secondsOffline = Math.max(0, Math.floor((now - a.stateSince) / 1000));
-      alerts.push({
-        agent_id: a.name,
-        agent_name: a.name,
-        state: a.state,
-        seconds_offline: secondsOffline,
-        alert_time: iso(cd?.downState ? cd.lastAlertAt : a.stateSince),
-        alerted: Boolean(cd?.downState),
-        message: `Agent ${a.name} ${a.state} for ${secondsOffline}s${a.stateReason ? ` (${a.stateReason})` : ''}`,
-      });
-    }
+export function heartbeatMapText(store: Store, now: number): Generator<string> {
+  return store.snapshotOf(() => mapPieces(store, now));
+}
+
+function* mapPieces(store: Store, now: number): Generator<string> {
+  const loop = healthLoopStatus(store, now); // read first: the connection is busy while the agents are iterated
+  const health = { last_pass: iso(loop.lastPassAt), seconds_since_pass: loop.ageMs === null ? null : Math.floor(loop.ageMs / 1000), overdue: loop.overdue };
+  yield `{\n  "timestamp": "${new Date(now).toISOString()}",\n  "generator": "agentctl",\n  "health_loop": ${nested(health, '  ')},\n  "agents": {`;
+  const byState = countStates([]);
+  const seen = { online: 0, offline: 0, unknown: 0 };
+  const down: { id: number; name: string; state: string; since: number; reason: string | null }[] = [];
+  let total = 0;
+  for (const { row: r, clock: c, derived: d } of readAgents(store, now, {}, COLUMNS)) {
+    const status = seedStatus(d.state);
+    seen[status]++;
+    byState[d.state]++;
+    const name = String(r[K + 1]);
+    const key = jsonString(name);
+    const age = c.lastHeartbeatAt === null ? null : now - c.lastHeartbeatAt;
+    yield `${total++ ? ',' : ''}\n    ${key}: {\n      "id": ${key},\n      "name": ${key},\n      "status": "${status}",\n      "state": "${d.state}",` +
+      `\n      "state_since": ${isoText(d.since)},\n      "state_reason": ${str(d.reason)},\n      "last_heartbeat": ${isoText(c.lastHeartbeatAt)},` +
+      `\n      "seconds_since_heartbeat": ${age === null ? 'null' : num(Math.max(0, Math.floor(age / 1000)))},` +
+      `\n      "heartbeat_interval_seconds": ${num(c.intervalMs / 1000)},\n      "offline_threshold_seconds": ${num(c.offlineAfterMs / 1000)},` +
+      `\n      "group": ${str(r[K + 2])},\n      "host": ${str(r[K + 3])},\n      "pid": ${r[K + 4] === null ? 'null' : num(r[K + 4])},` +
+      `\n      "message": ${str(r[K + 5])},\n      "metadata": ${typeof r[K + 6] === 'string' ? r[K + 6] : '{}'}\n    }`;
+    if (status === 'offline') down.push({ id: Number(r[K]), name, state: d.state, since: d.since, reason: d.reason });
   }
-  const loop = healthLoopStatus(store, now);
-  return {
-    timestamp: iso(now)!,
-    generator: 'agentctl',
-    health_loop: { last_pass: iso(loop.lastPassAt), seconds_since_pass: loop.ageMs === null ? null : Math.floor(loop.ageMs / 1000), overdue: loop.overdue },
-    agents: map,
-    alerts,
-    summary,
+  yield `${total ? '\n  ' : ''}},\n  "alerts": [`;
+  // Only the agents that are down are held, and their cooldowns read once the agents' iteration is over.
+  for (let i = 0; i < down.length; i++) {
+    const a = down[i]!;
+    const cd = readCooldown(store, a.id);
+    const secondsOffline = Math.max(0, Math.floor((now - a.since) / 1000));
+    const alert = {
+      agent_id: a.name,
+      agent_name: a.name,
+      state: a.state,
+      seconds_offline: secondsOffline,
+      alert_time: iso(cd?.downState ? cd.lastAlertAt : a.since),
+      alerted: Boolean(cd?.downState),
+      message: `Agent ${a.name} ${a.state} for ${secondsOffline}s${a.reason ? ` (${a.reason})` : ''}`,
+    };
+    yield `${i ? ',' : ''}\n    ${nested(alert, '    ')}`;
+  }
+  const summary = { total_agents: total, online_agents: seen.online, offline_agents: seen.offline, unknown_agents: seen.unknown, by_state: byState };
+  yield `${down.length ? '\n  ' : ''}],\n  "summary": ${nested(summary, '  ')}\n}\n`;
+}
+
+/** The heartbeat map at `now` as an object (heartbeatMapText parsed): for the library and the health loop's --map file. */
+export function buildHeartbeatMap(store: Store, now: number) {
+  return JSON.parse([...heartbeatMapText(store, now)].join('')) as {
+    timestamp: string;
+    generator: 'agentctl';
+    health_loop: { last_pass: string | null; seconds_since_pass: number | null; overdue: boolean };
+    agents: Record<string, Record<string, unknown>>;
+    alerts: Record<string, unknown>[];
+    summary: { total_agents: number; online_agents: number; offline_agents: number; unknown_agents: number; by_state: Record<string, number> };
   };
 }

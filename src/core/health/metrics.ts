@@ -1,11 +1,13 @@
 import type { Store } from '../../store/store.js';
 import { AGENT_STATES } from '../../store/rows.js';
 import { readCounters, readMonitor } from '../../store/monitor.js';
-import { getRegisteredAgents } from '../agents.js';
+import { countDerivedStates } from '../../store/fleet.js';
+import { CLOCK_COLUMNS, readAgents } from '../agents.js';
 import { countStates, heartbeatAgeMs, seedStatus } from '../state.js';
 
 /** Escapes a Prometheus label value: backslash, double quote and newline. */
 export function escapeLabel(v: string): string {
+  if (!/[\\"\n]/.test(v)) return v;
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
@@ -16,37 +18,59 @@ const labels = (l: Record<string, string | null>) =>
 
 const num = (n: number) => (Number.isFinite(n) ? String(Math.round(n * 1000) / 1000) : 'NaN');
 
+const K = CLOCK_COLUMNS.length;
+
 /**
  * The fleet in Prometheus text exposition format (version 0.0.4) at `now`: agents per state, per-agent up and
  * heartbeat age, the health loop's counters (transitions, heartbeat timeouts, crash proofs, alerts sent and failed,
  * held convictions, suspect passes) and its last pass time and duration.
  */
 export function renderMetrics(store: Store, now: number): string {
-  const agents = getRegisteredAgents(store, now);
+  return [...metricsText(store, now)].join('');
+}
+
+/**
+ * renderMetrics in pieces written as the agents are read, in one read transaction: the counts per state come
+ * from SQL, and each per-agent family is one pass over the agents (a family's samples must be contiguous), so
+ * the fleet is never held in memory.
+ */
+export function metricsText(store: Store, now: number): Generator<string> {
+  return store.snapshotOf(() => metricsPieces(store, now));
+}
+
+function* metricsPieces(store: Store, now: number): Generator<string> {
   const counters = readCounters(store);
   const monitor = readMonitor(store);
-  const out: string[] = [];
-  const family = (name: string, type: 'gauge' | 'counter', help: string, samples: [Record<string, string | null> | null, number][]) => {
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [l, v] of samples) out.push(`${name}${l ? labels(l) : ''} ${num(v)}`);
-  };
-  const perState = countStates(agents);
-  family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
-  family('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).', agents.map((a) => [{ agent: a.name, group: a.group, state: a.state }, seedStatus(a.state) === 'online' ? 1 : 0]));
-  family('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.', agents.map((a) => [{ agent: a.name, group: a.group }, Math.max(0, heartbeatAgeMs(a, now)) / 1000]));
+  const head = (name: string, type: 'gauge' | 'counter', help: string) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+  const family = (name: string, type: 'gauge' | 'counter', help: string, samples: [Record<string, string | null> | null, number][]) =>
+    head(name, type, help) + samples.map(([l, v]) => `${name}${l ? labels(l) : ''} ${num(v)}\n`).join('');
+  const perState = { ...countStates([]), ...countDerivedStates(store, now, {}) };
+  yield family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
+  yield head('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).');
+  for (const { row, derived } of readAgents(store, now, {}, ['name', 'group_name'])) {
+    const group = row[K + 1] === null ? '' : String(row[K + 1]);
+    yield `agentctl_agent_up{agent="${escapeLabel(String(row[K]))}",group="${escapeLabel(group)}",state="${derived.state}"} ${seedStatus(derived.state) === 'online' ? 1 : 0}\n`;
+  }
+  yield head('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.');
+  // Silence needs no derived state: the rows of the same agents, without the clock columns.
+  for (const [name, group, last, started] of store.iterateAgentRows(['name', 'group_name', 'last_heartbeat_at', 'started_at'])) {
+    const age = heartbeatAgeMs({ lastHeartbeatAt: last === null ? null : Number(last), startedAt: Number(started) }, now);
+    yield `agentctl_agent_heartbeat_age_seconds{agent="${escapeLabel(String(name))}",group="${escapeLabel(group === null ? '' : String(group))}"} ${num(Math.max(0, age) / 1000)}\n`;
+  }
   const c = (name: string) => counters[name] ?? 0;
-  family('agentctl_transitions_total', 'counter', 'State transitions seen by the health loop, by the state entered.', AGENT_STATES.map((s) => [{ to: s }, c(`transitions_total:${s}`)]));
-  family('agentctl_heartbeat_timeouts_total', 'counter', 'Agents found stale or offline by the clock (no heartbeat within their contract).', [[null, c('heartbeat_timeouts_total')]]);
-  family('agentctl_crash_proofs_total', 'counter', 'Agents found offline by a proof of a local crash (pid gone or reused, host rebooted).', [[null, c('crash_proofs_total')]]);
-  family('agentctl_alerts_queued_total', 'counter', 'Alerts decided, by kind.', ['alert', 'reminder', 'recovery', 'test'].map((k) => [{ kind: k }, c(`alerts_queued_total:${k}`)]));
-  family('agentctl_alerts_sent_total', 'counter', 'Alert deliveries that reached their receiver.', [[null, c('alerts_sent_total')]]);
-  family('agentctl_alerts_failed_total', 'counter', 'Alert delivery attempts that failed (retried on later passes).', [[null, c('alerts_failed_total')]]);
-  family('agentctl_alerts_suppressed_total', 'counter', 'Down alerts not sent because of the per-agent cooldown.', [[null, c('alerts_suppressed_total')]]);
-  family('agentctl_commands_expired_total', 'counter', 'Commands settled by the health loop because their deadline passed (queued: cancelled; executing: failed).', [[null, c('commands_expired_total')]]);
-  family('agentctl_convictions_held_total', 'counter', 'Convictions held for one pass because most of the fleet would have been convicted at once.', [[null, c('convictions_held_total')]]);
-  family('agentctl_monitor_suspect_passes_total', 'counter', 'Passes that convicted no one because the health loop suspected itself (paused, clock step).', [[null, c('suspect_passes_total')]]);
-  family('agentctl_monitor_passes_total', 'counter', 'Health-loop passes.', [[null, c('passes_total')]]);
-  family('agentctl_monitor_last_pass_timestamp_seconds', 'gauge', 'Unix time of the last health-loop pass (0: never).', [[null, (monitor?.lastPassAt ?? 0) / 1000]]);
-  family('agentctl_monitor_last_pass_duration_seconds', 'gauge', 'How long the last health-loop pass took.', [[null, (monitor?.lastPassMs ?? 0) / 1000]]);
-  return `${out.join('\n')}\n`;
+  yield [
+    family('agentctl_transitions_total', 'counter', 'State transitions seen by the health loop, by the state entered.', AGENT_STATES.map((s) => [{ to: s }, c(`transitions_total:${s}`)])),
+    family('agentctl_heartbeat_timeouts_total', 'counter', 'Agents found stale or offline by the clock (no heartbeat within their contract).', [[null, c('heartbeat_timeouts_total')]]),
+    family('agentctl_crash_proofs_total', 'counter', 'Agents found offline by a proof of a local crash (pid gone or reused, host rebooted).', [[null, c('crash_proofs_total')]]),
+    family('agentctl_alerts_queued_total', 'counter', 'Alerts decided, by kind.', ['alert', 'reminder', 'recovery', 'test'].map((k) => [{ kind: k }, c(`alerts_queued_total:${k}`)])),
+    family('agentctl_alerts_sent_total', 'counter', 'Alert deliveries that reached their receiver.', [[null, c('alerts_sent_total')]]),
+    family('agentctl_alerts_failed_total', 'counter', 'Alert delivery attempts that failed (retried on later passes).', [[null, c('alerts_failed_total')]]),
+    family('agentctl_alerts_suppressed_total', 'counter', 'Down alerts not sent because of the per-agent cooldown.', [[null, c('alerts_suppressed_total')]]),
+    family('agentctl_commands_expired_total', 'counter', 'Commands settled by the health loop because their deadline passed (queued: cancelled; executing: failed).', [[null, c('commands_expired_total')]]),
+    family('agentctl_convictions_held_total', 'counter', 'Convictions held for one pass because most of the fleet would have been convicted at once.', [[null, c('convictions_held_total')]]),
+    family('agentctl_monitor_suspect_passes_total', 'counter', 'Passes that convicted no one because the health loop suspected itself (paused, clock step).', [[null, c('suspect_passes_total')]]),
+    family('agentctl_monitor_passes_total', 'counter', 'Health-loop passes.', [[null, c('passes_total')]]),
+    family('agentctl_monitor_last_pass_timestamp_seconds', 'gauge', 'Unix time of the last health-loop pass (0: never).', [[null, (monitor?.lastPassAt ?? 0) / 1000]]),
+    family('agentctl_monitor_last_pass_duration_seconds', 'gauge', 'How long the last health-loop pass took.', [[null, (monitor?.lastPassMs ?? 0) / 1000]]),
+  ].join('');
 }

@@ -1,0 +1,70 @@
+/**
+ * Questions about the whole fleet that SQL answers without reading every agent into JavaScript: how many agents are
+ * in each state, and which are the worst (for `check`). The state is derived in SQL by DERIVED_STATE_SQL.
+ */
+import type { Store } from './store.js';
+import type { AgentState } from './rows.js';
+
+/**
+ * The state core/state.ts deriveState gives an agents row at :now, as an SQL expression, for queries that count or
+ * pick agents by their state without reading every row into JavaScript (check). It must say exactly what
+ * deriveState says: test/faults/properties.test.ts compares the two over generated rows.
+ */
+export const DERIVED_STATE_SQL = `CASE
+    WHEN state IN ('offline', 'failed') THEN state
+    WHEN state = 'maintenance' AND (maintenance_until IS NULL OR maintenance_until > :now) THEN state
+    WHEN :now - MAX(COALESCE(last_heartbeat_at, started_at), started_at) >= offline_after_ms THEN 'offline'
+    WHEN :now - MAX(COALESCE(last_heartbeat_at, started_at), started_at) >= CAST(interval_ms * stale_multiplier AS INTEGER) THEN 'stale'
+    WHEN state = 'maintenance' THEN
+      CASE WHEN last_heartbeat_at IS NULL OR last_heartbeat_at < started_at THEN 'initializing' WHEN reported_status = 'error' THEN 'error' ELSE 'active' END
+    ELSE state
+  END`;
+
+/** Which agents a fleet query covers: the named ones (deregistered or not), else the registered ones; in a group. */
+export interface FleetScope {
+  names?: string[];
+  group?: string;
+}
+
+/** An agent that `check` names: its derived state and what it last said. */
+export interface ProblemAgent {
+  name: string;
+  state: AgentState;
+  message: string | null;
+  lastHeartbeatAt: number | null;
+}
+
+/** How many agents of `scope` are in each state derived at `now` (states with none are absent). */
+export function countDerivedStates(store: Store, now: number, scope: FleetScope): Partial<Record<AgentState, number>> {
+  const { where, args } = scopeWhere(scope);
+  const rows = store.preparedRaw(`SELECT st, count(*) FROM (SELECT ${DERIVED_STATE_SQL} AS st FROM agents${where}) GROUP BY st`).all({ ...args, now }) as [AgentState, number][];
+  return Object.fromEntries(rows);
+}
+
+/**
+ * The worst `limit` agents of `scope` by their state derived at `now`: offline and failed first, then stale and
+ * error, by name within each; agents in other states are not problems and are not listed.
+ */
+export function worstAgents(store: Store, now: number, scope: FleetScope, limit: number): ProblemAgent[] {
+  const { where, args } = scopeWhere(scope);
+  const rows = store.preparedRaw(
+    `SELECT name, st, message, last_heartbeat_at FROM (SELECT name, message, last_heartbeat_at, ${DERIVED_STATE_SQL} AS st FROM agents${where})
+     WHERE st IN ('offline', 'failed', 'stale', 'error') ORDER BY st IN ('offline', 'failed') DESC, name LIMIT :limit`,
+  ).all({ ...args, now, limit }) as [string, AgentState, string | null, number | null][];
+  return rows.map(([name, state, message, lastHeartbeatAt]) => ({ name, state, message, lastHeartbeatAt }));
+}
+
+function scopeWhere(scope: FleetScope): { where: string; args: Record<string, unknown> } {
+  const where: string[] = [];
+  const args: Record<string, unknown> = {};
+  if (scope.names?.length) {
+    const names = [...new Set(scope.names)];
+    where.push(`name IN (${names.map((_, i) => `:n${i}`).join(', ')})`);
+    names.forEach((n, i) => (args[`n${i}`] = n));
+  } else where.push('deregistered_at IS NULL');
+  if (scope.group !== undefined) {
+    where.push('group_name = :group');
+    args.group = scope.group;
+  }
+  return { where: ` WHERE ${where.join(' AND ')}`, args };
+}
