@@ -41,7 +41,7 @@ export function define(program: Command): void {
     .option('--group <group>', 'only agents of this group')
     .option('--all', 'include deregistered agents')
     .option('--watch', 'redraw in place until Ctrl-C')
-    .option('--refresh <dur>', 'redraw interval for --watch (default 2s)')
+    .option('--refresh <dur>', 'redraw interval for --watch (default: 2s)')
     .addHelpText('after', '\nExamples:\n  agentctl status\n  agentctl status --state stale,offline --group batch\n  agentctl status --watch --refresh 1s\n  agentctl status --json | jq \'.agents[] | select(.state=="offline") | .name\'')
     .action(async (names: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
