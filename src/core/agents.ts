@@ -181,6 +181,11 @@ export interface UpdateStateOptions {
   reason?: string | undefined;
   /** For maintenance: how long it lasts (absent: until cleared by set-status available/busy or a heartbeat after expiry). */
   forMs?: number | undefined;
+  /**
+   * The access token that asked (the HTTP API's operator controls): named in the evidence, and then every control
+   * is an event, a change of availability or a state it already had included.
+   */
+  token?: string | undefined;
 }
 
 /**
@@ -194,25 +199,32 @@ export function updateAgentState(store: Store, name: string, target: StatusTarge
   if (opts.reason !== undefined) validateMessage(opts.reason);
   if (opts.forMs !== undefined && target !== 'maintenance') throw new UsageError('--for applies only to maintenance');
   const why = (fallback: string) => (opts.reason ? opts.reason : fallback);
+  const by = opts.token !== undefined ? { token: opts.token } : {};
   return store.transition(name, now, (a) => {
+    // An act that leaves the state as it was keeps the state's reason; with a token it is still an event of its own.
+    const unchanged = (fallback: string, evidence: Record<string, unknown>) =>
+      opts.token !== undefined ? { alwaysEvent: true, event: { reason: why(fallback), evidence: { ...evidence, ...by } } } : {};
     if (target === 'available' || target === 'busy') {
       if (a.state === 'maintenance') {
         const resumed = deriveState({ ...a, maintenanceUntil: now }, now);
-        return { to: resumed.state, reason: why(`maintenance ended by operator`), evidence: { rule: 'manual', availability: target }, availability: target };
+        return { to: resumed.state, reason: why(`maintenance ended by operator`), evidence: { rule: 'manual', availability: target, ...by }, availability: target };
       }
-      return { to: a.state, reason: a.stateReason ?? '', evidence: a.stateEvidence, availability: target };
+      return { to: a.state, reason: a.stateReason ?? '', evidence: a.stateEvidence, availability: target, ...unchanged(`set ${target} by operator`, { rule: 'manual', availability: target }) };
     }
     if (target === 'maintenance') {
       return {
         to: 'maintenance',
         reason: why('maintenance'),
-        evidence: { rule: 'manual', until: opts.forMs !== undefined ? now + opts.forMs : null },
+        evidence: { rule: 'manual', until: opts.forMs !== undefined ? now + opts.forMs : null, ...by },
         maintenanceUntil: opts.forMs !== undefined ? now + opts.forMs : null,
         alwaysEvent: true,
       };
     }
-    if (a.state === target) return null;
-    return { to: target, reason: why(`set ${target} by operator`), evidence: { rule: 'manual', previous: a.state } };
+    if (a.state === target) {
+      if (opts.token === undefined) return null;
+      return { to: a.state, reason: a.stateReason ?? '', evidence: a.stateEvidence, maintenanceUntil: a.maintenanceUntil, ...unchanged(`set ${target} by operator (it was ${target} already)`, { rule: 'manual', previous: a.state }) };
+    }
+    return { to: target, reason: why(`set ${target} by operator`), evidence: { rule: 'manual', previous: a.state, ...by } };
   });
 }
 

@@ -57,6 +57,11 @@ export interface TransitionParams {
   deregister?: boolean;
   /** Write an event even when the state stays the same (deregistering an offline agent, extending maintenance). */
   alwaysEvent?: boolean;
+  /**
+   * With alwaysEvent and an unchanged state: the event's own reason and evidence, for an act that leaves the state's
+   * reason as it was (an operator setting availability).
+   */
+  event?: { reason: string; evidence: Record<string, unknown> | null };
 }
 
 export interface EventQuery {
@@ -248,7 +253,7 @@ export class Store {
         this.prepared(
           `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
            VALUES (:id, :name, :now, :to, :to, :reason, :evidence)`,
-        ).run({ id: before.id, name: before.name, now, to: t.to, reason: t.reason, evidence: t.evidence ? JSON.stringify(t.evidence) : null });
+        ).run({ id: before.id, name: before.name, now, to: t.to, reason: t.event?.reason ?? t.reason, evidence: (t.event ? t.event.evidence : t.evidence) ? JSON.stringify(t.event ? t.event.evidence : t.evidence) : null });
       }
       const after = this.getAgent(name)!;
       return { before, after, changed: true };

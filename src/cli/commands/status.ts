@@ -83,13 +83,7 @@ type Query = Parameters<typeof getRegisteredAgents>[2];
 export function renderStatus(ctx: CliContext, store: Store | undefined, q: Query, refreshMs?: number): string {
   const now = ctx.now();
   const agents = store ? getRegisteredAgents(store, now, q) : [];
-  if (ctx.json) {
-    return JSON.stringify(
-      { generatedAt: new Date(now).toISOString(), database: ctx.config.dbPath, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) }, healthLoop: store ? healthLoopStatus(store, now) : null },
-      null,
-      2,
-    );
-  }
+  if (ctx.json) return JSON.stringify(statusJson(store, ctx.config.dbPath, now, agents), null, 2);
   const c = painter(ctx.color);
   const lines: string[] = [];
   if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${ctx.config.dbPath} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
@@ -106,6 +100,11 @@ export function renderStatus(ctx: CliContext, store: Store | undefined, q: Query
   const loop = healthLoopStatus(store, now);
   if (loop.warning) lines.push(c.yellow(`warning: ${loop.warning}`));
   return lines.join('\n');
+}
+
+/** The document of `status --json` (and of the HTTP API's agent list) for `agents`, as read at `now`. */
+export function statusJson(store: Store | undefined, dbPath: string, now: number, agents: AgentView[]) {
+  return { generatedAt: new Date(now).toISOString(), database: dbPath, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) }, healthLoop: store ? healthLoopStatus(store, now) : null };
 }
 
 function table(agents: AgentView[], c: ReturnType<typeof painter>, now: number): string {

@@ -82,7 +82,8 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
   for (const e of eventsAfter(store, cursor, batch)) {
     tally.events++;
     tally.lastEventId = e.id;
-    if (e.fromState === null) continue;
+    // A registration, or a note (a log ping: rule 'log'), is no transition.
+    if (e.fromState === null || e.evidence?.rule === 'log') continue;
     count(`transitions_total:${e.toState}`);
     const rule = typeof e.evidence?.rule === 'string' ? e.evidence.rule : null;
     if ((e.toState === 'stale' || e.toState === 'offline') && rule === 'clock') count('heartbeat_timeouts_total');
