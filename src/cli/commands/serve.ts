@@ -76,9 +76,10 @@ export function define(program: Command): void {
           throw new UsageError(`cannot listen on ${flags.listen}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`);
         });
         const at = origin(running.address.host, running.address.port);
-        ctx.err(`agentctl: serving ${at} (database ${ctx.config.dbPath}); Ctrl-C stops`);
         const login = ensureLoginToken(store, ctx.now());
         if (login) ctx.err(`agentctl: no access token exists yet; log in once at ${at}/login?token=${login}`);
+        // The last line of start-up: whoever waits for it has the login link already.
+        ctx.err(`agentctl: serving ${at} (database ${safeText(ctx.config.dbPath)}); Ctrl-C stops`);
         while (!stop.stopped) await stop.sleep(3_600_000);
         ctx.err('agentctl: stopping');
         await running.close();
