@@ -2,7 +2,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import type { Store } from '../store/store.js';
 import { Auth, type AuthOptions } from './auth.js';
-import { HttpError, SECURITY_HEADERS, decodeSegment, sendText, statusOf } from './http.js';
+import { HttpError, SECURITY_HEADERS, decodeSegment, sendJson, sendText, statusOf } from './http.js';
 import { EventStream } from './sse.js';
 import { apiRoutes } from './routes/api.js';
 import { pingRoutes } from './routes/ping.js';
@@ -76,7 +76,9 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     }
     // Whatever the handler left unread is drained, so that a keep-alive connection stays in step.
     if (!req.complete) req.resume();
-    sendText(res, status, message, headers);
+    // The API answers in JSON, errors included; pings (for curl and runitor) and the rest in plain text.
+    if ((req.url ?? '').startsWith('/api/')) sendJson(res, status, { error: message, status }, headers);
+    else sendText(res, status, message, headers);
   }
 }
 
