@@ -29,7 +29,7 @@ describe('serve: the read API', () => {
     const get = async (q: string) => {
       const r = await fetch(`${s.base}/api/v1/agents${q}`, { headers: bearer(viewer) });
       expect(r.headers.get('content-type')).toMatch(/^application\/json/);
-      return { status: r.status, body: r.status === 200 ? await r.json() : await r.text() };
+      return { status: r.status, body: r.status === 200 ? (await r.json()) as any : await r.text() };
     };
     const all = await get('');
     expect(all.status).toBe(200);
@@ -52,20 +52,20 @@ describe('serve: the read API', () => {
     const get = (path: string) => fetch(`${s.base}${path}`, { headers: bearer(viewer) });
     let r = await get('/api/v1/agents/batch-1');
     expect(r.status).toBe(200);
-    const one = await r.json();
+    const one = (await r.json()) as any;
     expect(one.agent).toMatchObject({ name: 'batch-1', state: 'error', message: 'queue down', group: 'batch' });
     expect(one.events).toEqual(historyJson(db, 'batch-1'));
     expect((await get('/api/v1/agents/nobody')).status).toBe(404);
     expect((await get('/api/v1/agents/bad%20name')).status).toBe(400);
     const everything = historyJson(db, 'web-1').concat(historyJson(db, 'web-2'), historyJson(db, 'batch-1')).sort((a, b) => a.id - b.id);
     r = await get('/api/v1/events?after=0&limit=2');
-    const page1 = await r.json();
+    const page1 = (await r.json()) as any;
     expect(page1.events).toEqual(everything.slice(0, 2));
     r = await get(`/api/v1/events?after=${page1.next}`);
-    const page2 = await r.json();
+    const page2 = (await r.json()) as any;
     expect(page2.events).toEqual(everything.slice(2));
     r = await get(`/api/v1/events?after=${page2.next}`);
-    expect(await r.json()).toEqual({ events: [], next: page2.next });
+    expect((await r.json()) as any).toEqual({ events: [], next: page2.next });
     for (const q of ['?after=-1', '?after=x', '?limit=0', '?limit=10001']) expect({ q, status: (await get(`/api/v1/events${q}`)).status }).toEqual({ q, status: 400 });
     expect((await get('/api/v1/nothing')).status).toBe(404);
     expect(await s.stop()).toEqual({ code: 0, signal: null });
@@ -112,7 +112,7 @@ describe('serve: writes over HTTP', () => {
     const hostile = '\x1b]0;pwned\x07<img src=x onerror=alert(1)>\u202e\n';
     let r = await beat('job', { status: 'busy', message: hostile, metadata: { region: 'eu', note: hostile }, progress: 7 });
     expect(r.status).toBe(200);
-    expect(await r.json()).toMatchObject({ name: 'job', registered: false });
+    expect((await r.json()) as any).toMatchObject({ name: 'job', registered: false });
     expect(agentOf(db, 'job')).toMatchObject({ state: 'active', reportedStatus: 'busy', availability: 'busy', message: hostile, metadata: { region: 'eu', note: hostile }, progress: 7, heartbeatSeq: 1 });
     r = await beat('job', {});
     expect(r.status).toBe(200);
@@ -120,7 +120,7 @@ describe('serve: writes over HTTP', () => {
     expect((await beat('newcomer', {})).status).toBe(404);
     expect(agentOf(db, 'newcomer')).toBeUndefined();
     r = await beat('newcomer', {}, undefined, '?create=1');
-    expect([r.status, (await r.json()).registered]).toEqual([201, true]);
+    expect([r.status, ((await r.json()) as any).registered]).toEqual([201, true]);
     const bad: [unknown, number, Record<string, string>?][] = [
       [{ status: 'sleeping' }, 400],
       [{ status: 3 }, 400],
@@ -161,7 +161,7 @@ describe('serve: writes over HTTP', () => {
     expect((await set('nobody', { status: 'offline' })).status).toBe(404);
     const r = await set('job', { status: 'maintenance', for: '30m', reason: 'upgrade' });
     expect(r.status).toBe(200);
-    const body = await r.json();
+    const body = (await r.json()) as any;
     const cliShape = cliJson(['set-status', 'job', 'maintenance', '--for', '30m', '--reason', 'upgrade'], { db });
     expect(Object.keys(body)).toEqual(Object.keys(cliShape));
     expect(body).toMatchObject({ name: 'job', from: 'active', agent: { state: 'maintenance' } });

@@ -10,7 +10,7 @@ describe('serve: authentication and roles', () => {
     const s = await serve(db);
     expect(s.login).toBeNull(); // a token exists: no login link
     const h = await fetch(`${s.base}/healthz`);
-    expect([h.status, (await h.json()).status]).toEqual([200, 'ok']);
+    expect([h.status, ((await h.json()) as any).status]).toEqual([200, 'ok']);
     for (const path of ['/api/v1/agents', '/api/v1/events', '/api/v1/events/stream', '/metrics', '/api/v1/agents/x']) {
       const r = await fetch(`${s.base}${path}`);
       expect({ path, status: r.status }).toEqual({ path, status: 401 });
@@ -93,7 +93,7 @@ describe('serve: authentication and roles', () => {
     expect(set.find((c) => c.startsWith('agentctl_csrf='))).not.toMatch(/HttpOnly/);
     expect((await fetch(`${s.base}/login?token=${s.login}`, { redirect: 'manual' })).status).toBe(401);
     const cookie = set.map((c) => c.split(';')[0]).join('; ');
-    const me = await (await fetch(`${s.base}/api/v1/session`, { headers: { Cookie: cookie } })).json();
+    const me = (await (await fetch(`${s.base}/api/v1/session`, { headers: { Cookie: cookie } })).json()) as any;
     expect(me).toMatchObject({ role: 'operator', via: 'cookie', token: expect.stringMatching(/^login-/) });
     // A state-changing request by cookie without the CSRF token (what a form on another site could send) is refused.
     const forged = await fetch(`${s.base}/api/v1/agents/job/status`, { method: 'POST', headers: { Cookie: cookie, 'Content-Type': 'application/json' }, body: JSON.stringify({ status: 'offline' }) });
@@ -144,7 +144,7 @@ describe('serve: authentication and roles', () => {
     const before = historyJson(db, 'job').length;
     let r = await set({ status: 'busy' });
     expect(r.status).toBe(200);
-    expect(await r.json()).toMatchObject({ name: 'job', from: 'active', agent: { state: 'active', availability: 'busy' } });
+    expect((await r.json()) as any).toMatchObject({ name: 'job', from: 'active', agent: { state: 'active', availability: 'busy' } });
     r = await set({ status: 'maintenance', for: '30m', reason: 'kernel upgrade' });
     expect(r.status).toBe(200);
     r = await set({ status: 'available' });
