@@ -59,3 +59,29 @@ describe('serve: the live event stream (Server-Sent Events)', () => {
     expect(agentOf(db, 'job').state).toBe('offline');
   });
 });
+
+describe('serve --monitor', () => {
+  it('runs the health loop in the same process: a silent agent is convicted, the stream shows it, SIGTERM stops both', async () => {
+    const db = tempDb();
+    const viewer = createToken(db, 'viewer', 'viewer');
+    const agent = createToken(db, 'agent', 'agent');
+    expect(cli(['register', 'quiet', '--interval', '100ms', '--stale-after', '1', '--offline-after', '300ms'], { db }).code).toBe(0);
+    const s = await serve(db, ['--monitor', '--every', '200ms', '--poll', '50ms']);
+    const live = await openStream(`${s.base}/api/v1/events/stream?after=0`, bearer(viewer));
+    // The loop (not a reader's derivation) writes the transition: an event with the pass that convicted it.
+    await waitFor(() => live.events.some((e) => e.data.agentName === 'quiet' && e.data.toState === 'offline'), 'the health loop to convict the silent agent', 60_000);
+    const offline = live.events.find((e) => e.data.toState === 'offline')!.data;
+    expect(offline.evidence).toMatchObject({ rule: 'clock', pass: expect.any(Number) });
+    const status = (await (await fetch(`${s.base}/api/v1/agents`, { headers: bearer(viewer) })).json()) as any;
+    expect(status.healthLoop).toMatchObject({ ran: true, everyMs: 200, overdue: false, warning: null });
+    // A heartbeat by ping brings it back, through the same loop's store.
+    expect((await fetch(`${s.base}/ping/${agent}/quiet`)).status).toBe(200);
+    await waitFor(() => live.events.some((e) => e.data.agentName === 'quiet' && e.data.fromState === 'offline'), 'the return on the stream');
+    expect(await s.stop()).toEqual({ code: 0, signal: null });
+    await live.done;
+    // The loop let go of its lock: a cron pass runs now instead of finding another monitor.
+    const once = cli(['monitor', '--once'], { db });
+    expect(once.code).toBe(0);
+    expect(once.stderr).not.toMatch(/another agentctl monitor is running/);
+  });
+});

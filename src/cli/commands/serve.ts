@@ -1,9 +1,13 @@
 import type { Command } from 'commander';
-import { parseDuration } from '../../core/duration.js';
+import { formatDuration, parseDuration } from '../../core/duration.js';
 import { ensureLoginToken } from '../../core/tokens.js';
 import { safeText } from '../../core/text.js';
 import { parseCount } from '../../core/validate.js';
 import { UsageError } from '../../errors.js';
+import { HeartbeatHealthAgent } from '../../core/health/agent.js';
+import { dailyFileLogger } from '../../core/health/log.js';
+import { LockHeldError } from '../../errors.js';
+import type { Store } from '../../store/store.js';
 import { startServer } from '../../server/server.js';
 import { cliContext } from '../context.js';
 import { untilSignal } from '../signals.js';
@@ -14,6 +18,8 @@ interface Flags {
   requestTimeout: string;
   keepAlive: string;
   poll: string;
+  monitor?: boolean;
+  every: string; // commander's default fills it in
 }
 
 /** Parses HOST:PORT (IPv6 in brackets: [::1]:8080); port 0 means any free port. */
@@ -45,6 +51,8 @@ export function define(program: Command): void {
     .option('--request-timeout <dur>', 'time a client has to send its whole request', '30s')
     .option('--keep-alive <dur>', 'interval of the comment that keeps an event stream open', '15s')
     .option('--poll <dur>', 'how often the event stream looks for new events', '250ms')
+    .option('--monitor', "also run the health loop in this process (as 'agentctl monitor' does, without alerts)")
+    .option('--every <dur>', 'with --monitor: time between passes', '30s')
     .addHelpText(
       'after',
       '\nExamples:\n  agentctl serve\n  agentctl serve --listen 0.0.0.0:8080\n' +
@@ -59,6 +67,7 @@ export function define(program: Command): void {
       if (headersTimeoutMs > requestTimeoutMs) throw new UsageError('--headers-timeout must not be longer than --request-timeout');
       const keepAliveMs = parseDuration(flags.keepAlive, '--keep-alive');
       const pollMs = parseDuration(flags.poll, '--poll');
+      const everyMs = parseDuration(flags.every, '--every');
       const store = ctx.open('create');
       const stop = untilSignal(['SIGINT', 'SIGTERM']);
       try {
@@ -76,16 +85,43 @@ export function define(program: Command): void {
           throw new UsageError(`cannot listen on ${flags.listen}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`);
         });
         const at = origin(running.address.host, running.address.port);
+        const loop = flags.monitor ? startHealthLoop(ctx, everyMs) : undefined;
         const login = ensureLoginToken(store, ctx.now());
         if (login) ctx.err(`agentctl: no access token exists yet; log in once at ${at}/login?token=${login}`);
         // The last line of start-up: whoever waits for it has the login link already.
         ctx.err(`agentctl: serving ${at} (database ${safeText(ctx.config.dbPath)}); Ctrl-C stops`);
         while (!stop.stopped) await stop.sleep(3_600_000);
         ctx.err('agentctl: stopping');
-        await running.close();
+        await Promise.all([running.close(), loop?.stop()]);
       } finally {
         stop.dispose();
         store.close();
       }
     });
+}
+
+/**
+ * The health loop beside the server (--monitor): HeartbeatHealthAgent on its own connection, logging as `monitor`
+ * does. Another health loop already running is said in one line, and the server goes on without one.
+ */
+function startHealthLoop(ctx: ReturnType<typeof cliContext>, everyMs: number): { stop(): Promise<void> } {
+  const store: Store = ctx.open('create');
+  const logger = dailyFileLogger({ dir: ctx.config.logDir, level: ctx.config.logLevel, keepDays: 14, echo: (line) => process.stderr.write(line) });
+  const agent = new HeartbeatHealthAgent({ store, everyMs, logger, lockStaleMs: ctx.config.lockStaleMs });
+  const running = agent.start().catch((err: unknown) => {
+    // The server goes on either way; what stopped the loop is said in one line.
+    if (err instanceof LockHeldError) ctx.err(`agentctl: ${err.message}; serving without a health loop of its own`);
+    else ctx.err(`agentctl: the health loop stopped: ${safeText((err as Error)?.message ?? String(err))}`);
+  });
+  ctx.err(`agentctl: health loop every ${formatDuration(everyMs)}`);
+  return {
+    async stop() {
+      await agent.stop();
+      try {
+        await running;
+      } finally {
+        store.close();
+      }
+    },
+  };
 }
