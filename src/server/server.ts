@@ -46,11 +46,11 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     const url = new URL(req.url ?? '/', 'http://agentctl.invalid');
     let route: Route | undefined;
     let params: string[] = [];
-    let pathMatched = false;
+    const allowed: string[] = [];
     for (const r of routes) {
       const m = r.path.exec(url.pathname);
       if (!m) continue;
-      pathMatched = true;
+      allowed.push(...r.methods);
       if (!r.methods.includes(req.method ?? '')) continue;
       route = r;
       // An optional group that did not match stays undefined.
@@ -58,7 +58,7 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
       break;
     }
     if (!route) {
-      if (pathMatched) throw new HttpError(405, 'method not allowed');
+      if (allowed.length) throw new HttpError(405, 'method not allowed', { Allow: allowed.join(', ') });
       throw new HttpError(404, 'not found');
     }
     let principal;
@@ -69,7 +69,7 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     await route.handle({ req, res, url, params, principal, app });
   } catch (err) {
     const { status, message, headers } = statusOf(err);
-    if (status >= 500 && !(err instanceof HttpError)) log(`agentctl serve: ${req.method} ${url(req)}: ${(err as Error)?.message ?? String(err)}`);
+    if (status >= 500 && !(err instanceof HttpError)) log(`agentctl serve: ${req.method} ${logPath(req)}: ${(err as Error)?.message ?? String(err)}`);
     if (res.headersSent) {
       res.destroy();
       return;
@@ -82,7 +82,8 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
   }
 }
 
-function url(req: IncomingMessage): string {
+/** The request path for a log line: no query, and no ping key. */
+function logPath(req: IncomingMessage): string {
   return (req.url ?? '/').replace(/^(\/ping\/)[^/?]+/, '$1…').split('?')[0]!;
 }
 

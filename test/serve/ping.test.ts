@@ -111,7 +111,7 @@ describe('pings (healthchecks slug form)', () => {
       [`/ping/${op}/job`, {}, 403, null],
       [`/ping/${batchOnly}/job`, {}, 403, null],
       // A method that is no ping.
-      [`/ping/${key}/job`, { method: 'PUT' }, 405, null],
+      [`/ping/${key}/job`, { method: 'PUT' }, 405, 'method not allowed'],
       // A body past the 1 MiB that is read at all.
       [`/ping/${key}/job`, { method: 'POST', body: 'x'.repeat(1_048_577) }, 413, null],
     ];
