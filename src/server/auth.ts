@@ -174,6 +174,8 @@ export class Auth {
     this.expire();
     const s: Session = { id: randomBytes(32).toString('base64url'), tokenId: t.id, csrf: randomBytes(32).toString('base64url'), expiresAt: this.now() + this.sessionMs };
     this.sessions.set(s.id, s);
+    // Bounded: past this many live sessions, the oldest is logged out.
+    if (this.sessions.size > 10_000) this.sessions.delete(this.sessions.keys().next().value!);
     const common = `Path=/; SameSite=Strict; Max-Age=${Math.floor(this.sessionMs / 1000)}`;
     return { token: t, csrf: s.csrf, cookies: [`${SESSION_COOKIE}=${s.id}; HttpOnly; ${common}`, `${CSRF_COOKIE}=${s.csrf}; ${common}`] };
   }
