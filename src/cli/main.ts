@@ -32,6 +32,8 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   map: () => import('./commands/map.js'),
   metrics: () => import('./commands/metrics.js'),
   demo: () => import('./commands/demo.js'),
+  serve: () => import('./commands/serve.js'),
+  token: () => import('./commands/token.js'),
 };
 
 const ENV_HELP = `Environment:

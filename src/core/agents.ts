@@ -40,6 +40,8 @@ export interface AgentQuery {
   group?: string;
   /** Only agents whose derived state is one of these. */
   states?: AgentState[];
+  /** Only agents whose name contains this text, in any case (the HTTP API's q; not with `names`). */
+  nameContains?: string;
   includeDeregistered?: boolean;
 }
 
@@ -115,7 +117,7 @@ export function* readAgents(store: Store, now: number, q: AgentQuery, columns: r
     }
     rows = found;
   } else {
-    rows = store.iterateAgentRows(all, { includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}) });
+    rows = store.iterateAgentRows(all, { includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}), ...(q.nameContains ? { nameContains: q.nameContains } : {}) });
   }
   for (const row of rows) {
     const clock = clockOf(row);
@@ -248,6 +250,11 @@ export interface UpdateStateOptions {
   reason?: string | undefined;
   /** For maintenance: how long it lasts (absent: until cleared by set-status available/busy or a heartbeat after expiry). */
   forMs?: number | undefined;
+  /**
+   * The access token that asked (the HTTP API's operator controls): named in the evidence, and then every control
+   * is an event, a change of availability or a state it already had included.
+   */
+  token?: string | undefined;
 }
 
 /**
@@ -261,25 +268,32 @@ export function updateAgentState(store: Store, name: string, target: StatusTarge
   if (opts.reason !== undefined) validateMessage(opts.reason);
   if (opts.forMs !== undefined && target !== 'maintenance') throw new UsageError('--for applies only to maintenance');
   const why = (fallback: string) => (opts.reason ? opts.reason : fallback);
+  const by = opts.token !== undefined ? { token: opts.token } : {};
   return store.transition(name, now, (a) => {
+    // An act that leaves the state as it was keeps the state's reason; with a token it is still an event of its own.
+    const unchanged = (fallback: string, evidence: Record<string, unknown>) =>
+      opts.token !== undefined ? { alwaysEvent: true, event: { reason: why(fallback), evidence: { ...evidence, ...by } } } : {};
     if (target === 'available' || target === 'busy') {
       if (a.state === 'maintenance') {
         const resumed = deriveState({ ...a, maintenanceUntil: now }, now);
-        return { to: resumed.state, reason: why(`maintenance ended by operator`), evidence: { rule: 'manual', availability: target }, availability: target };
+        return { to: resumed.state, reason: why(`maintenance ended by operator`), evidence: { rule: 'manual', availability: target, ...by }, availability: target };
       }
-      return { to: a.state, reason: a.stateReason ?? '', evidence: a.stateEvidence, availability: target };
+      return { to: a.state, reason: a.stateReason ?? '', evidence: a.stateEvidence, availability: target, ...unchanged(`set ${target} by operator`, { rule: 'manual', availability: target }) };
     }
     if (target === 'maintenance') {
       return {
         to: 'maintenance',
         reason: why('maintenance'),
-        evidence: { rule: 'manual', until: opts.forMs !== undefined ? now + opts.forMs : null },
+        evidence: { rule: 'manual', until: opts.forMs !== undefined ? now + opts.forMs : null, ...by },
         maintenanceUntil: opts.forMs !== undefined ? now + opts.forMs : null,
         alwaysEvent: true,
       };
     }
-    if (a.state === target) return null;
-    return { to: target, reason: why(`set ${target} by operator`), evidence: { rule: 'manual', previous: a.state } };
+    if (a.state === target) {
+      if (opts.token === undefined) return null;
+      return { to: a.state, reason: a.stateReason ?? '', evidence: a.stateEvidence, maintenanceUntil: a.maintenanceUntil, ...unchanged(`set ${target} by operator (it was ${target} already)`, { rule: 'manual', previous: a.state }) };
+    }
+    return { to: target, reason: why(`set ${target} by operator`), evidence: { rule: 'manual', previous: a.state, ...by } };
   });
 }
 

@@ -62,6 +62,11 @@ export interface TransitionParams {
   deregister?: boolean;
   /** Write an event even when the state stays the same (deregistering an offline agent, extending maintenance). */
   alwaysEvent?: boolean;
+  /**
+   * With alwaysEvent and an unchanged state: the event's own reason and evidence, for an act that leaves the state's
+   * reason as it was (an operator setting availability).
+   */
+  event?: { reason: string; evidence: Record<string, unknown> | null };
 }
 
 export interface EventQuery {
@@ -263,13 +268,18 @@ export class Store {
    * database as they are iterated: a reader of the whole fleet holds one row at a time. The connection is busy
    * until the iteration ends, so read anything else first.
    */
-  iterateAgentRows(columns: readonly string[], opts: { includeDeregistered?: boolean; group?: string } = {}): IterableIterator<unknown[]> {
+  iterateAgentRows(columns: readonly string[], opts: { includeDeregistered?: boolean; group?: string; nameContains?: string } = {}): IterableIterator<unknown[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (!opts.includeDeregistered) where.push('deregistered_at IS NULL');
     if (opts.group !== undefined) {
       where.push('group_name = ?');
       args.push(opts.group);
+    }
+    if (opts.nameContains) {
+      // A substring of the name, any case (ASCII: agent names are), matched as text, never as a LIKE pattern.
+      where.push('instr(lower(name), lower(?)) > 0');
+      args.push(opts.nameContains);
     }
     const sql = `SELECT ${columnList(columns)} FROM agents${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`;
     return this.preparedRaw(sql).iterate(...args) as IterableIterator<unknown[]>;
@@ -324,7 +334,7 @@ export class Store {
         this.prepared(
           `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
            VALUES (:id, :name, :now, :to, :to, :reason, :evidence)`,
-        ).run({ id: before.id, name: before.name, now, to: t.to, reason: t.reason, evidence: t.evidence ? JSON.stringify(t.evidence) : null });
+        ).run({ id: before.id, name: before.name, now, to: t.to, reason: t.event?.reason ?? t.reason, evidence: (t.event ? t.event.evidence : t.evidence) ? JSON.stringify(t.event ? t.event.evidence : t.evidence) : null });
       }
       const after = this.getAgent(name)!;
       return { before, after, changed: true };

@@ -72,7 +72,8 @@ export function define(program: Command): void {
     });
 }
 
-function eventJson(e: EventRecord) {
+/** An event as the JSON outputs give it (history --json, the HTTP API and its stream). */
+export function eventJson(e: EventRecord) {
   return { ...e, atIso: new Date(e.at).toISOString() };
 }
 

@@ -7,7 +7,8 @@ import { UsageError } from '../../errors.js';
 import { cliContext } from '../context.js';
 import { agentJson } from '../render.js';
 
-const TARGETS = ['available', 'busy', 'offline', 'maintenance'] as const;
+/** What an operator may set, here and through the HTTP API. */
+export const TARGETS = ['available', 'busy', 'offline', 'maintenance'] as const;
 type Target = (typeof TARGETS)[number];
 
 export function define(program: Command): void {

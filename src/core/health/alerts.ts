@@ -83,8 +83,8 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
     tally.events++;
     tally.lastEventId = e.id;
     const rule = typeof e.evidence?.rule === 'string' ? e.evidence.rule : null;
-    // A refused restart is an event that keeps the agent's state: no transition to count or to alert on.
-    if (e.fromState === null || rule === 'refused') continue;
+    // A registration, a refused restart and a note (a log ping) keep the agent's state: no transition to count or alert on.
+    if (e.fromState === null || rule === 'refused' || rule === 'log') continue;
     count(`transitions_total:${e.toState}`);
     if ((e.toState === 'stale' || e.toState === 'offline') && rule === 'clock') count('heartbeat_timeouts_total');
     if (rule === 'pid' || rule === 'boot-id') count('crash_proofs_total');

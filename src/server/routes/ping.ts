@@ -1,0 +1,83 @@
+import { prepareHeartbeat } from '../../core/agents.js';
+import { MESSAGE_MAX, validateName } from '../../core/validate.js';
+import { recordNote } from '../../store/notes.js';
+import { HttpError, PING_BODY_LIMIT, PING_BODY_MAX, readBody, sendText } from '../http.js';
+import type { Route, RouteContext } from './types.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+type Action = { kind: 'success' } | { kind: 'start' } | { kind: 'fail' } | { kind: 'log' } | { kind: 'exit'; code: number };
+
+/** The action of a ping's last path segment (none: success); 400 for an exit status above 255. */
+function parseAction(segment: string | undefined): Action {
+  if (segment === undefined) return { kind: 'success' };
+  if (segment === 'start' || segment === 'fail' || segment === 'log') return { kind: segment };
+  if (/^\d+$/.test(segment)) {
+    const code = Number(segment);
+    if (code > 255) throw new HttpError(400, 'invalid url format');
+    return { kind: 'exit', code };
+  }
+  throw new HttpError(404, 'not found');
+}
+
+/** The first `PING_BODY_LIMIT` bytes of the body as text (a character cut at the limit becomes U+FFFD). */
+async function pingBody(ctx: RouteContext): Promise<string> {
+  if (ctx.req.method !== 'POST') return '';
+  return (await readBody(ctx.req, PING_BODY_MAX, PING_BODY_LIMIT)).toString('utf8');
+}
+
+/** A message within the CLI's limit: the body cut to MESSAGE_MAX characters. */
+function messageOf(text: string): string | undefined {
+  return text === '' ? undefined : text.slice(0, MESSAGE_MAX);
+}
+
+async function ping(ctx: RouteContext): Promise<void> {
+  const [key, name, segment] = ctx.params as [string, string, string | undefined];
+  void key;
+  validateName(name);
+  const action = parseAction(segment);
+  const rid = ctx.url.searchParams.get('rid');
+  if (rid !== null && !UUID_RE.test(rid)) throw new HttpError(400, 'invalid uuid format');
+  const create = ctx.url.searchParams.get('create') === '1';
+  const body = await pingBody(ctx);
+  const { store } = ctx.app;
+  const now = ctx.app.now();
+  const headers = { 'Ping-Body-Limit': String(PING_BODY_LIMIT) };
+  if (action.kind === 'log') {
+    const evidence = { via: 'ping', token: ctx.principal!.token.name, ...(rid !== null ? { rid } : {}) };
+    let created = false;
+    if (!store.getAgent(name)) {
+      if (!create) throw new HttpError(404, 'not found', headers);
+      created = store.register({ name }, now).registered;
+    }
+    if (!recordNote(store, name, body === '' ? '(log ping)' : body, evidence, now)) throw new HttpError(404, 'not found', headers);
+    sendText(ctx.res, created ? 201 : 200, created ? 'Created' : 'OK', headers);
+    return;
+  }
+  const failed = action.kind === 'fail' || (action.kind === 'exit' && action.code > 0);
+  let message = messageOf(body);
+  if (action.kind === 'exit' && action.code > 0) message = messageOf(`exit status ${action.code}${body ? `: ${body}` : ''}`);
+  if (action.kind === 'fail' && message === undefined) message = 'failure reported by ping';
+  const { beat } = prepareHeartbeat({ name, status: failed ? 'error' : action.kind === 'start' ? 'busy' : 'ok', message });
+  let created = false;
+  if (!store.heartbeatRow(beat, now)) {
+    if (!create) throw new HttpError(404, 'not found', headers);
+    created = store.heartbeat(beat, now).registered;
+  }
+  sendText(ctx.res, created ? 201 : 200, created ? 'Created' : 'OK', headers);
+}
+
+/**
+ * Pings in healthchecks' slug form, `/ping/<key>/<name>[/start|/fail|/log|/<exit-status>]`, for curl and runitor
+ * (HC_API_URL=http://HOST:PORT/ping, HC_PING_KEY=<agent token>). The key is an agent token.
+ */
+export const pingRoutes: Route[] = [
+  {
+    methods: ['GET', 'HEAD', 'POST'],
+    path: /^\/ping\/([^/]+)\/([^/]+)(?:\/([^/]+))?\/?$/,
+    access: 'agent',
+    pingKey: (p) => p[0]!,
+    agent: (p) => p[1]!,
+    handle: ping,
+  },
+];

@@ -1,0 +1,36 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Store } from '../../store/store.js';
+import type { Access, Auth, Principal } from '../auth.js';
+import type { EventStream } from '../sse.js';
+
+/** What the routes share: the one store connection, authentication, the event stream, the clock. */
+export interface App {
+  store: Store;
+  auth: Auth;
+  stream: EventStream;
+  dbPath: string;
+  now(): number;
+}
+
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  /** The path's captured segments, percent-decoded. */
+  params: string[];
+  /** Who asked (absent on public routes). */
+  principal: Principal | undefined;
+  app: App;
+}
+
+/** One route: which requests it takes, who may call it, and a thin handler (parse and validate, call core, render). */
+export interface Route {
+  methods: readonly string[];
+  path: RegExp;
+  access: Access;
+  /** For pings: the key is in the path, not in a header. */
+  pingKey?: (params: string[]) => string;
+  /** The agent the request acts for, checked against an agent token's pattern before the handler runs. */
+  agent?: (params: string[]) => string;
+  handle(ctx: RouteContext): void | Promise<void>;
+}

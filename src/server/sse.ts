@@ -1,0 +1,106 @@
+import type { ServerResponse } from 'node:http';
+import { eventsAfter } from '../store/monitor.js';
+import type { EventRecord } from '../store/rows.js';
+import type { Store } from '../store/store.js';
+import { eventJson } from '../cli/commands/history.js';
+import { SECURITY_HEADERS } from './http.js';
+
+interface Client {
+  res: ServerResponse;
+  /** The id of the last event this client was sent. */
+  last: number;
+}
+
+export interface StreamOptions {
+  /** How often the events table is read for new rows (SQLite has no notifications). */
+  pollMs: number;
+  /** A comment line this often keeps proxies and clients from timing the stream out (default 15 s). */
+  keepAliveMs: number;
+}
+
+const BATCH = 1000;
+
+/**
+ * The live event stream (Server-Sent Events): one poller reads the events table by id for every client, each event
+ * goes out as `id: <event id>` and `data: <the event's JSON>` (as `history --json` gives it), and a client that comes
+ * back with Last-Event-ID gets everything after it first.
+ */
+export class EventStream {
+  private readonly clients = new Set<Client>();
+  private readonly store: Store;
+  private readonly opts: StreamOptions;
+  private cursor: number;
+  private poller: NodeJS.Timeout | undefined;
+  private keepAlive: NodeJS.Timeout | undefined;
+
+  constructor(store: Store, opts: StreamOptions) {
+    this.store = store;
+    this.opts = opts;
+    this.cursor = store.lastEventId();
+  }
+
+  /** Starts streaming to `res`: the events after `after` (or only new ones when undefined), then live ones. */
+  open(res: ServerResponse, after: number | undefined): void {
+    res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res.write(': agentctl event stream\nretry: 1000\n\n');
+    const client: Client = { res, last: after ?? this.store.lastEventId() };
+    // Catch up now, synchronously: everything up to the newest row, so the poller's next batch joins without a gap.
+    for (;;) {
+      const batch = eventsAfter(this.store, client.last, BATCH);
+      for (const e of batch) this.send(client, e);
+      if (batch.length < BATCH) break;
+    }
+    // Alone, it sets where the poller starts; beside others, the poller's cursor stays (send skips what it has had).
+    if (!this.clients.size) this.cursor = client.last;
+    this.clients.add(client);
+    res.on('close', () => this.clients.delete(client));
+    this.schedule();
+  }
+
+  private send(c: Client, e: EventRecord): void {
+    if (e.id <= c.last) return;
+    c.res.write(`id: ${e.id}\ndata: ${JSON.stringify(eventJson(e))}\n\n`);
+    c.last = e.id;
+  }
+
+  private schedule(): void {
+    if (!this.poller) {
+      this.poller = setInterval(() => this.poll(), this.opts.pollMs);
+      this.keepAlive = setInterval(() => {
+        for (const c of this.clients) c.res.write(': keep-alive\n\n');
+      }, this.opts.keepAliveMs);
+    }
+  }
+
+  /** Reads new events and sends them to every client; the timers stop while nobody listens. */
+  private poll(): void {
+    if (!this.clients.size) {
+      this.stopTimers();
+      this.cursor = this.store.lastEventId();
+      return;
+    }
+    try {
+      for (;;) {
+        const batch = eventsAfter(this.store, this.cursor, BATCH);
+        for (const e of batch) for (const c of this.clients) this.send(c, e);
+        if (batch.length) this.cursor = batch[batch.length - 1]!.id;
+        if (batch.length < BATCH) break;
+      }
+    } catch {
+      // A busy or briefly unreadable database: the next poll tries again from the same cursor.
+    }
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.poller);
+    clearInterval(this.keepAlive);
+    this.poller = this.keepAlive = undefined;
+  }
+
+  /** Ends every stream (on shutdown). */
+  close(): void {
+    this.stopTimers();
+    for (const c of this.clients) c.res.end();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,19 @@
+import type { Store } from './store.js';
+
+/**
+ * Records a note in an agent's history without changing anything else: an event whose from and to are the state it
+ * is in, with `evidence.rule` 'log' (the log ping of `agentctl serve`). False when no agent has that name.
+ */
+export function recordNote(store: Store, name: string, reason: string, evidence: Record<string, unknown>, now: number): boolean {
+  return store.immediate(() => {
+    const a = store.getAgent(name);
+    if (!a) return false;
+    store
+      .prepared(
+        `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
+         VALUES (:id, :name, :now, :state, :state, :reason, :evidence)`,
+      )
+      .run({ id: a.id, name: a.name, now, state: a.state, reason, evidence: JSON.stringify({ ...evidence, rule: 'log' }) });
+    return true;
+  });
+}
