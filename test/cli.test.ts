@@ -19,9 +19,15 @@ describe('agentctl --help and usage errors', () => {
     const { main } = await import('../src/cli/main.js');
     const db = tempDb();
     cli(['register', 'w', '--interval', '1h'], { db });
-    expect(process.argv).not.toContain('--');
-    expect(await main(['node', 'agentctl', '--db', db, 'register', 'w', '--', 'true'])).toBe(0);
-    expect(await main(['node', 'agentctl', '--db', db, 'send', 'w', '--json', '--', 'ping'])).toBe(0);
+    // A process.argv with a -- of its own, that main() must not read.
+    const argv = process.argv;
+    process.argv = [argv[0]!, argv[1]!, 'register', 'w', '--', 'false', 'from-process-argv'];
+    try {
+      expect(await main(['node', 'agentctl', '--db', db, 'register', 'w', '--', 'true'])).toBe(0);
+      expect(await main(['node', 'agentctl', '--db', db, 'send', 'w', '--json', '--', 'ping'])).toBe(0);
+    } finally {
+      process.argv = argv;
+    }
     expect(cliJson(['status', 'w'], { db }).agents[0].launch).toMatchObject({ argv: ['true'] });
     expect(cliJson(['commands', 'w'], { db }).map((c: any) => c.payload)).toEqual(['ping']);
   });
