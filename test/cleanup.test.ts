@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { cli, cliJson, tempDb } from './helpers.js';
+import { cli, cliJson, exited, fixture, jsonLines, start, tempDb, waitFor } from './helpers.js';
 
 const HOUR = 3_600_000;
 
@@ -118,20 +118,20 @@ describe('agentctl cleanup', () => {
 
 describe('agentctl cleanup --stale', () => {
   it('convicts exactly as a health pass would: overdue → stale, a dead pid → offline with its work cancelled', async () => {
-    const { spawn } = await import('node:child_process');
     const db = tempDb();
-    cli(['register', 'slow', '--interval', '100ms'], { db });
+    // Stale after 3 s of silence: far more than a CLI call takes on a busy machine, so its own beat is never late.
+    cli(['register', 'slow', '--interval', '1s'], { db });
     cli(['heartbeat', 'slow'], { db });
     cli(['heartbeat', 'fine'], { db });
-    const victim = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
-    await new Promise((r) => victim.once('spawn', r));
-    cli(['heartbeat', 'crashed', '--pid', String(victim.pid)], { db });
-    const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) SELECT id, 'job', 'executing', 't', 0 FROM agents WHERE name = 'crashed'").run();
-    raw.close();
+    // A real agent that claims a long command, then dies with it in hand.
+    const victim = start(process.execPath, [fixture('agent-beat.mjs'), db, 'crashed', '10000']);
+    await waitFor(() => jsonLines(victim).some((e) => e.event === 'started'), 'the agent to start');
+    expect(cli(['send', 'crashed', '--', 'sleep 60000'], { db }).code).toBe(0);
+    await waitFor(() => jsonLines(victim).some((e) => e.event === 'command'), 'the agent to claim the command');
     victim.kill('SIGKILL');
-    await new Promise((r) => victim.once('exit', r));
-    await new Promise((r) => setTimeout(r, 400));
+    await exited(victim);
+    // Wait for the clock, not for a fixed time: until a reader derives 'slow' as stale.
+    await waitFor(() => cliJson(['status', 'slow'], { db }).agents[0].state === 'stale', 'slow to be overdue');
     const dry = cliJson(['cleanup', '--stale', '--dry-run'], { db });
     expect(dry.convicted.map((c: any) => `${c.agent}>${c.to}`).sort()).toEqual(['crashed>offline', 'slow>stale']);
     expect(cliJson(['history', '--limit', '1000'], { db }).filter((e: any) => e.toState === 'stale' || e.toState === 'offline')).toEqual([]);
