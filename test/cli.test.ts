@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { cli, cliJson, fileHash, tempDb, tempDir, BIN, ROOT, cleanEnv } from './helpers.js';
+import { cli, cliAsNobody, cliJson, fileHash, tempDb, tempDir, ROOT } from './helpers.js';
 
 describe('agentctl --help and usage errors', () => {
   it('prints help that lists the commands, exit codes and environment', () => {
@@ -327,8 +327,8 @@ describe('bad input writes nothing', () => {
     const locked = join(dir, 'ro');
     mkdirSync(locked, { mode: 0o755 });
     chmodSync(dir, 0o755);
-    const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, BIN, '--db', join(locked, 'a.db'), 'heartbeat', 'a'], { encoding: 'utf8', env: cleanEnv() });
-    expect(r.status).toBe(1);
+    const r = cliAsNobody(['heartbeat', 'a'], { db: join(locked, 'a.db') });
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/is not writable/);
     expect(existsSync(join(locked, 'a.db'))).toBe(false);
   });

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -242,4 +242,51 @@ export function agentRecord(db: string, name: string): AgentRecord | undefined {
 /** The agent's history as `agentctl history --json` gives it (oldest first, up to 1,000 events). */
 export function historyOf(db: string, name: string): any[] {
   return cliJson(['history', name, '--limit', '1000'], { db });
+}
+
+/** The setpriv arguments that run a command as nobody (we are root), or null when we are not root. */
+export const AS_NOBODY = process.getuid?.() === 0 ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] : null;
+
+let readable: { root: string; bin: string; fixture: (name: string) => string } | undefined;
+
+/** Makes `path` and everything under it readable (and directories searchable) by everyone. */
+function openUp(path: string): void {
+  const st = statSync(path);
+  chmodSync(path, (st.mode & 0o7777) | (st.isDirectory() ? 0o755 : 0o444));
+  if (st.isDirectory()) for (const e of readdirSync(path)) openUp(join(path, e));
+}
+
+/**
+ * A copy of what the CLI and the fixtures need to run (bin, dist, the runtime packages, test/fixtures), in a temp
+ * directory that every user may read, made once per test worker. A process dropped to nobody cannot read the checkout
+ * when it lies in a private directory (a home directory with mode 700): run it from here instead.
+ */
+export function readableCopy(): { root: string; bin: string; fixture: (name: string) => string } {
+  if (readable) return readable;
+  const root = mkdtempSync(join(tmpdir(), 'agentctl-readable-'));
+  process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+  for (const part of ['bin', 'dist', 'package.json', join('test', 'fixtures')]) cpSync(join(ROOT, part), join(root, part), { recursive: true, dereference: true });
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+  for (const [path, info] of Object.entries(lock.packages)) {
+    if (!path.startsWith('node_modules/') || info.dev) continue;
+    // better-sqlite3 ships its C sources and build objects: only its JavaScript and the addon are needed.
+    const skip = path === 'node_modules/better-sqlite3' ? /\/(deps|src|obj(\.target)?|\.deps)(\/|$)/ : null;
+    cpSync(join(ROOT, path), join(root, path), { recursive: true, dereference: true, filter: (src) => !skip || !skip.test(src.slice(join(ROOT, path).length)) });
+  }
+  openUp(root);
+  readable = { root, bin: join(root, 'bin', 'agentctl'), fixture: (name: string) => join(root, 'test', 'fixtures', name) };
+  return readable;
+}
+
+/**
+ * Runs the CLI as an unprivileged user: as nobody through setpriv when we are root (permission bits stop nothing
+ * for root), from readableCopy() so that a checkout in a private directory does not matter; as ourselves otherwise.
+ */
+export function cliAsNobody(args: string[], opts: { db?: string; env?: Record<string, string | undefined> } = {}): CliResult {
+  const full = opts.db ? ['--db', opts.db, ...args] : args;
+  const copy = AS_NOBODY ? readableCopy() : undefined;
+  const argv = [...(AS_NOBODY ?? []), process.execPath, copy?.bin ?? BIN, ...full];
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: cleanEnv(opts.env), input: '', cwd: copy?.root ?? ROOT, timeout: 60_000 });
+  if (r.error) throw r.error;
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, signal: r.signal };
 }
