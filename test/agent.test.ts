@@ -38,39 +38,44 @@ describe('HeartbeatAgent in process', () => {
     const db = tempDb();
     let now = T0;
     const agent = new HeartbeatAgent({ name: 'lib', db, interval: '1h', handleSignals: false, clock: () => now, meta: { role: 'test' } });
-    await agent.start();
-    let row = agentRow(db, 'lib')!;
-    expect(row).toMatchObject({ state: 'active', pid: process.pid, incarnation: 1, intervalMs: 3_600_000, metadata: { role: 'test' }, heartbeatSeq: 1 });
-    expect(row.pidStartTime).toBeGreaterThan(0);
-    expect(agent.connectionHealth()).toEqual({ healthy: true, lastHeartbeatAck: T0, secondsSinceAck: 0, consecutiveFailures: 0 });
-    now += 1000;
-    agent.setStatus('error', 'disk full');
-    expect(agentRow(db, 'lib')).toMatchObject({ state: 'error', message: 'disk full', reportedStatus: 'error' });
-    agent.progress(7);
-    agent.setMeta({ jobs: 3 });
-    agent.setStatus('busy');
-    row = agentRow(db, 'lib')!;
-    expect(row).toMatchObject({ state: 'active', availability: 'busy', progress: 7, metadata: { role: 'test', jobs: 3 }, message: null });
-    expect(() => agent.setStatus('sleepy' as any)).toThrow(/invalid status/);
-    await agent.stop('maintenance window');
-    expect(agentRow(db, 'lib')).toMatchObject({ state: 'offline', stateReason: 'goodbye', message: 'maintenance window' });
-    expect(agent.connectionHealth().healthy).toBe(false);
-    // The same process starting again is a new incarnation, with an event.
-    now += 1000;
-    await agent.start();
-    expect(agentRow(db, 'lib')).toMatchObject({ state: 'active', incarnation: 2 });
-    await agent.stop();
-    const events = read(db, (s) => s.listEvents({ agent: 'lib' }).map((e) => `${e.fromState}>${e.toState}:${e.reason}`));
-    expect(events).toEqual([
-      'null>initializing:registered',
-      'initializing>active:first heartbeat',
-      'active>error:reported error',
-      'error>active:error cleared',
-      'active>offline:goodbye',
-      'offline>initializing:started',
-      'initializing>active:first heartbeat',
-      'active>offline:goodbye',
-    ]);
+    // Stopped whatever happens: its timers would otherwise outlive a failed test.
+    try {
+      await agent.start();
+      let row = agentRow(db, 'lib')!;
+      expect(row).toMatchObject({ state: 'active', pid: process.pid, incarnation: 1, intervalMs: 3_600_000, metadata: { role: 'test' }, heartbeatSeq: 1 });
+      expect(row.pidStartTime).toBeGreaterThan(0);
+      expect(agent.connectionHealth()).toEqual({ healthy: true, lastHeartbeatAck: T0, secondsSinceAck: 0, consecutiveFailures: 0 });
+      now += 1000;
+      agent.setStatus('error', 'disk full');
+      expect(agentRow(db, 'lib')).toMatchObject({ state: 'error', message: 'disk full', reportedStatus: 'error' });
+      agent.progress(7);
+      agent.setMeta({ jobs: 3 });
+      agent.setStatus('busy');
+      row = agentRow(db, 'lib')!;
+      expect(row).toMatchObject({ state: 'active', availability: 'busy', progress: 7, metadata: { role: 'test', jobs: 3 }, message: null });
+      expect(() => agent.setStatus('sleepy' as any)).toThrow(/invalid status/);
+      await agent.stop('maintenance window');
+      expect(agentRow(db, 'lib')).toMatchObject({ state: 'offline', stateReason: 'goodbye', message: 'maintenance window' });
+      expect(agent.connectionHealth().healthy).toBe(false);
+      // The same process starting again is a new incarnation, with an event.
+      now += 1000;
+      await agent.start();
+      expect(agentRow(db, 'lib')).toMatchObject({ state: 'active', incarnation: 2 });
+      await agent.stop();
+      const events = read(db, (s) => s.listEvents({ agent: 'lib' }).map((e) => `${e.fromState}>${e.toState}:${e.reason}`));
+      expect(events).toEqual([
+        'null>initializing:registered',
+        'initializing>active:first heartbeat',
+        'active>error:reported error',
+        'error>active:error cleared',
+        'active>offline:goodbye',
+        'offline>initializing:started',
+        'initializing>active:first heartbeat',
+        'active>offline:goodbye',
+      ]);
+    } finally {
+      await agent.stop();
+    }
   });
 });
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { cli, cliJson, tempDb } from './helpers.js';
+import { join } from 'node:path';
+import { cli, cliJson, exited, fixture, jsonLines, sleep, start, tempDb, tempDir, waitFor, withStore } from './helpers.js';
+import { beatOnce, cliAsync, receiver } from './receiver.js';
 
 const HOUR = 3_600_000;
 
@@ -12,6 +14,12 @@ function age(db: string, name: string, ms: number): void {
   ).run({ ms, name });
   raw.prepare('UPDATE events SET at = at - :ms WHERE agent_name = :name').run({ ms, name });
   raw.close();
+}
+
+/** Registers an agent that is offline (by its clock) 150 ms from now. */
+async function dying(db: string, name: string) {
+  beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await sleep(150);
 }
 
 describe('agentctl cleanup', () => {
@@ -64,7 +72,7 @@ describe('agentctl cleanup', () => {
     expect(cliJson(['status'], { db }).agents.map((a: any) => a.state)).toEqual(['active', 'active']);
   });
 
-  it('--events-older-than also prunes alerts every receiver has settled and finished commands, never open ones', () => {
+  it('--events-older-than also prunes alerts every receiver has settled and finished commands, never open ones', async () => {
     const db = tempDb();
     cli(['heartbeat', 'w'], { db });
     const old = Date.now() - 2 * HOUR;
@@ -77,18 +85,39 @@ describe('agentctl cleanup', () => {
     command.run(id, 'queued long ago', 'queued', old, null);
     command.run(id, 'claimed long ago', 'executing', old, null);
     command.run(id, 'done lately', 'completed', old, recent);
-    const alert = raw.prepare("INSERT INTO alerts (agent_id, agent_name, kind, state, created_at, payload) VALUES (?, 'w', 'alert', 'offline', ?, '{}')");
-    const delivery = raw.prepare('INSERT INTO alert_deliveries (alert_id, target, status) VALUES (?, ?, ?)');
-    const sent = alert.run(id, old).lastInsertRowid;
-    delivery.run(sent, 'webhook:http://127.0.0.1:1/a', 'sent');
-    delivery.run(sent, 'exec:true', 'failed');
-    const unreached = alert.run(id, old).lastInsertRowid;
-    delivery.run(unreached, 'webhook:http://127.0.0.1:1/a', 'sent');
-    delivery.run(unreached, 'exec:true', 'pending');
-    alert.run(id, old); // recorded with no receivers configured: settled
-    const lately = alert.run(id, recent).lastInsertRowid;
-    delivery.run(lately, 'exec:true', 'sent');
     raw.close();
+
+    // Real alerts from real passes: a webhook that takes them, an exec receiver that never does (exit 3).
+    const hook = await receiver();
+    const sink = `'${process.execPath}' '${fixture('alert-sink.mjs')}' '${join(tempDir(), 'sink.ndjson')}' 3`;
+    const pass = (...targets: string[]) => cliAsync(['monitor', '--once', '--alert-retries', '0', ...targets], { db });
+    const both = ['--alert-webhook', hook.url, '--alert-exec', sink];
+    const alertOf = (name: string) => withStore(db, (s) => s.db.prepare('SELECT id FROM alerts WHERE agent_name = ?').pluck().get(name) as number);
+    /** Dates an agent's alert `ms` into the past, as if it had been raised that long ago. */
+    const ageAlert = (name: string, ms: number) => withStore(db, (s) => s.db.prepare('UPDATE alerts SET created_at = created_at - ? WHERE agent_name = ?').run(ms, name));
+    await pass();
+    await dying(db, 'gave-up');
+    await dying(db, 'unreached');
+    await pass(...both); // the webhook takes both alerts; the exec receiver takes neither
+    // A day and more later, the exec receiver is given up on for the first; the second is still worth retrying.
+    ageAlert('gave-up', 25 * HOUR);
+    ageAlert('unreached', 2 * HOUR);
+    await pass(...both);
+    await dying(db, 'no-receivers');
+    await pass(); // recorded with no receivers configured: settled
+    ageAlert('no-receivers', 2 * HOUR);
+    await dying(db, 'lately');
+    await pass('--alert-webhook', hook.url);
+    expect(hook.bodies.map((b) => b.agent.name).sort()).toEqual(['gave-up', 'lately', 'unreached']);
+    const deliveries = () => withStore(db, (s) => s.db.prepare('SELECT agent_name AS agent, target, status FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY agent_name, target').all());
+    expect(deliveries()).toEqual([
+      { agent: 'gave-up', target: `exec:${sink}`, status: 'failed' },
+      { agent: 'gave-up', target: `webhook:${hook.url}`, status: 'sent' },
+      { agent: 'lately', target: `webhook:${hook.url}`, status: 'sent' },
+      { agent: 'unreached', target: `exec:${sink}`, status: 'pending' },
+      { agent: 'unreached', target: `webhook:${hook.url}`, status: 'sent' },
+    ]);
+    const [unreached, lately] = [alertOf('unreached'), alertOf('lately')];
 
     const dry = cliJson(['cleanup', '--events-older-than', '1h', '--dry-run'], { db });
     expect(dry).toMatchObject({ dryRun: true, prunedEvents: 0, prunedAlerts: 2, prunedCommands: 2 });
@@ -97,13 +126,13 @@ describe('agentctl cleanup', () => {
     expect(r.stdout.trim()).toBe('deleted 0 old events, 2 settled alerts and 2 finished commands');
     const left = new Database(db, { readonly: true });
     expect(left.prepare('SELECT payload FROM commands ORDER BY id').pluck().all()).toEqual(['queued long ago', 'claimed long ago', 'done lately']);
-    expect(left.prepare('SELECT id FROM alerts ORDER BY id').pluck().all()).toEqual([Number(unreached), Number(lately)]);
-    expect(left.prepare('SELECT alert_id, status FROM alert_deliveries ORDER BY alert_id, target').all()).toEqual([
-      { alert_id: Number(unreached), status: 'pending' },
-      { alert_id: Number(unreached), status: 'sent' },
-      { alert_id: Number(lately), status: 'sent' },
-    ]);
+    expect(left.prepare('SELECT id FROM alerts ORDER BY id').pluck().all()).toEqual([unreached, lately]);
     left.close();
+    expect(deliveries()).toEqual([
+      { agent: 'lately', target: `webhook:${hook.url}`, status: 'sent' },
+      { agent: 'unreached', target: `exec:${sink}`, status: 'pending' },
+      { agent: 'unreached', target: `webhook:${hook.url}`, status: 'sent' },
+    ]);
     expect(cliJson(['cleanup', '--events-older-than', '1h'], { db })).toMatchObject({ prunedEvents: 0, prunedAlerts: 0, prunedCommands: 0 });
   });
 
@@ -118,20 +147,20 @@ describe('agentctl cleanup', () => {
 
 describe('agentctl cleanup --stale', () => {
   it('convicts exactly as a health pass would: overdue → stale, a dead pid → offline with its work cancelled', async () => {
-    const { spawn } = await import('node:child_process');
     const db = tempDb();
-    // Registered and beaten in one call: two calls may be further apart than its 300 ms window on a busy machine.
-    cli(['heartbeat', 'slow', '--interval', '100ms'], { db });
+    // Stale after 3 s of silence: far more than a CLI call takes on a busy machine, so its own beat is never late.
+    cli(['register', 'slow', '--interval', '1s'], { db });
+    cli(['heartbeat', 'slow'], { db });
     cli(['heartbeat', 'fine'], { db });
-    const victim = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
-    await new Promise((r) => victim.once('spawn', r));
-    cli(['heartbeat', 'crashed', '--pid', String(victim.pid)], { db });
-    const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, claim_token, created_at) SELECT id, 'job', 'executing', 't', ? FROM agents WHERE name = 'crashed'").run(Date.now());
-    raw.close();
+    // A real agent that claims a long command, then dies with it in hand.
+    const victim = start(process.execPath, [fixture('agent-beat.mjs'), db, 'crashed', '10000']);
+    await waitFor(() => jsonLines(victim).some((e) => e.event === 'started'), 'the agent to start');
+    expect(cli(['send', 'crashed', '--', 'sleep 60000'], { db }).code).toBe(0);
+    await waitFor(() => jsonLines(victim).some((e) => e.event === 'command'), 'the agent to claim the command');
     victim.kill('SIGKILL');
-    await new Promise((r) => victim.once('exit', r));
-    await new Promise((r) => setTimeout(r, 400));
+    await exited(victim);
+    // Wait for the clock, not for a fixed time: until a reader derives 'slow' as stale.
+    await waitFor(() => cliJson(['status', 'slow'], { db }).agents[0].state === 'stale', 'slow to be overdue');
     const dry = cliJson(['cleanup', '--stale', '--dry-run'], { db });
     expect(dry.convicted.map((c: any) => `${c.agent}>${c.to}`).sort()).toEqual(['crashed>offline', 'slow>stale']);
     expect(cliJson(['history', '--limit', '1000'], { db }).filter((e: any) => e.toState === 'stale' || e.toState === 'offline')).toEqual([]);

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { cli, cliJson, fileHash, tempDb, tempDir, BIN, ROOT, cleanEnv } from './helpers.js';
+import { cli, cliAsNobody, cliJson, fileHash, tempDb, tempDir, ROOT } from './helpers.js';
 
 describe('agentctl --help and usage errors', () => {
   it('prints help that lists the commands, exit codes and environment', () => {
@@ -19,9 +19,15 @@ describe('agentctl --help and usage errors', () => {
     const { main } = await import('../src/cli/main.js');
     const db = tempDb();
     cli(['register', 'w', '--interval', '1h'], { db });
-    expect(process.argv).not.toContain('--');
-    expect(await main(['node', 'agentctl', '--db', db, 'register', 'w', '--', 'true'])).toBe(0);
-    expect(await main(['node', 'agentctl', '--db', db, 'send', 'w', '--json', '--', 'ping'])).toBe(0);
+    // A process.argv with a -- of its own, that main() must not read.
+    const argv = process.argv;
+    process.argv = [argv[0]!, argv[1]!, 'register', 'w', '--', 'false', 'from-process-argv'];
+    try {
+      expect(await main(['node', 'agentctl', '--db', db, 'register', 'w', '--', 'true'])).toBe(0);
+      expect(await main(['node', 'agentctl', '--db', db, 'send', 'w', '--json', '--', 'ping'])).toBe(0);
+    } finally {
+      process.argv = argv;
+    }
     expect(cliJson(['status', 'w'], { db }).agents[0].launch).toMatchObject({ argv: ['true'] });
     expect(cliJson(['commands', 'w'], { db }).map((c: any) => c.payload)).toEqual(['ping']);
   });
@@ -321,8 +327,8 @@ describe('bad input writes nothing', () => {
     const locked = join(dir, 'ro');
     mkdirSync(locked, { mode: 0o755 });
     chmodSync(dir, 0o755);
-    const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, BIN, '--db', join(locked, 'a.db'), 'heartbeat', 'a'], { encoding: 'utf8', env: cleanEnv() });
-    expect(r.status).toBe(1);
+    const r = cliAsNobody(['heartbeat', 'a'], { db: join(locked, 'a.db') });
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/is not writable/);
     expect(existsSync(join(locked, 'a.db'))).toBe(false);
   });

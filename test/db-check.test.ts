@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, openSync, readdirSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { hostname } from 'node:os';
-import { cli, fileHash, tempDb, tempDir } from './helpers.js';
+import { cli, exited, fileHash, fixture, start, tempDb, tempDir, waitFor } from './helpers.js';
 import { SCHEMA_VERSION } from '../src/store/migrations.js';
 
 function fleet(db: string, n = 20): void {
@@ -67,7 +67,9 @@ describe('agentctl db-check', () => {
     const db = tempDb();
     fleet(db, 40);
     settle(db);
-    const pages = new Database(db, { readonly: true }).pragma('page_count', { simple: true }) as number;
+    const reader = new Database(db, { readonly: true });
+    const pages = reader.pragma('page_count', { simple: true }) as number;
+    reader.close();
     flipPage(db, pages); // the last page: table rows, not the schema
     const before = fileHash(db);
     const check = cli(['db-check', '--full'], { db });
@@ -109,22 +111,31 @@ describe('agentctl db-check', () => {
     expect(h.at(-1)).toMatchObject({ toState: 'initializing', reason: 'repaired by db-check: never beat' });
   });
 
-  it('reports a stale lock of a dead process, and --fix removes it; a holder on another host is never judged dead', () => {
+  it('reports a stale lock of a dead process, and --fix removes it; a holder on another host is never judged dead', async () => {
     const db = tempDb();
     fleet(db, 1);
     const lockDir = `${db}.monitor.lock`;
-    mkdirSync(lockDir);
-    // The same pid on another host (another machine, or a container with its own pids) cannot be checked from here.
-    writeFileSync(`${db}.monitor.owner`, JSON.stringify({ pid: 4_000_000, host: 'elsewhere', acquiredAt: 0, operation: 'monitor' }));
+    // A real holder of the monitor lock, killed with SIGKILL: its lock and owner file stay behind.
+    const holder = start(process.execPath, [fixture('hold-lock.mjs'), db, 'monitor', '2000']);
+    await waitFor(() => holder.output().includes('locked'), 'the holder to lock');
+    holder.kill('SIGKILL');
+    await exited(holder);
+    expect(existsSync(lockDir)).toBe(true);
+    const ownerFile = `${db}.monitor.owner`;
+    const owner = JSON.parse(readFileSync(ownerFile, 'utf8'));
+    expect(owner).toMatchObject({ pid: holder.pid, host: hostname() });
+    // The same pid on another host (another machine, or a container with its own pids) cannot be checked from here:
+    // no second host runs here, so its owner file says it was taken elsewhere.
+    writeFileSync(ownerFile, JSON.stringify({ ...owner, host: 'elsewhere' }));
     const remote = cli(['db-check'], { db });
-    expect(remote.stdout).toMatch(/monitor lock: held by pid 4000000, refreshed \d+s ago/);
+    expect(remote.stdout).toMatch(new RegExp(`monitor lock: held by pid ${holder.pid}, refreshed \\d+m?s ago`));
     expect(remote.stdout).not.toMatch(/monitor lock.*stale/);
     expect(cli(['db-check', '--fix'], { db }).stdout).not.toMatch(/removed the stale monitor lock/);
     expect(existsSync(lockDir)).toBe(true);
-    writeFileSync(`${db}.monitor.owner`, JSON.stringify({ pid: 4_000_000, host: hostname(), acquiredAt: 0, operation: 'monitor' }));
+    writeFileSync(ownerFile, JSON.stringify(owner));
     const r = cli(['db-check'], { db });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/monitor lock: held by pid 4000000 \(that process is gone\).*stale/);
+    expect(r.stdout).toMatch(new RegExp(`monitor lock: held by pid ${holder.pid} \\(that process is gone\\).*stale`));
     const fix = cli(['db-check', '--fix'], { db });
     expect(fix.stdout).toMatch(/removed the stale monitor lock/);
     expect(fix.code).toBe(0);

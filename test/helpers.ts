@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -7,6 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 import { type Store, openStore } from '../src/store/store.js';
 import type { AgentRecord } from '../src/store/rows.js';
+import { procStat } from '../src/core/host.js';
+import { LEAK_MARK, OWN_PGID, describeProcs, descendantsOf, killGroup, killPid, listProcs, waitGone } from './processes.js';
+
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 export const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 export const BIN = join(ROOT, 'bin', 'agentctl');
@@ -14,11 +18,55 @@ export const DIST = join(ROOT, 'dist');
 
 const dirs: string[] = [];
 const children = new Set<ChildProcess>();
+/** Pids whose process group is killed after the test (each is also looked up for its group when registered). */
 const groups = new Set<number>();
 
-/** Kills process group `pgid` (e.g. a child `agentctl run` started in its own session) after the test, if still there. */
-export function killGroupAfter(pgid: number | null | undefined): void {
-  if (pgid) groups.add(pgid);
+// Every process a test starts carries this worker's mark (bare spawns inherit it from process.env, cleanEnv() adds
+// it), so that what a test leaves behind is found after it, wherever it was reparented.
+const RUN_MARK = process.env[LEAK_MARK]?.split(':')[0] || `standalone-${process.pid}`;
+/** The mark of this test worker's processes: `RUN:PID`. */
+export const WORKER_MARK = `${RUN_MARK}:${process.pid}`;
+process.env[LEAK_MARK] = WORKER_MARK;
+
+/**
+ * Kills the process group of `pid` after the test, if still there: both the group `pid` leads (an agent that
+ * `agentctl run` or `restart` started in a group of its own) and the group it is in now. Register a pid the moment
+ * the test learns it (from the database row, the output), before any assertion can fail.
+ */
+export function killGroupAfter(pid: number | null | undefined): void {
+  if (!pid) return;
+  groups.add(pid);
+  const pgid = Number(procStat(pid)?.[2]);
+  if (pgid > 1 && pgid !== OWN_PGID) groups.add(pgid);
+}
+
+/** Registers for cleanup the groups of an agent's pid and of its supervisor (`agentctl run`), as its row gives them; returns the row. */
+export function trackAgent(db: string, name: string): AgentRecord | undefined {
+  const a = agentRecord(db, name);
+  killGroupAfter(a?.pid);
+  killGroupAfter(a?.supervisorPid);
+  return a;
+}
+
+// While registered children run, their descendants (an `agentctl run` wrapper's child, which it starts in a group
+// of its own) are registered as they appear, so a wrapper that dies first does not hide its child from the cleanup.
+let tracker: NodeJS.Timeout | undefined;
+function trackDescendants(): void {
+  const live = [...children].filter((c) => c.pid && c.exitCode === null && c.signalCode === null).map((c) => c.pid!);
+  if (live.length === 0) {
+    clearInterval(tracker);
+    tracker = undefined;
+    return;
+  }
+  const procs = listProcs();
+  const byPid = new Map(procs.map((p) => [p.pid, p]));
+  for (const pid of descendantsOf(live, procs)) {
+    const pgid = byPid.get(pid)?.pgid;
+    if (pgid && pgid > 1 && pgid !== OWN_PGID) groups.add(pgid);
+  }
+}
+function watchChildren(): void {
+  if (!tracker) tracker = setInterval(trackDescendants, 100).unref();
 }
 
 /** A fresh temp directory, removed after the test. */
@@ -33,21 +81,32 @@ export function tempDb(): string {
   return join(tempDir(), 'agents.db');
 }
 
-afterEach(() => {
+/**
+ * After each test: kill every registered child and process group, then fail the test if any process carrying this
+ * worker's mark is still alive (a process the test started but never registered), naming it; it is killed too, so
+ * the next test starts clean.
+ */
+afterEach(async () => {
+  trackDescendants();
   for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     if (c.pid) groups.add(c.pid);
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   }
   children.clear();
-  for (const g of groups) {
-    try {
-      process.kill(-g, 'SIGKILL');
-    } catch {
-      // no such group any more
-    }
-  }
+  clearInterval(tracker);
+  tracker = undefined;
+  for (const g of groups) killGroup(g);
+  const registered = new Set(groups);
   groups.clear();
+  const marked = listProcs(true).filter((p) => p.mark === WORKER_MARK && p.pid !== process.pid);
+  // A registered group's processes may still be dying: only those outside every registered group are leaks.
+  const leaked = marked.filter((p) => !registered.has(p.pgid) && !registered.has(p.pid));
+  for (const p of leaked) if (!killGroup(p.pgid)) killPid(p.pid);
+  for (const p of marked) killPid(p.pid);
+  const left = await waitGone(marked.map((p) => p.pid));
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  if (leaked.length) throw new Error(`the test left ${plural(leaked.length, 'process', 'processes')} behind (killed now):\n${describeProcs(leaked)}`);
+  if (left.length) throw new Error(`processes still alive 10 s after SIGKILL: ${left.join(', ')}`);
 });
 
 /** Environment for child processes: no inherited AGENTCTL_* or seed variables, no colours. */
@@ -59,6 +118,7 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   }
   for (const [k, v] of Object.entries(extra)) if (v === undefined) delete env[k];
   else env[k] = v;
+  env[LEAK_MARK] = WORKER_MARK;
   return env;
 }
 
@@ -98,6 +158,8 @@ export function start(command: string, args: string[], opts: { env?: Record<stri
   // Its own process group, so that afterEach can kill it with everything it started.
   const child = spawn(command, args, { env: cleanEnv(opts.env), cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.add(child);
+  killGroupAfter(child.pid);
+  watchChildren();
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -180,4 +242,51 @@ export function agentRecord(db: string, name: string): AgentRecord | undefined {
 /** The agent's history as `agentctl history --json` gives it (oldest first, up to 1,000 events). */
 export function historyOf(db: string, name: string): any[] {
   return cliJson(['history', name, '--limit', '1000'], { db });
+}
+
+/** The setpriv arguments that run a command as nobody (we are root), or null when we are not root. */
+export const AS_NOBODY = process.getuid?.() === 0 ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] : null;
+
+let readable: { root: string; bin: string; fixture: (name: string) => string } | undefined;
+
+/** Makes `path` and everything under it readable (and directories searchable) by everyone. */
+function openUp(path: string): void {
+  const st = statSync(path);
+  chmodSync(path, (st.mode & 0o7777) | (st.isDirectory() ? 0o755 : 0o444));
+  if (st.isDirectory()) for (const e of readdirSync(path)) openUp(join(path, e));
+}
+
+/**
+ * A copy of what the CLI and the fixtures need to run (bin, dist, the runtime packages, test/fixtures), in a temp
+ * directory that every user may read, made once per test worker. A process dropped to nobody cannot read the checkout
+ * when it lies in a private directory (a home directory with mode 700): run it from here instead.
+ */
+export function readableCopy(): { root: string; bin: string; fixture: (name: string) => string } {
+  if (readable) return readable;
+  const root = mkdtempSync(join(tmpdir(), 'agentctl-readable-'));
+  process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+  for (const part of ['bin', 'dist', 'package.json', join('test', 'fixtures')]) cpSync(join(ROOT, part), join(root, part), { recursive: true, dereference: true });
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+  for (const [path, info] of Object.entries(lock.packages)) {
+    if (!path.startsWith('node_modules/') || info.dev) continue;
+    // better-sqlite3 ships its C sources and build objects: only its JavaScript and the addon are needed.
+    const skip = path === 'node_modules/better-sqlite3' ? /\/(deps|src|obj(\.target)?|\.deps)(\/|$)/ : null;
+    cpSync(join(ROOT, path), join(root, path), { recursive: true, dereference: true, filter: (src) => !skip || !skip.test(src.slice(join(ROOT, path).length)) });
+  }
+  openUp(root);
+  readable = { root, bin: join(root, 'bin', 'agentctl'), fixture: (name: string) => join(root, 'test', 'fixtures', name) };
+  return readable;
+}
+
+/**
+ * Runs the CLI as an unprivileged user: as nobody through setpriv when we are root (permission bits stop nothing
+ * for root), from readableCopy() so that a checkout in a private directory does not matter; as ourselves otherwise.
+ */
+export function cliAsNobody(args: string[], opts: { db?: string; env?: Record<string, string | undefined> } = {}): CliResult {
+  const full = opts.db ? ['--db', opts.db, ...args] : args;
+  const copy = AS_NOBODY ? readableCopy() : undefined;
+  const argv = [...(AS_NOBODY ?? []), process.execPath, copy?.bin ?? BIN, ...full];
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: cleanEnv(opts.env), input: '', cwd: copy?.root ?? ROOT, timeout: 60_000 });
+  if (r.error) throw r.error;
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, signal: r.signal };
 }

@@ -9,8 +9,6 @@ describe('live views', () => {
     await waitFor(() => (watch.output().match(/1 agent: 1 active/g) ?? []).length >= 1, 'the first frame');
     cli(['heartbeat', 'w2'], { db });
     await waitFor(() => watch.output().includes('2 agents: 2 active'), 'a frame with the new agent');
-    const frames = watch.output().match(/agentctl status ·/g)?.length ?? 0;
-    expect(frames).toBeGreaterThanOrEqual(2);
     watch.kill('SIGINT');
     const { code } = await exited(watch);
     expect(code).toBe(0);

@@ -8,15 +8,14 @@ import { exited, start, tempDb, waitFor, ROOT } from './helpers.js';
 describe('the exclusive lock', () => {
   it('lets one holder in at a time and says who holds it', async () => {
     const db = tempDb();
-    let inside = false;
-    await withExclusiveLock(db, { name: 'maintenance' }, async () => {
-      inside = true;
+    const ran = await withExclusiveLock(db, { name: 'maintenance' }, async () => {
       expect(inspectLock(db, 'maintenance')?.owner?.pid).toBe(process.pid);
       await expect(withExclusiveLock(db, { name: 'maintenance' }, async () => 1)).rejects.toThrow(LockHeldError);
       // A different name is a different lock.
       expect(await withExclusiveLock(db, { name: 'monitor' }, async () => 2)).toBe(2);
+      return 'ran';
     });
-    expect(inside).toBe(true);
+    expect(ran).toBe('ran');
     expect(inspectLock(db, 'maintenance')).toBeNull();
     expect(existsSync(lockPaths(db, 'maintenance').ownerPath)).toBe(false);
   });

@@ -2,20 +2,22 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { ROOT, cli, cliJson, exited, historyOf, sleep, start, startCli, tempDb, waitFor } from './helpers.js';
+import { cli, cliJson, exited, fixture, historyOf, jsonLines, sleep, start, startCli, tempDb, waitFor } from './helpers.js';
 import { beatOnce } from './receiver.js';
 
-const AGENT = join(ROOT, 'test', 'fixtures', 'agent.mjs');
 const history = historyOf;
 const reports = (out: string) => out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
 describe('agentctl monitor', () => {
   it('a real agent process killed with SIGKILL is offline after one pass, and its executing commands are cancelled', async () => {
     const db = tempDb();
-    const agent = start(process.execPath, [AGENT, db, 'worker', '10000']);
-    await waitFor(() => agent.output().includes('beating'), 'the agent to beat');
+    // An agent that claims the command it is sent and works on it for a minute.
+    const agent = start(process.execPath, [fixture('agent-beat.mjs'), db, 'worker', '10000']);
+    await waitFor(() => jsonLines(agent).some((e) => e.event === 'started'), 'the agent to start');
+    expect(cli(['send', 'worker', '--', 'sleep 60000'], { db }).code).toBe(0);
+    await waitFor(() => jsonLines(agent).some((e) => e.event === 'command'), 'the agent to claim the command');
     const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'job', 'executing', ? FROM agents WHERE name = 'worker'").run(Date.now());
+    expect(raw.prepare('SELECT state FROM commands').pluck().get()).toBe('executing');
     expect(cli(['monitor', '--once'], { db }).code).toBe(0);
     expect(cliJson(['status', 'worker'], { db }).agents[0].state).toBe('active'); // alive: nothing to do
     agent.kill('SIGKILL');

@@ -18,18 +18,26 @@ afterEach(async () => {
 export const TLS_CERT = join(FIXTURES, 'tls', 'cert.pem');
 
 /**
- * A webhook receiver on loopback that records every JSON body it gets; closed after the test. With `tls`, it
- * speaks HTTPS with the certificate in test/fixtures/tls.
+ * A webhook receiver on loopback that records every JSON body it takes; closed after the test. With `tls`, it
+ * speaks HTTPS with the certificate in test/fixtures/tls. `status(n)` chooses the answer to the n-th request (from
+ * 1; default 200): only bodies answered with a 2xx are in `bodies`, every request is in `requests`.
  */
-export async function receiver(port = 0, opts: { tls?: boolean } = {}): Promise<{ url: string; port: number; bodies: any[]; close(): Promise<void> }> {
+export async function receiver(
+  port = 0,
+  opts: { tls?: boolean; status?: (n: number) => number } = {},
+): Promise<{ url: string; port: number; bodies: any[]; requests: any[]; close(): Promise<void> }> {
   const bodies: any[] = [];
+  const requests: any[] = [];
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (d) => (body += d));
     req.on('end', () => {
-      bodies.push(JSON.parse(body));
-      res.writeHead(200, { connection: 'close' }).end('ok');
+      const parsed = JSON.parse(body);
+      requests.push(parsed);
+      const code = opts.status?.(requests.length) ?? 200;
+      if (code >= 200 && code < 300) bodies.push(parsed);
+      res.writeHead(code, { connection: 'close' }).end(code < 300 ? 'ok' : 'not now');
     });
   };
   const server = opts.tls
@@ -45,6 +53,7 @@ export async function receiver(port = 0, opts: { tls?: boolean } = {}): Promise<
     url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${actual}/hook`,
     port: actual,
     bodies,
+    requests,
     close: () => new Promise((r) => { servers.delete(server); server.close(() => r()); }),
   };
 }

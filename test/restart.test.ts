@@ -3,9 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { openStore } from '../src/store/store.js';
 import { restartAgent } from '../src/core/restart.js';
-import { nextRestart, restartDelay, policyRestarts, RESTART_BACKOFF } from '../src/core/backoff.js';
+import { nextRestart, restartDelay, policyRestarts } from '../src/core/backoff.js';
 import { bootId, hostName, processStartTime } from '../src/core/host.js';
-import { agentRecord, cli, cliJson, fixture, killGroupAfter, start, startCli, tempDb, waitFor, withStore } from './helpers.js';
+import { agentRecord, cli, cliJson, fixture, killGroupAfter, start, startCli, tempDb, trackAgent, waitFor, withStore } from './helpers.js';
 
 const node = process.execPath;
 const agent = agentRecord;
@@ -31,7 +31,6 @@ describe('restart backoff', () => {
     expect(policyRestarts('on-failure', { code: null, signal: 'SIGKILL' })).toBe(true);
     expect(policyRestarts('always', { code: 0, signal: null })).toBe(true);
     expect(policyRestarts('never', { code: 1, signal: null })).toBe(false);
-    expect(RESTART_BACKOFF).toMatchObject({ initialMs: 1000, factor: 1.5, maxMs: 60_000, stableAfterMs: 60_000, maxRestarts: 10 });
   });
 
   it('restartAgent for the health loop waits out the backoff and marks failed past the limit', async () => {
@@ -69,14 +68,13 @@ describe('agentctl restart', () => {
     const before = agent(db, 'hung')!;
     expect(before.pid).toBe(pid);
     const r = cli(['restart', 'hung', '--grace', '300ms'], { db });
+    // The new incarnation (which ignores SIGTERM too) and its wrapper: registered before anything can fail.
+    const after = trackAgent(db, 'hung')!;
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^restarted hung: pid \d+/);
     expect(r.stdout).toMatch(/ignored SIGTERM for 300 ms: SIGKILL/);
     await waitFor(() => run.output().includes('ignoring SIGTERM'), 'the hung agent to have ignored SIGTERM');
-    const after = agent(db, 'hung')!;
-    killGroupAfter(after.supervisorPid);
-    killGroupAfter(after.pid);
     await waitFor(() => !alive(pid) && !alive(grandchild), 'the old agent and its child to be gone');
     expect(after.pid).not.toBe(pid);
     expect(after.incarnation).toBeGreaterThan(before.incarnation);
@@ -98,11 +96,9 @@ describe('agentctl restart', () => {
     // As if the agent had died and its pid been given to the bystander: same pid, another start time.
     withStore(db, (s) => s.db.prepare("UPDATE agents SET pid = ?, pid_start_time = ?, host = ?, boot_id = ? WHERE name = 'r'").run(bystander.pid, processStartTime(bystander.pid!)! - 1, hostName(), bootId()));
     const r = cli(['restart', 'r', '--grace', '200ms'], { db });
+    const after = trackAgent(db, 'r')!;
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`pid ${bystander.pid} now belongs to another process (its start time differs): not signalled`);
-    const after = agent(db, 'r')!;
-    killGroupAfter(after.supervisorPid);
-    killGroupAfter(after.pid);
     expect(alive(bystander.pid!)).toBe(true);
     expect(bystander.exitCode).toBeNull();
     expect(after.pid).not.toBe(bystander.pid);

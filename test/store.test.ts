@@ -6,6 +6,7 @@ import { openStore } from '../src/store/store.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/migrations.js';
 import { getRegisteredAgents, registerAgent, updateAgentState, updateHeartbeat, deregisterAgent, viewAgent } from '../src/core/agents.js';
 import { START_SQL } from '../src/store/protocol.js';
+import { processStartTime } from '../src/core/host.js';
 import { DatabaseUnusableError, OperationError, DatabaseMissingError, AgentNotFoundError, UsageError } from '../src/errors.js';
 import { FIXTURES, exited, fileHash, start, tempDb, tempDir, waitFor } from './helpers.js';
 
@@ -234,15 +235,23 @@ describe('heartbeats and transitions', () => {
     s.close();
   });
 
-  it('a register with a new pid starts a new incarnation', () => {
+  it('a register with a new pid starts a new incarnation; the same process registering again does not', async () => {
     const path = tempDb();
     const s = openStore({ path });
-    registerAgent(s, { name: 'p', pid: process.pid }, T0);
-    updateHeartbeat(s, { name: 'p' }, T0 + 1);
-    registerAgent(s, { name: 'p', pid: process.pid }, T0 + 2); // same process: nothing changes
-    expect(s.getAgent('p')).toMatchObject({ incarnation: 1, state: 'active', pid: process.pid });
-    expect(s.getAgent('p')!.pidStartTime).toBeGreaterThan(0);
-    s.close();
+    const other = start(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+    try {
+      await waitFor(() => processStartTime(other.pid!) !== null, 'the second process');
+      registerAgent(s, { name: 'p', pid: process.pid }, T0);
+      updateHeartbeat(s, { name: 'p' }, T0 + 1);
+      registerAgent(s, { name: 'p', pid: process.pid }, T0 + 2); // same process: nothing changes
+      expect(s.getAgent('p')).toMatchObject({ incarnation: 1, state: 'active', pid: process.pid });
+      expect(s.getAgent('p')!.pidStartTime).toBeGreaterThan(0);
+      registerAgent(s, { name: 'p', pid: other.pid! }, T0 + 3); // another process under the name
+      expect(s.getAgent('p')).toMatchObject({ incarnation: 2, state: 'initializing', pid: other.pid, pidStartTime: processStartTime(other.pid!) });
+      expect(s.listEvents({ agent: 'p' }).at(-1)).toMatchObject({ fromState: 'active', toState: 'initializing' });
+    } finally {
+      s.close();
+    }
   });
 
   it('goodbye and offline cancel executing commands; deregister hides the agent', () => {

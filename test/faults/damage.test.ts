@@ -23,6 +23,12 @@ function errorsOf(agent: ReturnType<typeof start>): { error: string; code: strin
     .map((l) => JSON.parse(l));
 }
 
+/** How many tries (committed heartbeats, counted in tens, and errors) the agent has reported so far. */
+function triesOf(agent: ReturnType<typeof start>): number {
+  const lines = agent.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return (lines.filter((l) => 'beats' in l).at(-1)?.beats ?? 0) + lines.filter((l) => 'error' in l).length;
+}
+
 async function stop(agents: ReturnType<typeof start>[]) {
   for (const a of agents) a.kill('SIGKILL');
   await Promise.all(agents.map(exited));
@@ -80,17 +86,22 @@ describe('fault: the database damaged under running agents', () => {
     raw.pragma('wal_checkpoint(TRUNCATE)');
     const pageSize = raw.pragma('page_size', { simple: true }) as number;
     // A page of the events table that the agents do not touch again: the oldest history.
-    const page = (raw.prepare("SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1").pluck().get() as number | undefined) ?? 3;
+    const page = raw.prepare("SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1").pluck().get() as number | undefined;
     raw.close();
+    expect(page, 'a leaf page of the events table').toBeTypeOf('number');
     const fd = openSync(db, 'r+');
     const buf = Buffer.alloc(256);
-    readSync(fd, buf, 0, buf.length, (page - 1) * pageSize + 100);
+    readSync(fd, buf, 0, buf.length, (page! - 1) * pageSize + 100);
     for (let i = 0; i < buf.length; i++) buf[i] = buf[i]! ^ 0x5a;
-    writeSync(fd, buf, 0, buf.length, (page - 1) * pageSize + 100);
+    writeSync(fd, buf, 0, buf.length, (page! - 1) * pageSize + 100);
     closeSync(fd);
+    const triesAtDamage = agents.map(triesOf);
     expect(cli(['db-check', '--full'], { db }).code).toBe(4);
-    await new Promise((r) => setTimeout(r, 500));
+    // Each agent goes on trying after the damage (its heartbeats touch the agents table, not this page): wait until
+    // each has tried at least 20 more times, so that what it says about the damage is judged, whatever it is.
+    await waitFor(() => agents.every((a, i) => triesOf(a) >= triesAtDamage[i]! + 20), 'each agent to try 20 more times');
     await stop(agents);
+    // An agent that met the damage says so (it does not pass it off as something else).
     for (const a of agents) for (const e of errorsOf(a)) expect(e.error).toMatch(/corrupt|malformed|busy/i);
     const after = cli(['db-check', '--full'], { db });
     expect(after.code).toBe(4);

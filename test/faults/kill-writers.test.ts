@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exited, start, tempDb, tempDir, ROOT } from '../helpers.js';
+import { exited, sleep, start, tempDb, tempDir, waitFor, ROOT } from '../helpers.js';
 import { openStore } from '../../src/store/store.js';
 
 const fixture = join(ROOT, 'test', 'fixtures', 'beat-log.mjs');
@@ -18,13 +18,20 @@ describe('fault: writers killed with SIGKILL in the middle of transactions', () 
     // Three slots of victims, each killed and replaced again and again.
     const kills: Record<string, number> = {};
     const victims = new Map<string, ReturnType<typeof start>>();
-    const spawnVictim = (slot: string) => victims.set(slot, start(process.execPath, [fixture, db, slot, join(logs, `${slot}.log`)]));
+    /** Lines in the slot's log when its current victim was started: it is writing once there are more. */
+    const linesAtStart = new Map<string, number>();
+    const spawnVictim = (slot: string) => {
+      linesAtStart.set(slot, lines(join(logs, `${slot}.log`)));
+      victims.set(slot, start(process.execPath, [fixture, db, slot, join(logs, `${slot}.log`)]));
+    };
     for (const slot of ['victim-0', 'victim-1', 'victim-2']) spawnVictim(slot);
-    const until = Date.now() + 5000;
-    let round = 0;
-    while (Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 60 + Math.random() * 120));
-      const slot = `victim-${round++ % 3}`;
+    // Each victim is killed only once it is writing (however long it took to start on a busy machine), a random
+    // moment after its first commit, so that the kills land in the middle of its transactions.
+    for (let round = 0; round < 12; round++) {
+      const slot = `victim-${round % 3}`;
+      const log = join(logs, `${slot}.log`);
+      await waitFor(() => lines(log) > linesAtStart.get(slot)!, `${slot} to commit a heartbeat`, 60_000);
+      await sleep(Math.random() * 80);
       const v = victims.get(slot)!;
       v.kill('SIGKILL');
       await exited(v);
@@ -54,6 +61,6 @@ describe('fault: writers killed with SIGKILL in the middle of transactions', () 
       expect(seq[slot]).toBeGreaterThanOrEqual(logged);
       expect(seq[slot]! - logged).toBeLessThanOrEqual(kills[slot]!);
     }
-    expect(totalKills).toBeGreaterThanOrEqual(10);
-  }, 60_000);
+    expect(totalKills).toBe(15);
+  }, 180_000);
 });

@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, cleanEnv, cli, fileHash, tempDir } from '../helpers.js';
+import { cli, cliAsNobody, fileHash, tempDir } from '../helpers.js';
 
-// Permission bits stop nothing for root: run the CLI as an unprivileged user when we are root.
-const asRoot = process.getuid?.() === 0;
-function cliAsUser(args: string[]) {
-  const argv = asRoot
-    ? ['setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, BIN, ...args]] as const
-    : [process.execPath, [BIN, ...args]] as const;
-  const r = spawnSync(argv[0], [...argv[1]], { encoding: 'utf8', env: cleanEnv() });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+// Permission bits stop nothing for root: the CLI runs as nobody when we are root (see cliAsNobody).
+const cliAsUser = (args: string[]) => cliAsNobody(args);
 
 function fleetIn(dir: string): string {
   const db = join(dir, 'agents.db');
