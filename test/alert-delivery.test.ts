@@ -68,7 +68,7 @@ describe('alert delivery', () => {
     const r = await once();
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/not delivered to exec:.*alert-sink\.mjs.*exit 3.*will retry on the next pass/);
-    expect(r.stderr).toMatch(/not delivered to exec:.*setTimeout.*killed by SIGKILL \(timeout 1000ms\?\).*will retry on the next pass/);
+    expect(r.stderr).toMatch(/not delivered to exec:.*setTimeout.*killed: timeout 1000ms.*will retry on the next pass/);
     expect(metric(db, 'agentctl_alerts_failed_total')).toBe(2);
     expect(metric(db, 'agentctl_alerts_sent_total')).toBe(0);
   });

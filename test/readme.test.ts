@@ -8,7 +8,8 @@ const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
 /**
  * The README's ```sh blocks, in order. Set-up for a real host (groups, users, directories under /var, crontab lines)
- * is written in ```console blocks, which never run here: the suite runs as root and must not change the machine.
+ * is written in ```console blocks, which never run here: the suite runs as root and must not change the machine. So
+ * are the requests to a running `agentctl serve` (test/serve/ tests every ping form and API route over HTTP).
  */
 function shellBlocks(text: string): string[] {
   return [...text.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
@@ -21,6 +22,7 @@ function shellBlocks(text: string): string[] {
 const NOT_RUN: [string, string][] = [
   ['npm ', 'installs, builds or runs the suite: test/install.test.ts installs a packed copy with npm install -g'],
   ['agentctl demo', 'a screen until Ctrl-C: test/demo.test.ts runs it'],
+  ['agentctl serve', 'serves until Ctrl-C: test/serve/ runs it'],
   ['agentctl status --watch', 'redraws until Ctrl-C'],
   ['agentctl history --follow', 'follows until Ctrl-C'],
   ['agentctl run --name crawler', 'runs ./crawler, a program of yours'],

@@ -11,7 +11,7 @@ describe('agentctl run forwards the signals a terminal or a service manager send
   for (const sig of ['SIGINT', 'SIGHUP'] as const) {
     it(`${sig} to run reaches the child, which exits; run exits with its code and the event names the signal`, async () => {
       const db = tempDb();
-      const run = startCli(['run', '--name', 'fwd', '--interval', '50ms', '--', node, fixture('agent-exit2.mjs')], { db });
+      const run = startCli(['run', '--name', 'fwd', '--interval', '100ms', '--', node, fixture('agent-exit2.mjs')], { db });
       await waitFor(() => run.output().includes('ready') && agentRecord(db, 'fwd')?.state === 'active', 'the agent to be active');
       const a = trackAgent(db, 'fwd')!;
       run.kill(sig);

@@ -46,7 +46,7 @@ export function define(program: Command): void {
         "otherwise. Access needs a token ('agentctl token create'); when none exists, a one-time operator login link is\n" +
         'printed on stderr. Stops cleanly on SIGINT/SIGTERM.',
     )
-    .option('--listen <host:port>', 'address to listen on (port 0: any free port, printed on stderr)', '127.0.0.1:8080')
+    .option('--listen <host:port>', 'address to listen on; port 0 takes any free port, printed on stderr', '127.0.0.1:8080')
     .option('--headers-timeout <dur>', 'time a client has to send its request headers', '10s')
     .option('--request-timeout <dur>', 'time a client has to send its whole request', '30s')
     .option('--keep-alive <dur>', 'interval of the comment that keeps an event stream open', '15s')
