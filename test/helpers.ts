@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
+import Database from 'better-sqlite3';
 import { type Store, openStore } from '../src/store/store.js';
+import { APPLICATION_ID, MIGRATIONS, migrationSql } from '../src/store/migrations.js';
 import type { AgentRecord } from '../src/store/rows.js';
 import { procStat } from '../src/core/host.js';
 import { LEAK_MARK, OWN_PGID, describeProcs, descendantsOf, killGroup, killPid, listProcs, waitGone } from './processes.js';
@@ -289,4 +291,17 @@ export function cliAsNobody(args: string[], opts: { db?: string; env?: Record<st
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: cleanEnv(opts.env), input: '', cwd: copy?.root ?? ROOT, timeout: 60_000 });
   if (r.error) throw r.error;
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, signal: r.signal };
+}
+
+/** A database as an older build left it: the first `version` migrations applied, nothing after. */
+export function databaseAtVersion(path: string, version: number): Database.Database {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('foreign_keys = ON');
+  db.exec('BEGIN IMMEDIATE');
+  for (const name of MIGRATIONS.slice(0, version)) db.exec(migrationSql(name));
+  db.pragma(`application_id = ${APPLICATION_ID}`);
+  db.pragma(`user_version = ${version}`);
+  db.exec('COMMIT');
+  return db;
 }

@@ -1,25 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openStore } from '../src/store/store.js';
-import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrationSql } from '../src/store/migrations.js';
+import { SCHEMA_VERSION } from '../src/store/migrations.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, SEND_SQL, START_SQL, registerSql } from '../src/store/protocol.js';
-import { tempDb } from './helpers.js';
+import { databaseAtVersion, tempDb } from './helpers.js';
 
 const T0 = 1_800_000_000_000;
 const CONTRACT = { intervalMs: 30_000, staleMultiplier: 3, offlineAfterMs: 300_000 };
 
-/** A database as an older build left it: the first `version` migrations applied, nothing after. */
-function databaseAtVersion(path: string, version: number): Database.Database {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  db.exec('BEGIN IMMEDIATE');
-  for (const name of MIGRATIONS.slice(0, version)) db.exec(migrationSql(name));
-  db.pragma(`application_id = ${APPLICATION_ID}`);
-  db.pragma(`user_version = ${version}`);
-  db.exec('COMMIT');
-  return db;
-}
 
 function register(db: Database.Database, name: string, now: number, extra: Record<string, unknown> = {}): void {
   db.prepare(registerSql(CONTRACT)).run({

@@ -1,29 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openStore } from '../src/store/store.js';
-import { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrationSql } from '../src/store/migrations.js';
+import { SCHEMA_VERSION } from '../src/store/migrations.js';
 import { markExited } from '../src/store/lifecycle.js';
 import { writeGuardedTransition } from '../src/store/monitor.js';
 import { findVerdicts } from '../src/core/health/convict.js';
 import { thisHost } from '../src/core/health/judge.js';
 import { registerAgent, updateHeartbeat } from '../src/core/agents.js';
 import { processStartTime } from '../src/core/host.js';
-import { exited, fixture, start, tempDb, waitFor } from './helpers.js';
+import { databaseAtVersion, exited, fixture, start, tempDb, waitFor } from './helpers.js';
 
 const T0 = 1_800_000_000_000;
 
-/** A database as an older build left it: the first `version` migrations applied, nothing after. */
-function databaseAtVersion(path: string, version: number): Database.Database {
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('foreign_keys = ON');
-  db.exec('BEGIN IMMEDIATE');
-  for (const name of MIGRATIONS.slice(0, version)) db.exec(migrationSql(name));
-  db.pragma(`application_id = ${APPLICATION_ID}`);
-  db.pragma(`user_version = ${version}`);
-  db.exec('COMMIT');
-  return db;
-}
 
 /** Rows an old build wrote, with the columns version 1 has: two agents, their events and a queued command. */
 function fillVersion1(db: Database.Database): void {

@@ -80,6 +80,30 @@ export interface EventQuery {
 const DEFAULT_CONTRACT = { intervalMs: DEFAULTS.intervalMs, staleMultiplier: DEFAULTS.staleMultiplier, offlineAfterMs: DEFAULTS.offlineAfterMs };
 
 /** The shared state database: one connection with the pragmas, retries and statements every agentctl process uses. */
+/** Which agents a listing reads: deregistered ones only if asked, one group, or names containing a text. */
+export interface AgentFilter {
+  includeDeregistered?: boolean;
+  group?: string;
+  /** A substring of the name, any case (agent names are ASCII), matched as text, never as a LIKE pattern. */
+  nameContains?: string;
+}
+
+/** The WHERE clause (with its leading space, or empty) and arguments of `f`. */
+function agentWhere(f: AgentFilter): { where: string; args: unknown[] } {
+  const conds: string[] = [];
+  const args: unknown[] = [];
+  if (!f.includeDeregistered) conds.push('deregistered_at IS NULL');
+  if (f.group !== undefined) {
+    conds.push('group_name = ?');
+    args.push(f.group);
+  }
+  if (f.nameContains) {
+    conds.push('instr(lower(name), lower(?)) > 0');
+    args.push(f.nameContains);
+  }
+  return { where: conds.length ? ` WHERE ${conds.join(' AND ')}` : '', args };
+}
+
 export class Store {
   readonly path: string;
   readonly db: Database.Database;
@@ -251,16 +275,9 @@ export class Store {
   }
 
   /** All agents (deregistered ones only if asked), ordered by name. */
-  listAgents(opts: { includeDeregistered?: boolean; group?: string } = {}): AgentRecord[] {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (!opts.includeDeregistered) where.push('deregistered_at IS NULL');
-    if (opts.group !== undefined) {
-      where.push('group_name = ?');
-      args.push(opts.group);
-    }
-    const sql = `SELECT * FROM agents${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`;
-    return (this.prepared(sql).all(...args) as Record<string, unknown>[]).map(toAgentRecord);
+  listAgents(opts: AgentFilter = {}): AgentRecord[] {
+    const { where, args } = agentWhere(opts);
+    return (this.prepared(`SELECT * FROM agents${where} ORDER BY name`).all(...args) as Record<string, unknown>[]).map(toAgentRecord);
   }
 
   /**
@@ -268,21 +285,9 @@ export class Store {
    * database as they are iterated: a reader of the whole fleet holds one row at a time. The connection is busy
    * until the iteration ends, so read anything else first.
    */
-  iterateAgentRows(columns: readonly string[], opts: { includeDeregistered?: boolean; group?: string; nameContains?: string } = {}): IterableIterator<unknown[]> {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (!opts.includeDeregistered) where.push('deregistered_at IS NULL');
-    if (opts.group !== undefined) {
-      where.push('group_name = ?');
-      args.push(opts.group);
-    }
-    if (opts.nameContains) {
-      // A substring of the name, any case (ASCII: agent names are), matched as text, never as a LIKE pattern.
-      where.push('instr(lower(name), lower(?)) > 0');
-      args.push(opts.nameContains);
-    }
-    const sql = `SELECT ${columnList(columns)} FROM agents${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`;
-    return this.preparedRaw(sql).iterate(...args) as IterableIterator<unknown[]>;
+  iterateAgentRows(columns: readonly string[], opts: AgentFilter = {}): IterableIterator<unknown[]> {
+    const { where, args } = agentWhere(opts);
+    return this.preparedRaw(`SELECT ${columnList(columns)} FROM agents${where} ORDER BY name`).iterate(...args) as IterableIterator<unknown[]>;
   }
 
   /** One agent's row as an array of `columns`, or undefined. */
