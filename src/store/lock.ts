@@ -89,7 +89,8 @@ export function inspectLock(dbPath: string, name: string): LockInspection | null
   const st = lstatOrNull(lockPath);
   if (!st) return null;
   const trusted = trustedUids(dbPath);
-  const ageMs = Date.now() - st.mtimeMs;
+  // proper-lockfile may set the mtime a little ahead of our clock (it rounds to what the file system keeps): never a negative age.
+  const ageMs = Math.max(0, Date.now() - st.mtimeMs);
   let planted: string | null = null;
   if (st.isSymbolicLink()) planted = `${lockPath} is a symlink owned by uid ${st.uid}; a lock is never a symlink`;
   else if (!st.isDirectory()) planted = `${lockPath} is not a directory (owned by uid ${st.uid})`;
