@@ -126,7 +126,10 @@ describe('HeartbeatAgent lifecycle', () => {
       mkdirSync(dir);
       await waitFor(() => reconnected, 'the agent to reconnect', 30_000);
       expect(agentRecord(db, 'back')!.state).toBe('active');
-      expect(agent.connectionHealth()).toMatchObject({ healthy: true, consecutiveFailures: 0 });
+      expect(agent.connectionHealth().consecutiveFailures).toBe(0);
+      // Healthy means acknowledged within three 100 ms intervals: wait for a beat, as a stalled event loop on a busy
+      // machine may have let the last one age past that.
+      await waitFor(() => agent.connectionHealth().healthy, 'the agent to report itself healthy', 30_000);
     });
   });
 });
