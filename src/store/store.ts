@@ -6,6 +6,7 @@ import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import type { RetryPolicy } from './retry.js';
 import { type AgentRecord, type AgentState, type Availability, EVENT_COLUMNS, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 import { DEFAULTS } from '../config.js';
+import { SqliteSql } from './sqlite/executor.js';
 
 export interface StoreOptions {
   path: string;
@@ -109,7 +110,8 @@ export class Store {
   readonly db: Database.Database;
   readonly retry: RetryPolicy;
   readonly contract: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
-  private readonly stmts = new Map<string, Database.Statement>();
+  /** The store's SQL, asynchronous: every read and write goes through it. */
+  readonly sql: SqliteSql;
   private readonly rawStmts = new Map<string, Database.Statement>();
   /**
    * Take the write lock by trying every few milliseconds instead of through SQLite's busy handler (see beginPromptly),
@@ -135,6 +137,13 @@ export class Store {
     this.file = { dev: st.dev, ino: st.ino, size: st.size };
     this.fileCheckedAt = performance.now();
     this.fileCheckEveryMs = fileCheckEveryMs;
+    this.sql = new SqliteSql(db, {
+      path,
+      retry,
+      beforeWrite: () => this.assertSameFileRecently(),
+      beforeTx: () => this.assertSameFile(),
+      prompt: () => this.promptWriteLock,
+    });
   }
 
   /** Throws DatabaseReplacedError if the path no longer names the file this connection has open. Called before writes. */
@@ -168,12 +177,7 @@ export class Store {
 
   /** The statement for `sql`, prepared once per connection (also for the store modules beside this one). */
   prepared(sql: string): Database.Statement {
-    let s = this.stmts.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.stmts.set(sql, s);
-    }
-    return s;
+    return this.sql.prepared(sql);
   }
 
   /** Like prepared, for statements that return rows as arrays (a cache of its own: raw mode is a statement's setting). */
