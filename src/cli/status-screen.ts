@@ -105,7 +105,7 @@ export async function printStatus(ctx: CliContext, store: Store | undefined, q: 
     const wait = w.write(`${line}\n`);
     if (wait) await wait;
   }
-  w.write(`${summaryLine(t.counts, (s) => paintState(c, s))}\n`);
+  void w.write(`${summaryLine(t.counts, (s) => paintState(c, s))}\n`);
   await w.flush();
   if (loop?.warning) ctx.err(c.yellow(`warning: ${loop.warning}`));
 }

@@ -99,7 +99,7 @@ export function define(program: Command): void {
 /** check --json: the verdict, then every agent (written as it is read) with its state and severity. */
 async function printCheckJson(store: Store | undefined, now: number, scope: FleetScope, result: { code: number; line: string }): Promise<void> {
   const w = new ChunkedWriter();
-  w.write(`{"status":${JSON.stringify(LABELS[result.code])},"code":${result.code},"message":${JSON.stringify(result.line)},"agents":[`);
+  void w.write(`{"status":${JSON.stringify(LABELS[result.code])},"code":${result.code},"message":${JSON.stringify(result.line)},"agents":[`);
   let n = 0;
   if (store) {
     for (const a of readAgents(store, now, scope, ['name'])) {
@@ -109,6 +109,6 @@ async function printCheckJson(store: Store | undefined, now: number, scope: Flee
       if (wait) await wait;
     }
   }
-  w.write(']}\n');
+  void w.write(']}\n');
   await w.flush();
 }

@@ -101,7 +101,7 @@ function formatEvent(c: ChalkInstance, paintState: (c: ChalkInstance, s: AgentSt
  */
 async function printEventsJson(store: Store, q: Parameters<Store['iterateEventRows']>[0]): Promise<void> {
   const w = new ChunkedWriter();
-  w.write('[');
+  void w.write('[');
   let n = 0;
   for (const r of store.iterateEventRows(q)) {
     const at = Number(r[3]);
@@ -112,6 +112,6 @@ async function printEventsJson(store: Store, q: Parameters<Store['iterateEventRo
     );
     if (wait) await wait;
   }
-  w.write(`${n ? '\n' : ''}]\n`);
+  void w.write(`${n ? '\n' : ''}]\n`);
   await w.flush();
 }

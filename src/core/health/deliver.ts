@@ -164,6 +164,6 @@ function abortable(p: Promise<void>, signal: AbortSignal, timeoutMs: number): Pr
     };
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
-    p.then(() => stop(), (err: unknown) => stop(err instanceof Error ? err : new Error(String(err))));
+    void p.then(() => stop(), (err: unknown) => stop(err instanceof Error ? err : new Error(String(err))));
   });
 }
