@@ -20,9 +20,9 @@ export { deriveState, isOverdue, staleAfterMs, heartbeatAgeMs, clockStart, hasBe
 export { parseDuration, formatDuration } from './core/duration.js';
 export { resolveConfig, defaultDbPath, DEFAULTS } from './config.js';
 export type { Config } from './config.js';
-export { withExclusiveLock, inspectLock, lockPaths } from './store/lock.js';
-export type { LockOptions, LockHandle, LockOwner } from './store/lock.js';
-export { SCHEMA_VERSION, APPLICATION_ID } from './store/migrations.js';
+export { withExclusiveLock, inspectLock, lockPaths } from './store/sqlite/lock.js';
+export type { LockOptions, LockHandle, LockOwner } from './store/sqlite/lock.js';
+export { SCHEMA_VERSION, APPLICATION_ID } from './store/sqlite/migrations.js';
 export { HeartbeatAgent } from './core/heartbeat-agent.js';
 export type { ConnectionHealth } from './core/heartbeat-agent.js';
 export type { HeartbeatAgentOptions } from './core/agent-options.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { exited, fixture, start, tempDb } from './helpers.js';
 import { openStore } from '../src/store/store.js';
-import { SCHEMA_VERSION } from '../src/store/migrations.js';
+import { SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 
 
 async function runAll(children: ReturnType<typeof start>[]) {

@@ -4,7 +4,7 @@ import { existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSyn
 import { basename, dirname, join } from 'node:path';
 import { hostname } from 'node:os';
 import { cli, exited, fileHash, fixture, start, tempDb, tempDir, waitFor } from './helpers.js';
-import { SCHEMA_VERSION } from '../src/store/migrations.js';
+import { SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 
 function fleet(db: string, n = 20): void {
   for (let i = 0; i < n; i++) cli(['heartbeat', `agent-${i}`, '--message', `m${i}`.repeat(40)], { db });

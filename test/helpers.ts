@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 import Database from 'better-sqlite3';
 import { type Store, openStore } from '../src/store/store.js';
-import { APPLICATION_ID, MIGRATIONS, migrationSql } from '../src/store/migrations.js';
+import { APPLICATION_ID, MIGRATIONS, migrationSql } from '../src/store/sqlite/migrations.js';
 import type { AgentRecord } from '../src/store/rows.js';
 import { procStat } from '../src/core/host.js';
 import { LEAK_MARK, OWN_PGID, describeProcs, descendantsOf, killGroup, killPid, listProcs, waitGone } from './processes.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { withExclusiveLock, inspectLock, lockPaths } from '../src/store/lock.js';
+import { withExclusiveLock, inspectLock, lockPaths } from '../src/store/sqlite/lock.js';
 import { LockCompromisedError, LockHeldError } from '../src/errors.js';
 import { exited, start, tempDb, waitFor, ROOT } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openStore } from '../src/store/store.js';
-import { SCHEMA_VERSION } from '../src/store/migrations.js';
+import { SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, SEND_SQL, START_SQL, registerSql } from '../src/store/protocol.js';
 import { databaseAtVersion, tempDb } from './helpers.js';
 

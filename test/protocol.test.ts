@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { CLAIM_SQL, COMPLETE_SQL, EXPIRE_SQL, GOODBYE_SQL, HEARTBEAT_SQL, SEND_SQL, START_SQL, registerSql } from '../src/store/protocol.js';
 import { cli, cliJson, cleanEnv, exited, historyOf, start, tempDb, tempDir, waitFor, withStore, ROOT } from './helpers.js';
-import { SCHEMA_VERSION } from '../src/store/migrations.js';
+import { SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 
 const doc = readFileSync(join(ROOT, 'state_database.md'), 'utf8');
 
@@ -84,7 +84,7 @@ describe('state_database.md is the SQL agentctl runs', () => {
   });
 
   it('names the schema version this build writes', async () => {
-    const { SCHEMA_VERSION } = await import('../src/store/migrations.js');
+    const { SCHEMA_VERSION } = await import('../src/store/sqlite/migrations.js');
     expect(doc).toContain(`Schema version: **${SCHEMA_VERSION}**`);
   });
 });

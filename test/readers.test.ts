@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { APPLICATION_ID, MIGRATIONS, migrationSql } from '../src/store/migrations.js';
+import { APPLICATION_ID, MIGRATIONS, migrationSql } from '../src/store/sqlite/migrations.js';
 import { BIN, cleanEnv, cli, cliJson, fileHash, fixture, start, tempDb, waitFor } from './helpers.js';
 
 /** The reading commands: each must work for a user who may read the database but not write it or its directory. */

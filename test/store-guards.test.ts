@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openStore } from '../src/store/store.js';
-import { SCHEMA_VERSION } from '../src/store/migrations.js';
+import { SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 import { markExited } from '../src/store/lifecycle.js';
 import { writeGuardedTransition } from '../src/store/monitor.js';
 import { findVerdicts } from '../src/core/health/convict.js';

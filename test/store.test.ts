@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore } from '../src/store/store.js';
-import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/migrations.js';
+import { APPLICATION_ID, SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 import { getRegisteredAgents, registerAgent, updateAgentState, updateHeartbeat, deregisterAgent, viewAgent } from '../src/core/agents.js';
 import { START_SQL } from '../src/store/protocol.js';
 import { processStartTime } from '../src/core/host.js';

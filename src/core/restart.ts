@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentNotFoundError, AgentctlError, OperationError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { withExclusiveLock } from '../store/lock.js';
+import { withExclusiveLock } from '../store/sqlite/lock.js';
 import { openAppend } from '../store/safe-files.js';
 import { NAME_RE } from './validate.js';
 import { markFailed, noteRefusal, noteRestartAttempt } from '../store/lifecycle.js';

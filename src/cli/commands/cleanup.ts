@@ -4,7 +4,7 @@ import { agentsToPurge, countHistoryOlderThan, purgeAgents, pruneHistory } from 
 import { parseDuration } from '../../core/duration.js';
 import { safeText } from '../../core/text.js';
 import { UsageError } from '../../errors.js';
-import { withExclusiveLock } from '../../store/lock.js';
+import { withExclusiveLock } from '../../store/sqlite/lock.js';
 import { cliContext } from '../context.js';
 import { plural } from '../render.js';
 

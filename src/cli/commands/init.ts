@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { SCHEMA_VERSION } from '../../store/migrations.js';
+import { SCHEMA_VERSION } from '../../store/sqlite/migrations.js';
 import { cliContext } from '../context.js';
 
 export function define(program: Command): void {

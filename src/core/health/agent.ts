@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../../store/store.js';
 import type { AgentRecord } from '../../store/rows.js';
 import { insertAlert } from '../../store/alerts.js';
-import { withExclusiveLock } from '../../store/lock.js';
+import { withExclusiveLock } from '../../store/sqlite/lock.js';
 import { formatDuration } from '../duration.js';
 import { isOverdue, staleAfterMs } from '../state.js';
 import { type ConvictResult, convict } from './convict.js';

@@ -1,7 +1,7 @@
 import fs, { renameSync, statSync } from 'node:fs';
-import { LockCompromisedError, LockHeldError, OperationError, UnsafePathError } from '../errors.js';
-import { bootId, hostName, pidExists, processStartTime } from '../core/host.js';
-import { besideModes, lstatOrNull, readNoFollow, removeEntry, replaceFile, trustedUids } from './safe-files.js';
+import { LockCompromisedError, LockHeldError, OperationError, UnsafePathError } from '../../errors.js';
+import { bootId, hostName, pidExists, processStartTime } from '../../core/host.js';
+import { besideModes, lstatOrNull, readNoFollow, removeEntry, replaceFile, trustedUids } from '../safe-files.js';
 
 /**
  * The exclusive lock beside the database, for what SQLite's own locking cannot guard: one health loop at a time,

@@ -1,4 +1,4 @@
-import { AgentctlError, DatabaseBusyError, DatabaseUnusableError, OperationError } from '../errors.js';
+import { AgentctlError, DatabaseBusyError, DatabaseUnusableError, OperationError } from '../../errors.js';
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { isBusyError } from './retry.js';
