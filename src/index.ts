@@ -2,7 +2,9 @@
  * agentctl as a library: the shared state database and the calls the CLI itself uses.
  * `openStore` opens (creating and migrating) the database; the functions below read and write agents through it.
  */
-export { openStore, Store } from './store/store.js';
+export { Store } from './store/store.js';
+export { openStore } from './store/open-store.js';
+export type { Sql, SqlArgs, RunResult, Dialect } from './store/sql.js';
 export type { StoreOptions, RegisterParams, HeartbeatParams, TransitionParams, EventQuery } from './store/store.js';
 export type { AgentRecord, AgentState, EventRecord, Availability } from './store/rows.js';
 export { AGENT_STATES } from './store/rows.js';

@@ -19,7 +19,7 @@ export interface CliContext {
    * Opens the database: 'create' for commands that may make it, 'existing' for ones that write to an existing one,
    * 'read' for ones that only read (read-only, never created or migrated: a missing file is DatabaseMissingError).
    */
-  open(mode?: 'create' | 'existing' | 'read', opts?: { migrate?: boolean }): Store;
+  open(mode?: 'create' | 'existing' | 'read', opts?: { migrate?: boolean }): Promise<Store>;
   now(): number;
   out(text: string): void;
   err(text: string): void;
@@ -57,8 +57,8 @@ export function contextFrom(g: GlobalOptions, extra: { logDir?: string; allowSha
     json: Boolean(g.json),
     color: colorEnabled(g, process.env, Boolean(process.stdout.isTTY)),
     debug: Boolean(g.debug),
-    open(mode = 'create', opts = {}) {
-      return openStore({
+    async open(mode = 'create', opts = {}) {
+      return await openStore({
         migrate: opts.migrate ?? true,
         path: config.dbPath,
         busyTimeoutMs: config.busyTimeoutMs,

@@ -10,7 +10,7 @@ import { AgentctlError, MigrationNeededError } from '../errors.js';
  * than starting node. It handles only the plain form: anything else (help, an unknown or malformed flag, a database
  * to create or migrate, invalid input) returns null before any write, and the full CLI takes over and reports it.
  */
-export function fastHeartbeat(args: string[]): number | null {
+export async function fastHeartbeat(args: string[]): Promise<number | null> {
   const VALUE_FLAGS: Record<string, keyof HeartbeatFlags | 'db'> = {
     '--status': 'status', '--message': 'message', '--meta': 'meta', '--progress': 'progress',
     '--interval': 'interval', '--pid': 'pid', '--db': 'db',
@@ -45,7 +45,7 @@ export function fastHeartbeat(args: string[]): number | null {
     return reportError(err, Boolean(globals.debug));
   }
   try {
-    writeCliHeartbeat(prepared, ctx, { migrate: false });
+    await writeCliHeartbeat(prepared, ctx, { migrate: false });
     return 0;
   } catch (err) {
     if (err instanceof MigrationNeededError) return null;

@@ -44,13 +44,15 @@ export class ChunkedWriter {
  * Writes each piece of `pieces` through a ChunkedWriter to stdout, or, with `out`, hands the whole text to it
  * (a file written atomically needs all of it).
  */
-export async function writePieces(pieces: Iterable<string>, out?: (text: string) => void): Promise<void> {
+export async function writePieces(pieces: Iterable<string> | AsyncIterable<string>, out?: (text: string) => void): Promise<void> {
   if (out) {
-    out([...pieces].join(''));
+    const all: string[] = [];
+    for await (const p of pieces) all.push(p);
+    out(all.join(''));
     return;
   }
   const w = new ChunkedWriter();
-  for (const p of pieces) {
+  for await (const p of pieces) {
     const wait = w.write(p);
     if (wait) await wait;
   }

@@ -47,12 +47,14 @@ interface Table {
   counts: Record<AgentState, number>;
 }
 
-function readTable(store: Store, q: AgentQuery, now: number, c: ChalkInstance): Table {
+async function readTable(store: Store, q: AgentQuery, now: number, c: ChalkInstance): Promise<Table> {
   const columns = new Columns(HEAD, [undefined, (cell) => paintStateCell(c, cell)]);
   const counts = countStates([]);
-  for (const a of readAgents(store, now, q, TABLE_COLUMNS)) {
-    counts[a.derived.state]++;
-    columns.add(cells(a, now));
+  for await (const batch of readAgents(store, now, q, TABLE_COLUMNS)) {
+    for (const a of batch) {
+      counts[a.derived.state]++;
+      columns.add(cells(a, now));
+    }
   }
   return { columns, counts };
 }
@@ -67,13 +69,13 @@ function nothingToShow(ctx: CliContext, store: Store | undefined, q: AgentQuery)
  * that no health loop keeps up goes to `warn` when given (stderr: stdout carries only the data), else it is the
  * screen's last line (the demo's frame). `store` undefined means the database does not exist yet.
  */
-export function renderStatus(ctx: CliContext, store: Store | undefined, q: AgentQuery, refreshMs?: number, warn?: (line: string) => void): string {
+export async function renderStatus(ctx: CliContext, store: Store | undefined, q: AgentQuery, refreshMs?: number, warn?: (line: string) => void): Promise<string> {
   const now = ctx.now();
   const c = painter(ctx.color);
   const lines: string[] = [];
   if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${ctx.config.dbPath} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
-  const loop = store ? healthLoopStatus(store, now) : null;
-  const t = store ? readTable(store, q, now, c) : null;
+  const loop = store ? await healthLoopStatus(store, now) : null;
+  const t = store ? await readTable(store, q, now, c) : null;
   if (!store || !t || !t.columns.size) {
     lines.push(nothingToShow(ctx, store, q));
     return lines.join('\n');
@@ -94,8 +96,8 @@ export function renderStatus(ctx: CliContext, store: Store | undefined, q: Agent
 export async function printStatus(ctx: CliContext, store: Store | undefined, q: AgentQuery): Promise<void> {
   const now = ctx.now();
   const c = painter(ctx.color);
-  const loop = store ? healthLoopStatus(store, now) : null;
-  const t = store ? readTable(store, q, now, c) : null;
+  const loop = store ? await healthLoopStatus(store, now) : null;
+  const t = store ? await readTable(store, q, now, c) : null;
   if (!store || !t || !t.columns.size) {
     ctx.out(nothingToShow(ctx, store, q));
     return;
@@ -115,13 +117,13 @@ export async function printStatus(ctx: CliContext, store: Store | undefined, q: 
  * successive snapshots otherwise. A stopper passed in stays the caller's to dispose (the demo keeps its signal
  * handlers through its cleanup).
  */
-export async function watchFrames(refreshMs: number, frame: () => string, given?: Stopper): Promise<void> {
+export async function watchFrames(refreshMs: number, frame: () => string | Promise<string>, given?: Stopper): Promise<void> {
   const tty = Boolean(process.stdout.isTTY);
   const stop = given ?? untilSignal(['SIGINT', 'SIGTERM']);
   if (tty) process.stdout.write('\x1b[?25l');
   try {
     while (!stop.stopped) {
-      const text = frame();
+      const text = await frame();
       process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
       await stop.sleep(refreshMs);
     }

@@ -46,19 +46,19 @@ export interface AgentQuery {
 }
 
 /** Seed 002's get_registered_agents: every registered agent with its state as of `now`. */
-export function getRegisteredAgents(store: Store, now: number, q: AgentQuery = {}): AgentView[] {
+export async function getRegisteredAgents(store: Store, now: number, q: AgentQuery = {}): Promise<AgentView[]> {
   let records: AgentRecord[];
   if (q.names && q.names.length) {
     records = [];
     for (const name of new Set(q.names)) {
       validateName(name);
-      const r = store.getAgent(name);
+      const r = await store.getAgent(name);
       if (!r) throw new AgentNotFoundError(name);
       records.push(r);
     }
     if (q.group !== undefined) records = records.filter((r) => r.group === q.group);
   } else {
-    records = store.listAgents({ includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}) });
+    records = await store.listAgents({ includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}) });
   }
   const views = records.map((r) => viewAgent(r, now));
   return q.states && q.states.length ? views.filter((v) => q.states!.includes(v.state)) : views;
@@ -102,28 +102,33 @@ export interface ReadAgent {
  * The agents a query selects, as getRegisteredAgents selects them (named ones in the order given, an unknown name
  * throws AgentNotFoundError before anything is read; else all, ordered by name), one row at a time, each with its
  * state derived at `now` exactly as viewAgent derives it. Reads only CLOCK_COLUMNS and `columns`, so a command that
- * prints a few columns of a large fleet neither reads nor holds the rest. The store is busy while it iterates.
+ * prints a few columns of a large fleet neither reads nor holds the rest. They come in batches (an agent per row
+ * of each), read as they are consumed; the store is busy while it iterates.
  */
-export function* readAgents(store: Store, now: number, q: AgentQuery, columns: readonly string[]): Generator<ReadAgent> {
+export async function* readAgents(store: Store, now: number, q: AgentQuery, columns: readonly string[]): AsyncGenerator<ReadAgent[]> {
   const all = [...CLOCK_COLUMNS, ...columns, ...(q.group !== undefined && q.names?.length ? ['group_name'] : [])];
-  let rows: Iterable<unknown[]>;
+  let batches: AsyncIterable<unknown[][]> | Iterable<unknown[][]>;
   if (q.names && q.names.length) {
     const found: unknown[][] = [];
     for (const name of new Set(q.names)) {
       validateName(name);
-      const r = store.agentRow(all, name);
+      const r = await store.agentRow(all, name);
       if (!r) throw new AgentNotFoundError(name);
       if (q.group === undefined || r[all.length - 1] === q.group) found.push(r);
     }
-    rows = found;
+    batches = [found];
   } else {
-    rows = store.iterateAgentRows(all, { includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}), ...(q.nameContains ? { nameContains: q.nameContains } : {}) });
+    batches = store.agentRowBatches(all, { includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}), ...(q.nameContains ? { nameContains: q.nameContains } : {}) });
   }
-  for (const row of rows) {
-    const clock = clockOf(row);
-    const derived = deriveState(clock, now);
-    if (q.states && q.states.length && !q.states.includes(derived.state)) continue;
-    yield { row, clock, derived };
+  for await (const rows of batches) {
+    const out: ReadAgent[] = [];
+    for (const row of rows) {
+      const clock = clockOf(row);
+      const derived = deriveState(clock, now);
+      if (q.states && q.states.length && !q.states.includes(derived.state)) continue;
+      out.push({ row, clock, derived });
+    }
+    if (out.length) yield out;
   }
 }
 
@@ -203,8 +208,8 @@ export function prepareRegister(input: RegisterInput): RegisterParams {
 }
 
 /** Registers an agent or updates its contract (idempotent). Validates everything before writing. */
-export function registerAgent(store: Store, input: RegisterInput, now: number): AgentRecord {
-  return store.register(prepareRegister(input), now).agent;
+export async function registerAgent(store: Store, input: RegisterInput, now: number): Promise<AgentRecord> {
+  return (await store.register(prepareRegister(input), now)).agent;
 }
 
 /** A heartbeat validated and turned into the store's parameters (see prepareHeartbeat). */
@@ -230,16 +235,16 @@ export function prepareHeartbeat(input: HeartbeatInput): PreparedHeartbeat {
 }
 
 /** Writes a prepared heartbeat: one autocommit UPDATE, or registration and heartbeat in one transaction. */
-export function writeHeartbeat(store: Store, p: PreparedHeartbeat, now: number): { registered: boolean; agent?: AgentRecord } {
-  return p.register ? store.registerAndHeartbeat(p.register, p.beat, now) : store.heartbeat(p.beat, now);
+export async function writeHeartbeat(store: Store, p: PreparedHeartbeat, now: number): Promise<{ registered: boolean; agent?: AgentRecord }> {
+  return p.register ? await store.registerAndHeartbeat(p.register, p.beat, now) : await store.heartbeat(p.beat, now);
 }
 
 /**
  * Seed 002's update_heartbeat: records one heartbeat, registering the agent on first use. A heartbeat that also
  * changes the contract or names the pid registers and beats in one transaction; a plain one is a single write.
  */
-export function updateHeartbeat(store: Store, input: HeartbeatInput, now: number): { registered: boolean; agent?: AgentRecord } {
-  return writeHeartbeat(store, prepareHeartbeat(input), now);
+export async function updateHeartbeat(store: Store, input: HeartbeatInput, now: number): Promise<{ registered: boolean; agent?: AgentRecord }> {
+  return await writeHeartbeat(store, prepareHeartbeat(input), now);
 }
 
 /** What `set-status` (and seed 002's update_agent_state) may set. */
@@ -298,9 +303,9 @@ export function updateAgentState(store: Store, name: string, target: StatusTarge
 }
 
 /** Deregisters an agent: offline with reason "deregistered", hidden from listings until it registers or beats again. */
-export function deregisterAgent(store: Store, name: string, now: number, reason?: string) {
+export async function deregisterAgent(store: Store, name: string, now: number, reason?: string) {
   validateName(name);
-  return store.transition(name, now, (a) => ({
+  return await store.transition(name, now, (a) => ({
     to: 'offline',
     reason: reason ?? 'deregistered',
     evidence: { rule: 'deregister', previous: a.state },

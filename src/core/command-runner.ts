@@ -49,20 +49,20 @@ export class CommandRunner {
   }
 
   /** One poll: notice cancelled in-flight commands, settle expired ones, claim the next if idle. Never throws. */
-  poll(): void {
+  async poll(): Promise<void> {
     const store = this.host.store();
     const incarnation = this.host.incarnation();
     if (!store || incarnation === null) return;
     try {
       const now = this.host.now();
       if (this.inflight.size) {
-        const states = commandStates(store, [...this.inflight.keys()]);
+        const states = await commandStates(store, [...this.inflight.keys()]);
         for (const [id, f] of this.inflight) if (states.get(id) !== 'executing') f.controller.abort(new Error(`command ${id} is ${states.get(id) ?? 'gone'}`));
         return;
       }
-      expireCommands(store, this.host.name, now);
+      await expireCommands(store, this.host.name, now);
       const token = randomUUID();
-      const claimed = claimCommand(store, this.host.name, incarnation, token, now);
+      const claimed = await claimCommand(store, this.host.name, incarnation, token, now);
       if (claimed) this.execute(claimed, token);
     } catch (err) {
       this.host.failed(err);
@@ -90,20 +90,20 @@ export class CommandRunner {
         outcome = { state: 'failed', error: (err as Error)?.message ?? String(err) };
       }
       if (deadline) clearTimeout(deadline);
-      this.finish(c.id, token, outcome);
+      await this.finish(c.id, token, outcome);
       this.inflight.delete(c.id);
     })();
     this.inflight.set(c.id, { token, controller, done });
   }
 
-  private finish(id: number, token: string, outcome: { state: 'completed' | 'failed'; result?: string | null; error?: string | null }): void {
+  private async finish(id: number, token: string, outcome: { state: 'completed' | 'failed'; result?: string | null; error?: string | null }): Promise<void> {
     const store = this.host.store();
     if (!store) {
       this.host.report('commandRejected', { id, reason: 'no database connection' });
       return;
     }
     try {
-      const accepted = finishCommand(store, { id, token, ...outcome }, this.host.now());
+      const accepted = await finishCommand(store, { id, token, ...outcome }, this.host.now());
       this.host.report(accepted ? 'commandCompleted' : 'commandRejected', { id, state: outcome.state, ...(accepted ? {} : { reason: 'cancelled meanwhile, or claimed again (stale token)' }) });
     } catch (err) {
       this.host.failed(err);

@@ -17,16 +17,16 @@ export interface SendOptions {
 }
 
 /** Queues a command for an agent. Refused (AgentUnavailableError) when the agent is offline or failed, unless `queue`. */
-export function sendCommand(store: Store, name: string, payload: string, now: number, opts: SendOptions = {}): CommandRecord {
+export async function sendCommand(store: Store, name: string, payload: string, now: number, opts: SendOptions = {}): Promise<CommandRecord> {
   validateName(name);
   if (typeof payload !== 'string' || payload.length === 0) throw new UsageError('the payload is empty: put it after --, as in agentctl send NAME -- PAYLOAD');
   if (Buffer.byteLength(payload) > PAYLOAD_MAX) throw new UsageError(`payload too large: ${Buffer.byteLength(payload)} bytes, the limit is ${PAYLOAD_MAX}`);
   if (opts.timeoutMs !== undefined && (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs <= 0 || opts.timeoutMs > MAX_DURATION_MS)) throw new UsageError(`invalid timeout ${opts.timeoutMs}`);
-  const agent = store.getAgent(name);
+  const agent = await store.getAgent(name);
   if (!agent) throw new AgentNotFoundError(name);
   const state = deriveState(agent, now).state;
   if ((state === 'offline' || state === 'failed') && !opts.queue) throw new AgentUnavailableError(name, state);
-  return insertCommand(store, name, payload, opts.timeoutMs !== undefined ? now + opts.timeoutMs : null, now);
+  return await insertCommand(store, name, payload, opts.timeoutMs !== undefined ? now + opts.timeoutMs : null, now);
 }
 
 /** Parses a comma-separated list of command states. */
@@ -38,21 +38,21 @@ export function parseCommandStates(text: string): CommandState[] {
  * Commands, newest first, after settling the ones past their deadline (so what is listed is true now). On a
  * read-only store nothing is settled: what is listed is what is stored (the next writer settles them).
  */
-export function listCommands(store: Store, now: number, q: { agent?: string | undefined; states?: CommandState[] | undefined; limit?: number | undefined } = {}): CommandRecord[] {
+export async function listCommands(store: Store, now: number, q: { agent?: string | undefined; states?: CommandState[] | undefined; limit?: number | undefined } = {}): Promise<CommandRecord[]> {
   if (q.agent !== undefined) {
     validateName(q.agent);
-    if (!store.getAgent(q.agent)) throw new AgentNotFoundError(q.agent);
+    if (!(await store.getAgent(q.agent))) throw new AgentNotFoundError(q.agent);
   }
-  if (!store.db.readonly) expireCommands(store, null, now);
-  return selectCommands(store, { ...(q.agent !== undefined ? { agent: q.agent } : {}), ...(q.states ? { states: q.states } : {}), limit: q.limit ?? 100 });
+  if (store.writable) await expireCommands(store, null, now);
+  return await selectCommands(store, { ...(q.agent !== undefined ? { agent: q.agent } : {}), ...(q.states ? { states: q.states } : {}), limit: q.limit ?? 100 });
 }
 
 /** Cancels a queued or executing command (an agent running it sees its signal abort; its result will be refused). */
-export function cancelCommand(store: Store, id: number, now: number, reason = 'cancelled by operator'): { command: CommandRecord; cancelled: boolean } {
+export async function cancelCommand(store: Store, id: number, now: number, reason = 'cancelled by operator'): Promise<{ command: CommandRecord; cancelled: boolean }> {
   validateMessage(reason);
-  if (!getCommand(store, id)) throw new CommandNotFoundError(id);
-  const cancelled = cancelCommandRow(store, id, reason, now);
-  return { command: getCommand(store, id)!, cancelled };
+  if (!(await getCommand(store, id))) throw new CommandNotFoundError(id);
+  const cancelled = await cancelCommandRow(store, id, reason, now);
+  return { command: (await getCommand(store, id))!, cancelled };
 }
 
 /** Waits until a command is finished (completed, failed or cancelled), or `timeoutMs` passes; returns it as it then is. */
@@ -60,8 +60,8 @@ export async function waitForCommand(store: Store, id: number, timeoutMs: number
   const now = opts.now ?? Date.now;
   const until = now() + timeoutMs;
   for (;;) {
-    expireCommands(store, null, now());
-    const c = getCommand(store, id);
+    await expireCommands(store, null, now());
+    const c = await getCommand(store, id);
     if (!c) throw new CommandNotFoundError(id);
     if (c.state !== 'queued' && c.state !== 'executing') return c;
     if (now() >= until) return c;

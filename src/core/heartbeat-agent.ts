@@ -42,6 +42,11 @@ export class HeartbeatAgent extends EventEmitter {
   private readonly log: Logger;
   private readonly clock: () => number;
   private store: Store | null = null;
+  /**
+   * The beat being written, if any: beats run one at a time (a timer's and setStatus's would otherwise open two
+   * connections or interleave), and stop() waits for it, so that no beat lands after the goodbye.
+   */
+  private beating: Promise<boolean> | null = null;
   private incarnationNo: number | null = null;
   private running = false;
   private timer: NodeJS.Timeout | undefined;
@@ -84,8 +89,8 @@ export class HeartbeatAgent extends EventEmitter {
     this.startHow = how;
     if (this.o.handleSignals) for (const s of SIGNALS) process.on(s, this.onSignal);
     try {
-      this.connect('create');
-      this.beat();
+      await this.connect('create');
+      await this.beat();
     } catch (err) {
       if (err instanceof DatabaseUnusableError) {
         this.teardown();
@@ -106,12 +111,12 @@ export class HeartbeatAgent extends EventEmitter {
   }
 
   /** Sets what the agent reports: busy, available, or an error with a message (written at once). */
-  setStatus(status: 'busy' | 'available' | 'error', message?: string): void {
+  async setStatus(status: 'busy' | 'available' | 'error', message?: string): Promise<void> {
     if (!['busy', 'available', 'error'].includes(status)) throw new UsageError(`invalid status '${status}': use busy, available or error`);
     if (message !== undefined) validateMessage(message);
     this.status = status === 'available' ? 'ok' : status;
     this.message = message ?? null;
-    if (this.running) this.beat();
+    if (this.running) await this.beat();
   }
 
   /** Reports a progress counter (sent with the next heartbeat). */
@@ -159,16 +164,27 @@ export class HeartbeatAgent extends EventEmitter {
   }
 
   /** Sends a heartbeat now (the timer calls this). Returns whether it committed; never throws. */
-  beat(): boolean {
+  async beat(): Promise<boolean> {
+    while (this.beating) await this.beating;
+    const done = this.beatOnce();
+    this.beating = done;
+    try {
+      return await done;
+    } finally {
+      if (this.beating === done) this.beating = null;
+    }
+  }
+
+  private async beatOnce(): Promise<boolean> {
     const now = this.clock();
     const p = { name: this.name, status: this.status, message: this.message, metadataJson: this.pendingMeta ? JSON.stringify(this.pendingMeta) : null, progress: this.progressValue };
     try {
       // Until the first connection the agent may create the file; afterwards a missing file is an operator's doing.
-      if (!this.store) this.connect(this.incarnationNo === null ? 'create' : 'existing');
-      if (!this.beatThroughStore(p, now)) {
+      if (!this.store) await this.connect(this.incarnationNo === null ? 'create' : 'existing');
+      if (!(await this.beatThroughStore(p, now))) {
         // The row is gone (the file was recreated, or someone purged the agent): register again, then beat.
-        this.register(this.store!, 'registered again: the agent was missing from the database');
-        this.store!.heartbeatRow(p, now);
+        await this.register(this.store!, 'registered again: the agent was missing from the database');
+        await this.store!.heartbeatRow(p, now);
       }
       this.pendingMeta = null;
       this.lastAck = now;
@@ -197,15 +213,16 @@ export class HeartbeatAgent extends EventEmitter {
     for (const s of SIGNALS) process.off(s, this.onSignal);
     // Only an await when commands are in flight: a stop from a signal handler says goodbye synchronously otherwise.
     if (this.runner?.busy) await this.runner.drain(this.o.shutdownGraceMs);
+    while (this.beating) await this.beating;
     try {
       this.checkFile();
       const store = this.store;
       if (store && this.incarnationNo !== null) {
         const now = this.clock();
-        if (opts.evidence) markExited(store, this.name, this.incarnationNo, reason, opts.evidence, now);
+        if (opts.evidence) await markExited(store, this.name, this.incarnationNo, reason, opts.evidence, now);
         else {
           validateMessage(reason);
-          store.goodbye(this.name, reason, now, { incarnation: this.incarnationNo });
+          await store.goodbye(this.name, reason, now, { incarnation: this.incarnationNo });
         }
       }
     } catch (err) {
@@ -221,28 +238,28 @@ export class HeartbeatAgent extends EventEmitter {
     if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
   }
 
-  private connect(mode: 'create' | 'existing'): void {
-    const store = openStore({ path: this.o.db, mode, busyTimeoutMs: this.o.busyTimeoutMs, retryAttempts: 1 });
+  private async connect(mode: 'create' | 'existing'): Promise<void> {
+    const store = await openStore({ path: this.o.db, mode, busyTimeoutMs: this.o.busyTimeoutMs, retryAttempts: 1 });
     try {
-      const mine = store.getAgent(this.name);
+      const mine = await store.getAgent(this.name);
       // Reconnecting after a busy spell: our row is still ours, so this is the same incarnation.
       if (!(mine && this.incarnationNo !== null && mine.incarnation === this.incarnationNo && mine.pid === this.o.pid)) {
-        this.register(store, this.incarnationNo === null ? undefined : 'registered again after reconnecting');
+        await this.register(store, this.incarnationNo === null ? undefined : 'registered again after reconnecting');
       }
       this.store = store;
     } catch (err) {
-      store.close();
+      await store.close();
       throw err;
     }
   }
 
-  private register(store: Store, reason: string | undefined): void {
+  private async register(store: Store, reason: string | undefined): Promise<void> {
     // A wrapper's child may already have exited (its exit is handled next): register it without a start time then.
     const start = processStartTime(this.o.pid);
     // The wrapper's reason applies to the first registration of this start; a later one says why it happened.
     const how = this.incarnationNo === null ? this.startHow : {};
     const why = reason ?? how.reason;
-    const row = startAgentRow(
+    const row = await startAgentRow(
       store,
       {
         register: {
@@ -264,15 +281,15 @@ export class HeartbeatAgent extends EventEmitter {
    * One heartbeat row through the current connection. The store checks the file before writing, so a deleted,
    * replaced or truncated file swallows nothing; a replaced one gets this beat through a new connection.
    */
-  private beatThroughStore(p: HeartbeatParams, now: number): boolean {
+  private async beatThroughStore(p: HeartbeatParams, now: number): Promise<boolean> {
     try {
-      return this.store!.heartbeatRow(p, now);
+      return await this.store!.heartbeatRow(p, now);
     } catch (err) {
       if (!(err instanceof DatabaseReplacedError)) throw err;
       this.dropConnection();
       if (!existsSync(this.o.db)) throw err; // deleted: report and wait (never create it again)
-      this.connect('existing');
-      return this.store!.heartbeatRow(p, now);
+      await this.connect('existing');
+      return await this.store!.heartbeatRow(p, now);
     }
   }
 
@@ -289,7 +306,7 @@ export class HeartbeatAgent extends EventEmitter {
   }
 
   private dropConnection(): void {
-    this.store?.close();
+    void this.store?.close();
     this.store = null;
   }
 
@@ -305,8 +322,8 @@ export class HeartbeatAgent extends EventEmitter {
   private schedule(): void {
     if (!this.running) return;
     const delay = this.failures ? reconnectDelay(this.failures, this.o.intervalMs, this.o.maxBackoffMs) : this.o.intervalMs;
-    this.timer = setTimeout(() => {
-      this.beat();
+    this.timer = setTimeout(async () => {
+      await this.beat();
       this.schedule();
     }, delay);
     this.timer.unref();
@@ -314,14 +331,15 @@ export class HeartbeatAgent extends EventEmitter {
 
   private schedulePoll(): void {
     if (!this.running || !this.runner || this.pollTimer) return;
-    const tick = () => {
+    const tick = async () => {
       this.pollTimer = undefined;
       if (!this.running) return;
-      this.runner!.poll();
-      this.pollTimer = setTimeout(tick, this.o.commandPollMs);
+      await this.runner!.poll();
+      if (!this.running || this.pollTimer) return;
+      this.pollTimer = setTimeout(() => void tick(), this.o.commandPollMs);
       this.pollTimer.unref();
     };
-    this.pollTimer = setTimeout(tick, 0);
+    this.pollTimer = setTimeout(() => void tick(), 0);
     this.pollTimer.unref();
   }
 

@@ -150,7 +150,7 @@ export async function repairDatabase(
     // Built in a private directory like a backup, and named only once whole: no path planted beside it is opened.
     const work = mkdtempSync(`${path}${COPY_DIR}`);
     try {
-      const actions = recoverInto(path, join(work, COPY_NAME));
+      const actions = await recoverInto(path, join(work, COPY_NAME));
       const recovered = publish(join(work, COPY_NAME), path, 'recovered', now);
       return { backup: null, recovered, actions, after: before };
     } finally {
@@ -169,7 +169,7 @@ export async function repairDatabase(
   const done: { backup: string; actions: string[] } = await withExclusiveLock(path, lockOpts, async (lock) => {
     const actions: string[] = [...takeovers];
     actions.push(...removeLeftoverCopies(path));
-    const store = openStore({ path, mode: 'existing' });
+    const store = await openStore({ path, mode: 'existing' });
     try {
       const backup = writeBackup(store, path, now);
       actions.push(`backed up to ${backup} (verified with quick_check)`);
@@ -184,8 +184,8 @@ export async function repairDatabase(
         actions.push(`removed the stale ${name} lock`);
       }
       if (before.repairs.length) {
-        store.immediate(() => {
-          for (const r of before.repairs) store.db.prepare(r.sql).run(r.params);
+        await store.tx(async (s) => {
+          for (const r of before.repairs) await s.sql.run(r.sql, r.params);
         });
         actions.push(...before.repairs.map((r) => `repaired: ${r.what}`));
       }
@@ -195,14 +195,14 @@ export async function repairDatabase(
     } catch (err) {
       throw describeSqliteError(err, path, 1);
     } finally {
-      store.close();
+      await store.close();
     }
   });
   return { ...done, recovered: null, after: diagnose(path, Date.now(), opts) };
 }
 
 /** Copies every readable row of a damaged database into a new agentctl database at `target`. The source is only read. */
-function recoverInto(source: string, target: string): string[] {
+async function recoverInto(source: string, target: string): Promise<string[]> {
   let src: Database.Database;
   try {
     src = new Database(source, { readonly: true, fileMustExist: true });
@@ -210,7 +210,7 @@ function recoverInto(source: string, target: string): string[] {
     throw new OperationError(`cannot read ${source} at all (${(err as Error).message}); restore it from a backup`, { cause: err });
   }
   const actions: string[] = [];
-  const dst = openStore({ path: target });
+  const dst = await openStore({ path: target });
   try {
     // Copy rows as they were: without the triggers, which would add registration events and rewrite states.
     const triggers = dst.db.prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'trigger'").all() as { name: string; sql: string }[];
@@ -242,8 +242,8 @@ function recoverInto(source: string, target: string): string[] {
     }
     for (const t of triggers) dst.db.exec(t.sql);
   } finally {
-    src.close();
-    dst.close();
+    await src.close();
+    await dst.close();
   }
   return actions;
 }

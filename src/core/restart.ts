@@ -85,7 +85,7 @@ export async function restartAgents(store: Store, names: string[], opts: Restart
   } catch (err) {
     const now = (opts.now ?? Date.now)();
     const evidence = { strict: true, path: own.realPath, owner_uid: own.owner.uid, writable_by: own.writableBy };
-    if (!opts.dryRun) for (const name of names) noteRefusal(store, name, 'not restarted: others may write the database (strict mode)', evidence, now);
+    if (!opts.dryRun) for (const name of names) await noteRefusal(store, name, 'not restarted: others may write the database (strict mode)', evidence, now);
     throw err;
   }
   return withExclusiveLock(store.path, { name: 'maintenance', retries: 20 }, async (lock) => {
@@ -121,7 +121,7 @@ export async function restartAgent(store: Store, name: string, opts: RestartOpti
  */
 export async function restartAgentLocked(store: Store, name: string, opts: RestartOptions, own: Ownership = databaseOwnership(store.path)): Promise<RestartResult> {
   const now = opts.now ?? Date.now;
-  const a = store.getAgent(name);
+  const a = await store.getAgent(name);
   if (!a) throw new AgentNotFoundError(name);
   if (!a.launch) throw new NoLaunchCommandError(name);
   const steps: string[] = [];
@@ -130,7 +130,7 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   const next = nextRestart(a.restartAttempts, uptime, maxRestarts);
   if (opts.respectBackoff) {
     if (next.action === 'fail') {
-      if (!opts.dryRun) markFailed(store, name, `restart attempts exhausted: ${next.unstable} unstable runs in a row`, { rule: 'restart', unstable_exits: next.unstable, max_restarts: maxRestarts }, now());
+      if (!opts.dryRun) await markFailed(store, name, `restart attempts exhausted: ${next.unstable} unstable runs in a row`, { rule: 'restart', unstable_exits: next.unstable, max_restarts: maxRestarts }, now());
       return { name, action: 'failed', steps: [`${next.unstable} unstable runs in a row (limit ${maxRestarts}): marked failed, not restarted`] };
     }
     if (a.lastRestartAt !== null && now() < a.lastRestartAt + next.delayMs) {
@@ -140,7 +140,7 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   const rules: SignalRules = { uid: own.uid };
   const { targets, notes, refusals } = processesToStop(a, rules);
   if (refusals.length) {
-    if (!opts.dryRun) for (const r of refusals) noteRefusal(store, name, `not restarted: refused to signal pid ${r.pid}`, { pid: r.pid, role: r.role, refused: r.problem, allowed_uid: rules.uid }, now());
+    if (!opts.dryRun) for (const r of refusals) await noteRefusal(store, name, `not restarted: refused to signal pid ${r.pid}`, { pid: r.pid, role: r.role, refused: r.problem, allowed_uid: rules.uid }, now());
     throw new SignalRefusedError(name, refusals[0]!);
   }
   steps.push(...notes);
@@ -160,12 +160,12 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   if (!NAME_RE.test(name)) throw new OperationError(unsafeName);
 
   await stopProcesses(targets, opts.graceMs ?? 10_000, steps, rules);
-  noteRestartAttempt(store, name, opts.respectBackoff ? next.unstable : 0, now());
-  const before = store.getAgent(name)!;
+  await noteRestartAttempt(store, name, opts.respectBackoff ? next.unstable : 0, now());
+  const before = (await store.getAgent(name))!;
   const started = startRun(own, [opts.agentctlPath ?? DEFAULT_BIN, ...argv], a.launch.cwd ?? process.cwd(), logDir, logFile);
   const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
   while (Date.now() < deadline && started.exitCode === null) {
-    const now2 = store.getAgent(name);
+    const now2 = await store.getAgent(name);
     if (now2 && now2.incarnation > before.incarnation && now2.pid !== null) {
       steps.push(`started: pid ${now2.pid}, incarnation ${now2.incarnation}`);
       return { name, action: 'restarted', steps, pid: now2.pid, logFile };

@@ -4,7 +4,7 @@ import { AgentctlError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { clearSupervisor, markFailed } from '../store/lifecycle.js';
 import type { RestartPolicy } from '../store/rows.js';
-import { openStore } from '../store/store.js';
+import { type Store, openStore } from '../store/store.js';
 import { type ExitStatus, RESTART_BACKOFF, type RestartBackoff, exitCodeOf, nextRestart, policyRestarts } from './backoff.js';
 import { HeartbeatAgent, type StartHow } from './heartbeat-agent.js';
 import { processStartTime } from './host.js';
@@ -110,8 +110,8 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
       unstable = next.unstable;
       if (next.action === 'fail') {
         failed = true;
-        withStore(o, (store) =>
-          markFailed(store, o.name, `restart attempts exhausted: ${unstable} unstable exits in a row`, { rule: 'restart', policy: o.policy, unstable_exits: unstable, max_restarts: o.maxRestarts, last_exit_code: exit.code, last_signal: exit.signal }, clock()),
+        await withStore(o, async (store) =>
+          await markFailed(store, o.name, `restart attempts exhausted: ${unstable} unstable exits in a row`, { rule: 'restart', policy: o.policy, unstable_exits: unstable, max_restarts: o.maxRestarts, last_exit_code: exit.code, last_signal: exit.signal }, clock()),
         );
         log.error?.(`agentctl run: ${o.name} failed: ${unstable} unstable exits in a row (limit ${o.maxRestarts})`);
         break;
@@ -136,7 +136,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
     for (const s of FORWARDED) process.off(s, onSignal);
     sink?.close();
     try {
-      withStore(o, (store) => clearSupervisor(store, o.name, process.pid));
+      await withStore(o, async (store) => await clearSupervisor(store, o.name, process.pid));
     } catch (err) {
       log.warn?.(`agentctl run: could not clear the supervisor of ${o.name}: ${(err as Error).message}`);
     }
@@ -173,12 +173,12 @@ function describeExit(exit: ExitStatus): string {
   return exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
 }
 
-function withStore<T>(o: SuperviseOptions, fn: (store: ReturnType<typeof openStore>) => T): T {
-  const store = openStore({ path: o.db, mode: 'existing', ...(o.busyTimeoutMs !== undefined ? { busyTimeoutMs: o.busyTimeoutMs } : {}) });
+async function withStore<T>(o: SuperviseOptions, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore({ path: o.db, mode: 'existing', ...(o.busyTimeoutMs !== undefined ? { busyTimeoutMs: o.busyTimeoutMs } : {}) });
   try {
-    return fn(store);
+    return await fn(store);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 

@@ -48,7 +48,7 @@ export interface CreateTokenInput {
 }
 
 /** Validates, stores the hash of a new token and returns the token itself (the only time it exists anywhere). */
-export function createToken(store: Store, input: CreateTokenInput, now: number, opts: { once?: boolean } = {}): { token: string; record: TokenRecord } {
+export async function createToken(store: Store, input: CreateTokenInput, now: number, opts: { once?: boolean } = {}): Promise<{ token: string; record: TokenRecord }> {
   validateName(input.name, 'token name');
   if (!(TOKEN_ROLES as readonly string[]).includes(input.role)) throw new UsageError(`invalid role '${input.role}': use one of ${TOKEN_ROLES.join(', ')}`);
   if (input.agents !== undefined) {
@@ -57,24 +57,24 @@ export function createToken(store: Store, input: CreateTokenInput, now: number, 
   }
   const token = generateToken();
   const t = { name: input.name, role: input.role as TokenRole, agents: input.agents ?? null, hash: hashToken(token), once: opts.once ?? false };
-  if (!insertToken(store, t, now)) throw new UsageError(`a token named '${input.name}' exists already (revoked tokens keep their names): choose another name`);
-  return { token, record: listTokens(store).find((r) => r.name === input.name)! };
+  if (!await insertToken(store, t, now)) throw new UsageError(`a token named '${input.name}' exists already (revoked tokens keep their names): choose another name`);
+  return { token, record: (await listTokens(store)).find((r) => r.name === input.name)! };
 }
 
 /** Revokes the live token `name`; it stops working at once, browser sessions made with it included. */
-export function revokeToken(store: Store, name: string, now: number): void {
+export async function revokeToken(store: Store, name: string, now: number): Promise<void> {
   validateName(name, 'token name');
-  if (!revokeTokenRow(store, name, now)) throw new TokenNotFoundError(name);
+  if (!await revokeTokenRow(store, name, now)) throw new TokenNotFoundError(name);
 }
 
 /**
  * The live token whose hash is `token`'s, or undefined. Compares the hash with every live token's in constant time
  * (crypto.timingSafeEqual, no early exit), so the time taken says nothing about how close a guess came.
  */
-export function findToken(store: Store, token: string): TokenRecord | undefined {
+export async function findToken(store: Store, token: string): Promise<TokenRecord | undefined> {
   const wanted = Buffer.from(hashToken(token), 'hex');
   let found: TokenRecord | undefined;
-  for (const t of liveTokens(store)) {
+  for (const t of await liveTokens(store)) {
     const stored = Buffer.from(t.hash, 'hex');
     if (stored.length === wanted.length && timingSafeEqual(stored, wanted) && !found) found = t;
   }
@@ -85,11 +85,11 @@ export function findToken(store: Store, token: string): TokenRecord | undefined 
  * When no token but unused one-time login tokens exists, makes a fresh one-time operator token for the login link
  * `serve` prints (and revokes the unused ones before it). Returns the token, or null when real tokens exist.
  */
-export function ensureLoginToken(store: Store, now: number): string | null {
-  return store.immediate(() => {
-    if (liveTokens(store).some((t) => !t.once)) return null;
-    revokeUnusedOnceTokens(store, now);
-    return createToken(store, { name: `login-${now}`, role: 'operator' }, now, { once: true }).token;
+export async function ensureLoginToken(store: Store, now: number): Promise<string | null> {
+  return await store.tx(async (store) => {
+    if ((await liveTokens(store)).some((t) => !t.once)) return null;
+    await revokeUnusedOnceTokens(store, now);
+    return (await createToken(store, { name: `login-${now}`, role: 'operator' }, now, { once: true })).token;
   });
 }
 

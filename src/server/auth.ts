@@ -109,9 +109,9 @@ export class Auth {
   }
 
   /** The token of `secret`, or a 401 counted against `addr` (429 once over the limit). */
-  private token(addr: string, secret: string): TokenRecord {
+  private async token(addr: string, secret: string): Promise<TokenRecord> {
     this.checkLimit(addr);
-    const t = secret ? findToken(this.store, secret) : undefined;
+    const t = secret ? await findToken(this.store, secret) : undefined;
     // A one-time login token opens a browser session and nothing else.
     if (!t || t.once) this.fail(addr, 'unknown or revoked token');
     return t;
@@ -121,20 +121,20 @@ export class Auth {
    * Who made `req`: the ping key in the path (`pingKey`), else `Authorization: Bearer`, else the session cookie.
    * 401 when none is given or what is given is wrong.
    */
-  authenticate(req: IncomingMessage, pingKey?: string): Principal {
+  async authenticate(req: IncomingMessage, pingKey?: string): Promise<Principal> {
     const addr = req.socket.remoteAddress ?? 'unknown';
-    if (pingKey !== undefined) return { token: this.token(addr, pingKey), via: 'ping-key' };
+    if (pingKey !== undefined) return { token: await this.token(addr, pingKey), via: 'ping-key' };
     const auth = req.headers.authorization;
     if (auth !== undefined) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
       if (!m) this.fail(addr, 'use Authorization: Bearer TOKEN');
-      return { token: this.token(addr, m[1]!), via: 'bearer' };
+      return { token: await this.token(addr, m[1]!), via: 'bearer' };
     }
     const sid = cookies(req).get(SESSION_COOKIE);
     if (sid !== undefined) {
       this.checkLimit(addr);
       const s = this.sessions.get(sid);
-      const t = s && s.expiresAt > this.now() ? getToken(this.store, s.tokenId) : undefined;
+      const t = s && s.expiresAt > this.now() ? await getToken(this.store, s.tokenId) : undefined;
       // The token behind a session is read again on every request, so revoking it ends the session at once.
       if (!s || !t || t.revokedAt !== null) {
         if (s) this.sessions.delete(sid);
@@ -164,13 +164,13 @@ export class Auth {
    * Opens a browser session for the token `secret` (viewer or operator; a one-time token is used up by it). Returns
    * the Set-Cookie values: the session (HttpOnly) and the CSRF token (readable by the page, which echoes it).
    */
-  login(req: IncomingMessage, secret: string): { token: TokenRecord; csrf: string; cookies: string[] } {
+  async login(req: IncomingMessage, secret: string): Promise<{ token: TokenRecord; csrf: string; cookies: string[] }> {
     const addr = req.socket.remoteAddress ?? 'unknown';
     this.checkLimit(addr);
-    const t = secret ? findToken(this.store, secret) : undefined;
+    const t = secret ? await findToken(this.store, secret) : undefined;
     if (!t) this.fail(addr, 'unknown, used or revoked token');
     if (t.role === 'agent') throw new HttpError(403, 'forbidden: agent tokens cannot log in');
-    if (t.once && !useOnceToken(this.store, t.id, this.now())) this.fail(addr, 'this login link was used already');
+    if (t.once && !await useOnceToken(this.store, t.id, this.now())) this.fail(addr, 'this login link was used already');
     this.expire();
     const s: Session = { id: randomBytes(32).toString('base64url'), tokenId: t.id, csrf: randomBytes(32).toString('base64url'), expiresAt: this.now() + this.sessionMs };
     this.sessions.set(s.id, s);

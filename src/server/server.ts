@@ -63,7 +63,7 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     }
     let principal;
     if (route.access !== 'public') {
-      principal = app.auth.authenticate(req, route.pingKey?.(params));
+      principal = await app.auth.authenticate(req, route.pingKey?.(params));
       app.auth.authorize(req, principal, route.access, route.agent?.(params));
     }
     await route.handle({ req, res, url, params, principal, app });

@@ -36,19 +36,21 @@ export class EventStream {
   constructor(store: Store, opts: StreamOptions) {
     this.store = store;
     this.opts = opts;
-    this.cursor = store.lastEventId();
+    // Set by the first open (the poller runs only while someone listens).
+    this.cursor = 0;
   }
 
   /** Starts streaming to `res`: the events after `after` (or only new ones when undefined), then live ones. */
-  open(res: ServerResponse, after: number | undefined): void {
+  async open(res: ServerResponse, after: number | undefined): Promise<void> {
     res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     res.write(': agentctl event stream\nretry: 1000\n\n');
-    const client: Client = { res, last: after ?? this.store.lastEventId() };
-    // Catch up now, synchronously: everything up to the newest row, so the poller's next batch joins without a gap.
+    const client: Client = { res, last: after ?? await this.store.lastEventId() };
+    // Catch up now: everything up to the newest row, and at least up to where the poller has sent the others (it
+    // may run meanwhile), so its next batch joins without a gap. The last check and joining happen in one turn.
     for (;;) {
-      const batch = eventsAfter(this.store, client.last, BATCH);
+      const batch = await eventsAfter(this.store, client.last, BATCH);
       for (const e of batch) this.send(client, e);
-      if (batch.length < BATCH) break;
+      if (batch.length < BATCH && !(this.clients.size && this.cursor > client.last)) break;
     }
     // Alone, it sets where the poller starts; beside others, the poller's cursor stays (send skips what it has had).
     if (!this.clients.size) this.cursor = client.last;
@@ -65,7 +67,7 @@ export class EventStream {
 
   private schedule(): void {
     if (!this.poller) {
-      this.poller = setInterval(() => this.poll(), this.opts.pollMs);
+      this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
       this.keepAlive = setInterval(() => {
         for (const c of this.clients) c.res.write(': keep-alive\n\n');
       }, this.opts.keepAliveMs);
@@ -73,15 +75,15 @@ export class EventStream {
   }
 
   /** Reads new events and sends them to every client; the timers stop while nobody listens. */
-  private poll(): void {
+  private async poll(): Promise<void> {
     if (!this.clients.size) {
       this.stopTimers();
-      this.cursor = this.store.lastEventId();
+      this.cursor = await this.store.lastEventId();
       return;
     }
     try {
       for (;;) {
-        const batch = eventsAfter(this.store, this.cursor, BATCH);
+        const batch = await eventsAfter(this.store, this.cursor, BATCH);
         for (const e of batch) for (const c of this.clients) this.send(c, e);
         if (batch.length) this.cursor = batch[batch.length - 1]!.id;
         if (batch.length < BATCH) break;

@@ -35,23 +35,24 @@ export interface ProblemAgent {
 }
 
 /** How many agents of `scope` are in each state derived at `now` (states with none are absent). */
-export function countDerivedStates(store: Store, now: number, scope: FleetScope): Partial<Record<AgentState, number>> {
+export async function countDerivedStates(store: Store, now: number, scope: FleetScope): Promise<Partial<Record<AgentState, number>>> {
   const { where, args } = scopeWhere(scope);
-  const rows = store.preparedRaw(`SELECT st, count(*) FROM (SELECT ${DERIVED_STATE_SQL} AS st FROM agents${where}) GROUP BY st`).all({ ...args, now }) as [AgentState, number][];
-  return Object.fromEntries(rows);
+  const rows = await store.sql.all<{ st: AgentState; n: number }>(`SELECT st, count(*) AS n FROM (SELECT ${DERIVED_STATE_SQL} AS st FROM agents${where}) d GROUP BY st`, { ...args, now });
+  return Object.fromEntries(rows.map((r) => [r.st, Number(r.n)]));
 }
 
 /**
  * The worst `limit` agents of `scope` by their state derived at `now`: offline and failed first, then stale and
  * error, by name within each; agents in other states are not problems and are not listed.
  */
-export function worstAgents(store: Store, now: number, scope: FleetScope, limit: number): ProblemAgent[] {
+export async function worstAgents(store: Store, now: number, scope: FleetScope, limit: number): Promise<ProblemAgent[]> {
   const { where, args } = scopeWhere(scope);
-  const rows = store.preparedRaw(
-    `SELECT name, st, message, last_heartbeat_at FROM (SELECT name, message, last_heartbeat_at, ${DERIVED_STATE_SQL} AS st FROM agents${where})
-     WHERE st IN ('offline', 'failed', 'stale', 'error') ORDER BY st IN ('offline', 'failed') DESC, name LIMIT :limit`,
-  ).all({ ...args, now, limit }) as [string, AgentState, string | null, number | null][];
-  return rows.map(([name, state, message, lastHeartbeatAt]) => ({ name, state, message, lastHeartbeatAt }));
+  const rows = await store.sql.all<{ name: string; st: AgentState; message: string | null; last_heartbeat_at: number | null }>(
+    `SELECT name, st, message, last_heartbeat_at FROM (SELECT name, message, last_heartbeat_at, ${DERIVED_STATE_SQL} AS st FROM agents${where}) d
+     WHERE st IN ('offline', 'failed', 'stale', 'error') ORDER BY CASE WHEN st IN ('offline', 'failed') THEN 0 ELSE 1 END, name LIMIT :limit`,
+    { ...args, now, limit },
+  );
+  return rows.map((r) => ({ name: r.name, state: r.st, message: r.message, lastHeartbeatAt: r.last_heartbeat_at == null ? null : Number(r.last_heartbeat_at) }));
 }
 
 function scopeWhere(scope: FleetScope): { where: string; args: Record<string, unknown> } {

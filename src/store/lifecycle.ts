@@ -1,5 +1,6 @@
 import { AgentNotFoundError } from '../errors.js';
 import { START_SQL } from './protocol.js';
+import { jsonField } from './dialect.js';
 import type { AgentRecord, RestartPolicy } from './rows.js';
 import { type RegisterParams, type Store, registerBindings, wholeIdentity } from './store.js';
 
@@ -20,16 +21,16 @@ export interface StartRowParams {
  * statement starts one when the pid is new; when it is not (the same process starting again) or a reason is
  * given, the start statement runs first, so there is exactly one incarnation and one event per start.
  */
-export function startAgentRow(store: Store, p: StartRowParams, now: number): AgentRecord {
-  return store.immediate(() => {
+export function startAgentRow(store: Store, p: StartRowParams, now: number): Promise<AgentRecord> {
+  return store.tx(async (s) => {
     const r = p.register;
-    const before = store.getAgent(r.name);
+    const before = await s.getAgent(r.name);
     const samePid = before !== undefined && r.pid != null && before.pid === r.pid && before.pidStartTime === (r.pidStartTime ?? null);
     // A process that cannot be named whole (it exited before its start time was read) is recorded without a pid;
     // it is still a new start, so the start statement makes its incarnation (the register statement would not).
     const whole = wholeIdentity(r);
     if (before && (p.reason !== undefined || samePid || !whole)) {
-      store.prepared(START_SQL).run({
+      await s.sql.run(START_SQL, {
         name: r.name,
         restarted: p.restarted ? 1 : 0,
         pid: whole ? (r.pid ?? null) : null,
@@ -41,15 +42,16 @@ export function startAgentRow(store: Store, p: StartRowParams, now: number): Age
         now,
       });
     }
-    store.prepared(store.registerSql).run(registerBindings(r, now));
+    await s.sql.run(s.registerSql, registerBindings(r, now));
     if (p.supervision !== undefined) {
-      const s = p.supervision;
-      store
-        .prepared(`UPDATE agents SET supervisor_pid = :pid, supervisor_start_time = :start, restart_policy = COALESCE(:policy, restart_policy),
-                     max_restarts = COALESCE(:max, max_restarts) WHERE name = :name`)
-        .run({ name: r.name, pid: s?.pid ?? null, start: s?.startTime ?? null, policy: s?.policy ?? null, max: s?.maxRestarts ?? null });
+      const v = p.supervision;
+      await s.sql.run(
+        `UPDATE agents SET supervisor_pid = :pid, supervisor_start_time = :start, restart_policy = COALESCE(:policy, restart_policy),
+                     max_restarts = COALESCE(:max, max_restarts) WHERE name = :name`,
+        { name: r.name, pid: v?.pid ?? null, start: v?.startTime ?? null, policy: v?.policy ?? null, max: v?.maxRestarts ?? null },
+      );
     }
-    return store.getAgent(r.name)!;
+    return (await s.getAgent(r.name))!;
   });
 }
 
@@ -57,31 +59,27 @@ export function startAgentRow(store: Store, p: StartRowParams, now: number): Age
  * Marks the process of one incarnation offline because it exited, with the exit in the event. Does nothing if a
  * newer incarnation has started meanwhile or the agent is already offline or failed. Returns whether it changed.
  */
-export function markExited(store: Store, name: string, incarnation: number, reason: string, evidence: Record<string, unknown>, now: number): boolean {
+export async function markExited(store: Store, name: string, incarnation: number, reason: string, evidence: Record<string, unknown>, now: number): Promise<boolean> {
   const sql = `UPDATE agents SET state = 'offline', state_since = :now, state_reason = :reason, state_evidence = :evidence, updated_at = :now
                WHERE name = :name AND incarnation = :incarnation AND state NOT IN ('offline', 'failed')`;
-  return store.retrying(() => store.prepared(sql).run({ name, incarnation, reason, evidence: JSON.stringify(evidence), now }).changes) === 1;
+  return (await store.sql.run(sql, { name, incarnation, reason, evidence: JSON.stringify(evidence), now })).changes === 1;
 }
 
 /** Marks an agent failed (restart attempts exhausted), with the evidence; its executing commands are cancelled by the trigger. */
-export function markFailed(store: Store, name: string, reason: string, evidence: Record<string, unknown>, now: number): boolean {
+export async function markFailed(store: Store, name: string, reason: string, evidence: Record<string, unknown>, now: number): Promise<boolean> {
   const sql = `UPDATE agents SET state = 'failed', state_since = :now, state_reason = :reason, state_evidence = :evidence, updated_at = :now
                WHERE name = :name AND state <> 'failed'`;
-  return store.retrying(() => store.prepared(sql).run({ name, reason, evidence: JSON.stringify(evidence), now }).changes) === 1;
+  return (await store.sql.run(sql, { name, reason, evidence: JSON.stringify(evidence), now })).changes === 1;
 }
 
 /** Forgets the supervisor of an agent, if it is still the one given (a wrapper that is exiting). */
-export function clearSupervisor(store: Store, name: string, supervisorPid: number): void {
-  store.retrying(() =>
-    store.prepared('UPDATE agents SET supervisor_pid = NULL, supervisor_start_time = NULL WHERE name = :name AND supervisor_pid = :pid').run({ name, pid: supervisorPid }),
-  );
+export async function clearSupervisor(store: Store, name: string, supervisorPid: number): Promise<void> {
+  await store.sql.run('UPDATE agents SET supervisor_pid = NULL, supervisor_start_time = NULL WHERE name = :name AND supervisor_pid = :pid', { name, pid: supervisorPid });
 }
 
 /** Records a restart decision: the unstable-restart count and when it was made (for the backoff of the next one). */
-export function noteRestartAttempt(store: Store, name: string, attempts: number, now: number): void {
-  const changed = store.retrying(() =>
-    store.prepared('UPDATE agents SET restart_attempts = :attempts, last_restart_at = :now, updated_at = :now WHERE name = :name').run({ name, attempts, now }).changes,
-  );
+export async function noteRestartAttempt(store: Store, name: string, attempts: number, now: number): Promise<void> {
+  const changed = (await store.sql.run('UPDATE agents SET restart_attempts = :attempts, last_restart_at = :now, updated_at = :now WHERE name = :name', { name, attempts, now })).changes;
   if (changed !== 1) throw new AgentNotFoundError(name);
 }
 
@@ -90,12 +88,12 @@ export function noteRestartAttempt(store: Store, name: string, attempts: number,
  * agent's state, with the refusal in its evidence (rule 'refused'). Not repeated while the agent's last event is
  * the same refusal, so a health loop refusing on every pass writes it once. Returns whether it was written.
  */
-export function noteRefusal(store: Store, name: string, reason: string, evidence: Record<string, unknown>, now: number): boolean {
+export async function noteRefusal(store: Store, name: string, reason: string, evidence: Record<string, unknown>, now: number): Promise<boolean> {
   const sql = `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
                SELECT a.id, a.name, :now, a.state, a.state, :reason, :evidence FROM agents a
                 WHERE a.name = :name AND NOT EXISTS (
                   SELECT 1 FROM events e WHERE e.id = (SELECT MAX(id) FROM events WHERE agent_id = a.id)
-                     AND e.reason = :reason AND json_extract(e.evidence, '$.rule') = 'refused')`;
+                     AND e.reason = :reason AND ${jsonField(store.sql.dialect, 'e.evidence', 'rule')} = 'refused')`;
   const json = JSON.stringify({ rule: 'refused', ...evidence });
-  return store.retrying(() => store.prepared(sql).run({ name, reason, evidence: json, now }).changes) === 1;
+  return (await store.sql.run(sql, { name, reason, evidence: json, now })).changes === 1;
 }

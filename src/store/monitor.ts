@@ -4,6 +4,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { Store } from './store.js';
+import { isSame } from './dialect.js';
 import { type AgentRecord, type AgentState, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 
 const rows = (list: unknown[]): AgentRecord[] => (list as Record<string, unknown>[]).map(toAgentRecord);
@@ -13,18 +14,18 @@ const rows = (list: unknown[]): AgentRecord[] => (list as Record<string, unknown
  * live agents past their stale deadline, maintenance windows that have ended, and agents whose process runs on
  * `host` (crash proofs). Offline and failed agents are never read. An agent may appear in more than one list.
  */
-export function dueAgents(store: Store, now: number, host: string | null): AgentRecord[] {
+export async function dueAgents(store: Store, now: number, host: string | null): Promise<AgentRecord[]> {
   // The WHERE terms repeat the partial indexes' own terms word for word: that is how SQLite knows it may use them.
   // check_at (0003, recomputed by 0004) is the earlier of the stale and offline deadlines, NULL for offline, failed and maintenance.
-  const due = store.prepared("SELECT * FROM agents WHERE check_at <= :now").all({ now });
-  const maintenance = store.prepared("SELECT * FROM agents WHERE maintenance_until <= :now AND state = 'maintenance'").all({ now });
-  const local = host === null ? [] : store.prepared("SELECT * FROM agents WHERE host = :host AND pid IS NOT NULL AND state NOT IN ('offline', 'failed', 'maintenance')").all({ host });
+  const due = await store.sql.all("SELECT * FROM agents WHERE check_at <= :now", { now });
+  const maintenance = await store.sql.all("SELECT * FROM agents WHERE maintenance_until <= :now AND state = 'maintenance'", { now });
+  const local = host === null ? [] : await store.sql.all("SELECT * FROM agents WHERE host = :host AND pid IS NOT NULL AND state NOT IN ('offline', 'failed', 'maintenance')", { host });
   return [...rows(due), ...rows(maintenance), ...rows(local)];
 }
 
 /** Agents the health loop watches: registered, and neither offline, failed nor in maintenance (for the mass-conviction rule). */
-export function countWatched(store: Store): number {
-  return (store.prepared("SELECT count(*) AS n FROM agents WHERE deregistered_at IS NULL AND state NOT IN ('offline', 'failed', 'maintenance')").get() as { n: number }).n;
+export async function countWatched(store: Store): Promise<number> {
+  return Number((await store.sql.get<{ n: number }>("SELECT count(*) AS n FROM agents WHERE deregistered_at IS NULL AND state NOT IN ('offline', 'failed', 'maintenance')"))!.n);
 }
 
 /** One state change a pass decided, written only if the agent is still exactly as the pass saw it. */
@@ -38,17 +39,19 @@ export interface GuardedTransition {
 
 /**
  * Writes a transition unless the agent changed since it was read (a heartbeat, a new process, an operator): the
- * guard compares state, heartbeat count, incarnation and pid. Call inside store.immediate(). The state trigger writes
+ * guard compares state, heartbeat count, incarnation and pid. Call inside store.tx(). The state trigger writes
  * the event and, for offline, cancels the agent's executing commands. Returns whether it was written.
  */
-export function writeGuardedTransition(store: Store, t: GuardedTransition, now: number): boolean {
+export async function writeGuardedTransition(store: Store, t: GuardedTransition, now: number): Promise<boolean> {
   const a = t.agent;
+  const d = store.sql.dialect;
   return (
-    store.prepared(`UPDATE agents SET state = :to, state_since = :since, state_reason = :reason, state_evidence = :evidence,
+    (await store.sql.run(
+      `UPDATE agents SET state = :to, state_since = :since, state_reason = :reason, state_evidence = :evidence,
          maintenance_until = CASE WHEN :to = 'maintenance' THEN maintenance_until ELSE NULL END, updated_at = :now
-       WHERE id = :id AND state = :state AND heartbeat_seq = :seq AND incarnation = :incarnation AND pid IS :pid
-         AND maintenance_until IS :until AND deregistered_at IS NULL`,
-    ).run({
+       WHERE id = :id AND state = :state AND heartbeat_seq = :seq AND incarnation = :incarnation AND ${isSame(d, 'pid', ':pid')}
+         AND ${isSame(d, 'maintenance_until', ':until')} AND deregistered_at IS NULL`,
+      {
       id: a.id,
       to: t.to,
       since: t.since,
@@ -60,7 +63,7 @@ export function writeGuardedTransition(store: Store, t: GuardedTransition, now: 
       incarnation: a.incarnation,
       pid: a.pid,
       until: a.maintenanceUntil,
-    }).changes === 1
+    })).changes === 1
   );
 }
 
@@ -75,8 +78,8 @@ export interface MonitorRecord {
   eventCursor: number | null;
 }
 
-export function readMonitor(store: Store): MonitorRecord | null {
-  return monitorRecord(store.prepared(READ_MONITOR).get());
+export async function readMonitor(store: Store): Promise<MonitorRecord | null> {
+  return monitorRecord(await store.sql.get(READ_MONITOR));
 }
 
 const READ_MONITOR = 'SELECT * FROM monitor_state WHERE id = 1';
@@ -101,16 +104,16 @@ function monitorRecord(row: unknown): MonitorRecord | null {
   };
 }
 
-/** Starts a pass: raises the pass number and returns it with the record as it was (call inside store.immediate()). */
-export function beginPass(store: Store): { passSeq: number; before: MonitorRecord | null } {
-  const before = readMonitor(store);
-  store.prepared('INSERT INTO monitor_state (id, pass_seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET pass_seq = pass_seq + 1').run();
+/** Starts a pass: raises the pass number and returns it with the record as it was (call inside store.tx()). */
+export async function beginPass(store: Store): Promise<{ passSeq: number; before: MonitorRecord | null }> {
+  const before = await readMonitor(store);
+  await store.sql.run('INSERT INTO monitor_state (id, pass_seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET pass_seq = monitor_state.pass_seq + 1');
   return { passSeq: (before?.passSeq ?? 0) + 1, before };
 }
 
 /** Records a completed pass: the loop's own heartbeat, which `status` and `check` read. */
-export function recordPass(store: Store, p: { at: number; durationMs: number; everyMs: number | null; pid: number; host: string | null }): void {
-  store.prepared('UPDATE monitor_state SET last_pass_at = :at, last_pass_ms = :ms, every_ms = :every, monitor_pid = :pid, monitor_host = :host WHERE id = 1').run({
+export async function recordPass(store: Store, p: { at: number; durationMs: number; everyMs: number | null; pid: number; host: string | null }): Promise<void> {
+  await store.sql.run('UPDATE monitor_state SET last_pass_at = :at, last_pass_ms = :ms, every_ms = :every, monitor_pid = :pid, monitor_host = :host WHERE id = 1', {
     at: p.at,
     ms: p.durationMs,
     every: p.everyMs,
@@ -119,42 +122,41 @@ export function recordPass(store: Store, p: { at: number; durationMs: number; ev
   });
 }
 
-export function setEventCursor(store: Store, id: number): void {
-  store.prepared('INSERT INTO monitor_state (id, event_cursor) VALUES (1, :id) ON CONFLICT (id) DO UPDATE SET event_cursor = :id').run({ id });
+export async function setEventCursor(store: Store, id: number): Promise<void> {
+  await store.sql.run('INSERT INTO monitor_state (id, event_cursor) VALUES (1, :id) ON CONFLICT (id) DO UPDATE SET event_cursor = :id', { id });
 }
 
 /** Events after `afterId`, oldest first, at most `limit`. */
-export function eventsAfter(store: Store, afterId: number, limit: number): EventRecord[] {
-  return (store.prepared('SELECT * FROM events WHERE id > :after ORDER BY id LIMIT :limit').all({ after: afterId, limit }) as Record<string, unknown>[]).map(toEventRecord);
+export async function eventsAfter(store: Store, afterId: number, limit: number): Promise<EventRecord[]> {
+  return (await store.sql.all('SELECT * FROM events WHERE id > :after ORDER BY id LIMIT :limit', { after: afterId, limit })).map(toEventRecord);
 }
 
 /** Adds to named counters (created at 0 on first use). */
-export function bumpCounters(store: Store, deltas: Record<string, number>): void {
-  const s = store.prepared('INSERT INTO monitor_counters (name, value) VALUES (:name, :d) ON CONFLICT (name) DO UPDATE SET value = value + :d');
-  for (const [name, d] of Object.entries(deltas)) if (d) s.run({ name, d });
+export async function bumpCounters(store: Store, deltas: Record<string, number>): Promise<void> {
+  const sql = 'INSERT INTO monitor_counters (name, value) VALUES (:name, :d) ON CONFLICT (name) DO UPDATE SET value = monitor_counters.value + :d';
+  for (const [name, d] of Object.entries(deltas)) if (d) await store.sql.run(sql, { name, d });
 }
 
-export function readCounters(store: Store): Record<string, number> {
+export async function readCounters(store: Store): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const r of store.prepared('SELECT name, value FROM monitor_counters ORDER BY name').all() as { name: string; value: number }[]) out[r.name] = Number(r.value);
+  for (const r of await store.sql.all<{ name: string; value: number }>('SELECT name, value FROM monitor_counters ORDER BY name')) out[r.name] = Number(r.value);
   return out;
 }
 
 /** The convictions held back by the previous pass: agent id → the state it was to enter. */
-export function readHeld(store: Store): Map<number, AgentState> {
+export async function readHeld(store: Store): Promise<Map<number, AgentState>> {
   const m = new Map<number, AgentState>();
-  for (const r of store.prepared('SELECT agent_id, to_state FROM monitor_held').all() as { agent_id: number; to_state: AgentState }[]) m.set(Number(r.agent_id), r.to_state);
+  for (const r of await store.sql.all<{ agent_id: number; to_state: AgentState }>('SELECT agent_id, to_state FROM monitor_held')) m.set(Number(r.agent_id), r.to_state);
   return m;
 }
 
-/** Replaces the held convictions with `held` (call inside store.immediate()). */
-export function replaceHeld(store: Store, held: { agentId: number; to: AgentState }[], now: number, passSeq: number): void {
-  store.prepared('DELETE FROM monitor_held').run();
-  const ins = store.prepared('INSERT INTO monitor_held (agent_id, to_state, held_at, pass_seq) VALUES (:id, :to, :now, :pass)');
-  for (const h of held) ins.run({ id: h.agentId, to: h.to, now, pass: passSeq });
+/** Replaces the held convictions with `held` (call inside store.tx()). */
+export async function replaceHeld(store: Store, held: { agentId: number; to: AgentState }[], now: number, passSeq: number): Promise<void> {
+  await store.sql.run('DELETE FROM monitor_held');
+  for (const h of held) await store.sql.run('INSERT INTO monitor_held (agent_id, to_state, held_at, pass_seq) VALUES (:id, :to, :now, :pass)', { id: h.agentId, to: h.to, now, pass: passSeq });
 }
 
-export function agentById(store: Store, id: number): AgentRecord | undefined {
-  const r = store.prepared('SELECT * FROM agents WHERE id = ?').get(id) as Record<string, unknown> | undefined;
+export async function agentById(store: Store, id: number): Promise<AgentRecord | undefined> {
+  const r = await store.sql.get('SELECT * FROM agents WHERE id = ?', [id]);
   return r ? toAgentRecord(r) : undefined;
 }

@@ -1,12 +1,14 @@
 import type Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { AgentNotFoundError, DatabaseReplacedError, DatabaseUnusableError } from '../errors.js';
-import { isSnapshot, openDatabase, immediate, withRetry } from './sqlite/open.js';
+import { isSnapshot } from './sqlite/open.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import type { RetryPolicy } from './sqlite/retry.js';
 import { type AgentRecord, type AgentState, type Availability, EVENT_COLUMNS, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 import { DEFAULTS } from '../config.js';
 import { SqliteSql } from './sqlite/executor.js';
+import type { Dialect, Sql, SqlArgs } from './sql.js';
+import { containsText } from './dialect.js';
 
 export interface StoreOptions {
   path: string;
@@ -78,7 +80,7 @@ export interface EventQuery {
   limit?: number;
 }
 
-const DEFAULT_CONTRACT = { intervalMs: DEFAULTS.intervalMs, staleMultiplier: DEFAULTS.staleMultiplier, offlineAfterMs: DEFAULTS.offlineAfterMs };
+export const DEFAULT_CONTRACT = { intervalMs: DEFAULTS.intervalMs, staleMultiplier: DEFAULTS.staleMultiplier, offlineAfterMs: DEFAULTS.offlineAfterMs };
 
 /** The shared state database: one connection with the pragmas, retries and statements every agentctl process uses. */
 /** Which agents a listing reads: deregistered ones only if asked, one group, or names containing a text. */
@@ -90,7 +92,7 @@ export interface AgentFilter {
 }
 
 /** The WHERE clause (with its leading space, or empty) and arguments of `f`. */
-function agentWhere(f: AgentFilter): { where: string; args: unknown[] } {
+function agentWhere(f: AgentFilter, dialect: Dialect): { where: string; args: unknown[] } {
   const conds: string[] = [];
   const args: unknown[] = [];
   if (!f.includeDeregistered) conds.push('deregistered_at IS NULL');
@@ -99,7 +101,7 @@ function agentWhere(f: AgentFilter): { where: string; args: unknown[] } {
     args.push(f.group);
   }
   if (f.nameContains) {
-    conds.push('instr(lower(name), lower(?)) > 0');
+    conds.push(`${containsText(dialect, 'lower(name)', 'lower(?)')}`);
     args.push(f.nameContains);
   }
   return { where: conds.length ? ` WHERE ${conds.join(' AND ')}` : '', args };
@@ -110,8 +112,13 @@ export class Store {
   readonly db: Database.Database;
   readonly retry: RetryPolicy;
   readonly contract: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
-  /** The store's SQL, asynchronous: every read and write goes through it. */
-  readonly sql: SqliteSql;
+  /**
+   * The store's SQL: every read and write goes through it. Inside tx() and read() it is the transaction's (see
+   * scoped), so that the store modules, given the Store of a transaction, run their statements in it.
+   */
+  readonly sql: Sql;
+  /** The SQLite executor beneath (the same connection as `db`). */
+  private readonly sqlite: SqliteSql;
   private readonly rawStmts = new Map<string, Database.Statement>();
   /**
    * Take the write lock by trying every few milliseconds instead of through SQLite's busy handler (see beginPromptly),
@@ -137,13 +144,85 @@ export class Store {
     this.file = { dev: st.dev, ino: st.ino, size: st.size };
     this.fileCheckedAt = performance.now();
     this.fileCheckEveryMs = fileCheckEveryMs;
-    this.sql = new SqliteSql(db, {
+    this.sqlite = new SqliteSql(db, {
       path,
       retry,
       beforeWrite: () => this.assertSameFileRecently(),
       beforeTx: () => this.assertSameFile(),
       prompt: () => this.promptWriteLock,
     });
+    this.sql = this.sqlite;
+  }
+
+  /**
+   * `fn` in one write transaction (retried as a whole when the database is busy), given this store bound to the
+   * transaction: everything `fn` reads and writes through that store is one atomic change. Use it for every
+   * read-then-write.
+   */
+  tx<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+    return this.sql.tx((tx) => fn(this.scoped(tx)));
+  }
+
+  /**
+   * `fn` in one read transaction (SQLite: BEGIN DEFERRED, no write lock, and it works on a file this user may only
+   * read), so that the several queries of one document see one snapshot. Inside a transaction already, it joins it.
+   */
+  read<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+    return this.sql.read((tx) => fn(this.scoped(tx)));
+  }
+
+  /**
+   * What `make` yields, produced inside one read transaction (see read) and handed out as the caller consumes it: a
+   * document written as it is read (status --json, the map, the metrics) sees one snapshot, whatever its size.
+   */
+  async *readStream<T>(make: (store: Store) => AsyncIterable<T>): AsyncGenerator<T> {
+    // The producer runs inside read(); each piece waits there until the consumer has taken the one before.
+    let give: ((r: IteratorResult<T> | Error) => void) | undefined;
+    let taken: (() => void) | undefined;
+    let stop = false;
+    const next = () => new Promise<IteratorResult<T> | Error>((resolve) => (give = resolve));
+    let pending = next();
+    const done = this.read(async (s) => {
+      for await (const piece of make(s)) {
+        // The consumer stopped early: end (and commit) at once. Checked in the same turn as the wait is set up.
+        if (stop) return;
+        const ack = new Promise<void>((resolve) => (taken = resolve));
+        give!({ value: piece, done: false });
+        await ack;
+        if (stop) return;
+      }
+    }).then(
+      () => give!({ value: undefined, done: true }),
+      (err: unknown) => give!(err instanceof Error ? err : new Error(String(err))),
+    );
+    try {
+      for (;;) {
+        const r = await pending;
+        if (r instanceof Error) throw r;
+        if (r.done) break;
+        pending = next();
+        const ack = taken!;
+        yield r.value;
+        ack();
+      }
+    } finally {
+      stop = true;
+      taken?.();
+      await done;
+    }
+  }
+
+  /** The time of a write or a judgement, by the database's clock (SQLite: this host's). */
+  now(): Promise<number> {
+    return this.sql.now();
+  }
+
+  /** This store with `sql` bound to a transaction (everything else shared). */
+  private scoped(tx: Sql): Store {
+    if (tx === this.sql) return this;
+    const s = Object.create(this) as Store;
+    Object.defineProperty(s, 'sql', { value: tx });
+    return s;
   }
 
   /** Throws DatabaseReplacedError if the path no longer names the file this connection has open. Called before writes. */
@@ -170,78 +249,52 @@ export class Store {
     this.assertSameFile();
   }
 
+  /** Whether this store may write (false for a read-only connection). */
+  get writable(): boolean {
+    return !this.db.readonly;
+  }
+
   /** Whether this connection reads an immutable snapshot (a reader without write access): later writes are not seen. */
   get snapshot(): boolean {
     return isSnapshot(this.db);
-  }
-
-  /** The statement for `sql`, prepared once per connection (also for the store modules beside this one). */
-  prepared(sql: string): Database.Statement {
-    return this.sql.prepared(sql);
-  }
-
-  /** Like prepared, for statements that return rows as arrays (a cache of its own: raw mode is a statement's setting). */
-  preparedRaw(sql: string): Database.Statement {
-    let s = this.rawStmts.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql).raw(true);
-      this.rawStmts.set(sql, s);
-    }
-    return s;
-  }
-
-  /** Runs `fn` in BEGIN IMMEDIATE, retrying the whole transaction on SQLITE_BUSY*. Use for every read-then-write. */
-  immediate<T>(fn: () => T): T {
-    this.assertSameFile();
-    return immediate(this.db, this.retry, this.path, fn, { prompt: this.promptWriteLock });
-  }
-
-  /**
-   * Runs a single write statement with the busy retry, after checking that the file is still the one open (at most
-   * every fileCheckEveryMs: see assertSameFileRecently).
-   */
-  retrying<T>(fn: () => T): T {
-    this.assertSameFileRecently();
-    return withRetry(this.retry, this.path, fn);
   }
 
   /**
    * Registers an agent or updates its contract and identity (idempotent). Returns the stored record, and whether
    * this call created it (decided under the write lock).
    */
-  register(p: RegisterParams, now: number): { registered: boolean; agent: AgentRecord } {
-    return this.immediate(() => {
-      const registered = !this.exists(p.name);
-      this.prepared(this.registerSql).run(registerBindings(p, now));
-      return { registered, agent: this.getAgent(p.name)! };
+  register(p: RegisterParams, now: number): Promise<{ registered: boolean; agent: AgentRecord }> {
+    return this.tx(async (s) => {
+      const registered = !(await s.exists(p.name));
+      await s.sql.run(this.registerSql, registerBindings(p, now));
+      return { registered, agent: (await s.getAgent(p.name))! };
     });
   }
 
-  private exists(name: string): boolean {
-    return this.prepared('SELECT 1 FROM agents WHERE name = ?').get(name) !== undefined;
+  private async exists(name: string): Promise<boolean> {
+    return (await this.sql.get('SELECT 1 FROM agents WHERE name = ?', [name])) !== undefined;
   }
 
   /**
    * The heartbeat statement alone, as one autocommit UPDATE (with the busy retry and the file check). False means
    * no agent has that name, and nothing was written.
    */
-  heartbeatRow(p: HeartbeatParams, now: number): boolean {
-    const bindings = heartbeatBindings(p, now);
-    return this.retrying(() => this.prepared(HEARTBEAT_SQL).run(bindings).changes) === 1;
+  async heartbeatRow(p: HeartbeatParams, now: number): Promise<boolean> {
+    return (await this.sql.run(HEARTBEAT_SQL, heartbeatBindings(p, now))).changes === 1;
   }
 
   /**
    * Records one heartbeat: a single autocommit UPDATE. An unregistered name is registered first (with the default
    * contract) in one transaction. Returns whether it registered the agent. Throws if the write did not commit.
    */
-  heartbeat(p: HeartbeatParams, now: number): { registered: boolean } {
-    if (this.heartbeatRow(p, now)) return { registered: false };
+  async heartbeat(p: HeartbeatParams, now: number): Promise<{ registered: boolean }> {
+    if (await this.heartbeatRow(p, now)) return { registered: false };
     const bindings = heartbeatBindings(p, now);
-    return this.immediate(() => {
-      const existed = this.prepared(HEARTBEAT_SQL).run(bindings).changes === 1;
+    return this.tx(async (s) => {
+      const existed = (await s.sql.run(HEARTBEAT_SQL, bindings)).changes === 1;
       if (existed) return { registered: false };
-      this.prepared(this.registerSql).run(registerBindings({ name: p.name }, now));
-      this.prepared(HEARTBEAT_SQL).run(bindings);
+      await s.sql.run(this.registerSql, registerBindings({ name: p.name }, now));
+      await s.sql.run(HEARTBEAT_SQL, bindings);
       return { registered: true };
     });
   }
@@ -250,128 +303,135 @@ export class Store {
    * Registration (or contract update) and a heartbeat in one transaction: for heartbeats that also set the contract
    * or pid. `registered` says whether this call created the agent (decided under the write lock).
    */
-  registerAndHeartbeat(r: RegisterParams, h: HeartbeatParams, now: number): { registered: boolean; agent: AgentRecord } {
-    return this.immediate(() => {
-      const existed = this.exists(r.name);
-      this.prepared(this.registerSql).run(registerBindings(r, now));
-      this.prepared(HEARTBEAT_SQL).run(heartbeatBindings(h, now));
-      return { registered: !existed, agent: this.getAgent(r.name)! };
+  registerAndHeartbeat(r: RegisterParams, h: HeartbeatParams, now: number): Promise<{ registered: boolean; agent: AgentRecord }> {
+    return this.tx(async (s) => {
+      const existed = await s.exists(r.name);
+      await s.sql.run(this.registerSql, registerBindings(r, now));
+      await s.sql.run(HEARTBEAT_SQL, heartbeatBindings(h, now));
+      return { registered: !existed, agent: (await s.getAgent(r.name))! };
     });
   }
 
   /** The agent says goodbye: offline now, with an event; its executing commands are cancelled. */
-  goodbye(name: string, message: string | null, now: number, opts: { incarnation?: number } = {}): boolean {
-    return this.immediate(() => {
-      const a = this.getAgent(name);
+  goodbye(name: string, message: string | null, now: number, opts: { incarnation?: number } = {}): Promise<boolean> {
+    return this.tx(async (s) => {
+      const a = await s.getAgent(name);
       // An agent saying goodbye for its own incarnation: a missing row or a newer incarnation's (another process
       // took the name over since) is not its to mark.
       if (opts.incarnation !== undefined) {
         if (a?.incarnation !== opts.incarnation) return false;
       } else if (!a) throw new AgentNotFoundError(name);
-      return this.prepared(GOODBYE_SQL).run({ name, message, now }).changes === 1;
+      return (await s.sql.run(GOODBYE_SQL, { name, message, now })).changes === 1;
     });
   }
 
   /** One agent's stored record, or undefined. */
-  getAgent(name: string): AgentRecord | undefined {
-    const row = this.prepared('SELECT * FROM agents WHERE name = ?').get(name) as Record<string, unknown> | undefined;
+  async getAgent(name: string): Promise<AgentRecord | undefined> {
+    const row = await this.sql.get('SELECT * FROM agents WHERE name = ?', [name]);
     return row ? toAgentRecord(row) : undefined;
   }
 
   /** All agents (deregistered ones only if asked), ordered by name. */
-  listAgents(opts: AgentFilter = {}): AgentRecord[] {
-    const { where, args } = agentWhere(opts);
-    return (this.prepared(`SELECT * FROM agents${where} ORDER BY name`).all(...args) as Record<string, unknown>[]).map(toAgentRecord);
+  async listAgents(opts: AgentFilter = {}): Promise<AgentRecord[]> {
+    const { where, args } = agentWhere(opts, this.sql.dialect);
+    return (await this.sql.all(`SELECT * FROM agents${where} ORDER BY name`, args)).map(toAgentRecord);
   }
 
   /**
-   * The agents' rows as arrays of `columns` (snake_case names of the agents table), ordered by name, read from the
-   * database as they are iterated: a reader of the whole fleet holds one row at a time. The connection is busy
+   * The agents' rows as arrays of `columns` (snake_case names of the agents table), ordered by name, in batches read
+   * from the database as they are consumed: a reader of the whole fleet holds one batch at a time. The store is busy
    * until the iteration ends, so read anything else first.
    */
-  iterateAgentRows(columns: readonly string[], opts: AgentFilter = {}): IterableIterator<unknown[]> {
-    const { where, args } = agentWhere(opts);
-    return this.preparedRaw(`SELECT ${columnList(columns)} FROM agents${where} ORDER BY name`).iterate(...args) as IterableIterator<unknown[]>;
+  agentRowBatches(columns: readonly string[], opts: AgentFilter = {}): AsyncIterable<unknown[][]> {
+    const { where, args } = agentWhere(opts, this.sql.dialect);
+    return this.arrayBatches(`SELECT ${columnList(columns)} FROM agents${where} ORDER BY name`, args, columns);
   }
 
   /** One agent's row as an array of `columns`, or undefined. */
-  agentRow(columns: readonly string[], name: string): unknown[] | undefined {
-    return this.preparedRaw(`SELECT ${columnList(columns)} FROM agents WHERE name = ?`).get(name) as unknown[] | undefined;
+  async agentRow(columns: readonly string[], name: string): Promise<unknown[] | undefined> {
+    const row = await this.sql.get(`SELECT ${columnList(columns)} FROM agents WHERE name = ?`, [name]);
+    return row ? columns.map((c) => row[c]) : undefined;
   }
 
   /**
-   * What `make` yields, read in one read transaction (BEGIN DEFERRED: no write lock, and it works on a file this
-   * user may only read), so that the several queries of one document see one snapshot of the database. Inside a
-   * transaction already, it just yields.
+   * Rows of `sql` as arrays of `columns`, in batches. On SQLite they are read in raw mode (no
+   * object per row: a reader of 100,000 agents makes 100,000 fewer objects); any other executor maps its rows.
    */
-  *snapshotOf<T>(make: () => Iterable<T>): Generator<T> {
-    const own = !this.db.inTransaction;
-    if (own) this.db.exec('BEGIN');
-    try {
-      yield* make();
-    } finally {
-      if (own && this.db.inTransaction) this.db.exec('COMMIT');
+  private async *arrayBatches(sql: string, args: SqlArgs, columns: readonly string[], batch = 1000): AsyncIterable<unknown[][]> {
+    const raw = this.sqlite.batchesOf<unknown[]>(this.sql, this.rawStatement(sql), args, batch);
+    if (raw) {
+      yield* raw;
+      return;
     }
+    for await (const rows of this.sql.batches(sql, args, batch)) yield rows.map((r) => columns.map((c) => r[c]));
+  }
+
+  private rawStatement(sql: string): Database.Statement {
+    let s = this.rawStmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql).raw(true);
+      this.rawStmts.set(sql, s);
+    }
+    return s;
   }
 
   /**
-   * Changes an agent's persisted state inside BEGIN IMMEDIATE, after `decide` has seen the current record (and may
-   * refuse by throwing, or return null for "nothing to do"). The trigger writes the event.
+   * Changes an agent's persisted state inside a write transaction, after `decide` has seen the current record (and
+   * may refuse by throwing, or return null for "nothing to do"). The trigger writes the event.
    */
-  transition(name: string, now: number, decide: (agent: AgentRecord) => TransitionParams | null): { before: AgentRecord; after: AgentRecord; changed: boolean } {
-    return this.immediate(() => {
-      const before = this.getAgent(name);
+  transition(name: string, now: number, decide: (agent: AgentRecord) => TransitionParams | null): Promise<{ before: AgentRecord; after: AgentRecord; changed: boolean }> {
+    return this.tx(async (s) => {
+      const before = await s.getAgent(name);
       if (!before) throw new AgentNotFoundError(name);
       const t = decide(before);
       if (!t) return { before, after: before, changed: false };
-      this.prepared(
+      await s.sql.run(
         `UPDATE agents SET state = :to, state_since = CASE WHEN state = :to THEN state_since ELSE :now END, state_reason = :reason, state_evidence = :evidence,
            maintenance_until = :until, availability = COALESCE(:availability, availability),
-           deregistered_at = CASE WHEN :deregister THEN :now ELSE deregistered_at END, updated_at = :now
+           deregistered_at = CASE WHEN :deregister = 1 THEN :now ELSE deregistered_at END, updated_at = :now
          WHERE id = :id`,
-      ).run({
-        id: before.id,
-        to: t.to,
-        now,
-        reason: t.reason,
-        evidence: t.evidence ? JSON.stringify(t.evidence) : null,
-        until: t.maintenanceUntil ?? null,
-        availability: t.availability ?? null,
-        deregister: t.deregister ? 1 : 0,
-      });
+        {
+          id: before.id,
+          to: t.to,
+          now,
+          reason: t.reason,
+          evidence: t.evidence ? JSON.stringify(t.evidence) : null,
+          until: t.maintenanceUntil ?? null,
+          availability: t.availability ?? null,
+          deregister: t.deregister ? 1 : 0,
+        },
+      );
       if (t.alwaysEvent && before.state === t.to) {
-        this.prepared(
+        await s.sql.run(
           `INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
            VALUES (:id, :name, :now, :to, :to, :reason, :evidence)`,
-        ).run({ id: before.id, name: before.name, now, to: t.to, reason: t.event?.reason ?? t.reason, evidence: (t.event ? t.event.evidence : t.evidence) ? JSON.stringify(t.event ? t.event.evidence : t.evidence) : null });
+          { id: before.id, name: before.name, now, to: t.to, reason: t.event?.reason ?? t.reason, evidence: (t.event ? t.event.evidence : t.evidence) ? JSON.stringify(t.event ? t.event.evidence : t.evidence) : null },
+        );
       }
-      const after = this.getAgent(name)!;
+      const after = (await s.getAgent(name))!;
       return { before, after, changed: true };
     });
   }
 
   /** Events, oldest first: for one agent, after an id (for --follow), since a time, and at most the newest `limit`. */
-  listEvents(q: EventQuery = {}): EventRecord[] {
+  async listEvents(q: EventQuery = {}): Promise<EventRecord[]> {
     const { sql, args } = eventsSql('*', q);
-    return (this.prepared(sql).all(args) as Record<string, unknown>[]).map(toEventRecord);
+    return (await this.sql.all(sql, args)).map(toEventRecord);
   }
 
-  /**
-   * The events of listEvents as arrays of EVENT_COLUMNS, read from the database as they are iterated (the
-   * connection is busy until the iteration ends).
-   */
-  iterateEventRows(q: EventQuery = {}): IterableIterator<unknown[]> {
+  /** The events of listEvents as arrays of EVENT_COLUMNS, in batches read as they are consumed (the store is busy until the iteration ends). */
+  eventRowBatches(q: EventQuery = {}): AsyncIterable<unknown[][]> {
     const { sql, args } = eventsSql(EVENT_COLUMNS.join(', '), q);
-    return this.preparedRaw(sql).iterate(args) as IterableIterator<unknown[]>;
+    return this.arrayBatches(sql, args, EVENT_COLUMNS);
   }
 
   /** The id of the newest event (0 if none). */
-  lastEventId(): number {
-    return (this.prepared('SELECT COALESCE(MAX(id), 0) AS id FROM events').get() as { id: number }).id;
+  async lastEventId(): Promise<number> {
+    return Number((await this.sql.get<{ id: number }>('SELECT COALESCE(MAX(id), 0) AS id FROM events'))!.id);
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
+  close(): Promise<void> {
+    return this.sqlite.close();
   }
 }
 
@@ -442,19 +502,5 @@ function heartbeatBindings(p: HeartbeatParams, now: number): Record<string, unkn
   };
 }
 
-/** Opens (creating and migrating if needed) the database at `opts.path` and returns a Store on it. */
-export function openStore(opts: StoreOptions): Store {
-  const retry: RetryPolicy = {
-    attempts: Math.max(1, Math.floor(opts.retryAttempts ?? DEFAULTS.retryAttempts)),
-    factor: Math.max(1, opts.backoffFactor ?? DEFAULTS.backoffFactor),
-    baseDelayMs: 50,
-  };
-  const db = openDatabase(opts.path, {
-    busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs,
-    retry,
-    mode: opts.mode ?? 'create',
-    createDir: opts.createDir ?? false,
-    migrate: opts.migrate ?? true,
-  });
-  return new Store(db, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT, opts.fileCheckEveryMs ?? 100);
-}
+// The engine is chosen in one place: open-store.ts.
+export { openStore } from './open-store.js';

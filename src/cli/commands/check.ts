@@ -25,14 +25,14 @@ export interface FleetCounts {
 }
 
 /** Counts and worst agents of `scope` at `now`; an unknown name throws AgentNotFoundError. */
-export function readFleetCounts(store: Store, now: number, scope: FleetScope): FleetCounts {
+export async function readFleetCounts(store: Store, now: number, scope: FleetScope): Promise<FleetCounts> {
   for (const name of new Set(scope.names ?? [])) {
     validateName(name);
-    if (!store.agentRow(['id'], name)) throw new AgentNotFoundError(name);
+    if (!(await store.agentRow(['id'], name))) throw new AgentNotFoundError(name);
   }
-  const counts = { ...countStates([]), ...countDerivedStates(store, now, scope) };
+  const counts = { ...countStates([]), ...(await countDerivedStates(store, now, scope)) };
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
-  return { counts, total, worst: worstAgents(store, now, scope, SHOWN) };
+  return { counts, total, worst: await worstAgents(store, now, scope, SHOWN) };
 }
 
 /**
@@ -75,23 +75,23 @@ export function define(program: Command): void {
       try {
         try {
           if (flags.group !== undefined) validateGroup(flags.group);
-          store = ctx.open('read');
-          result = verdict(readFleetCounts(store, now, scope), now, text);
+          store = await ctx.open('read');
+          result = verdict(await readFleetCounts(store, now, scope), now, text);
           // A health loop that has run here and then stopped is a problem of its own; a site without one is not warned.
-          const loop = healthLoopStatus(store, now);
+          const loop = await healthLoopStatus(store, now);
           if (loop.ran && loop.warning && result.code < CheckCode.WARNING) result = { ...result, code: CheckCode.WARNING };
           if (loop.ran && loop.warning && result.code !== CheckCode.UNKNOWN) result = { ...result, line: `${loop.warning}; ${result.line}` };
         } catch (err) {
           if (!(err instanceof AgentctlError)) throw err;
           result = { code: CheckCode.UNKNOWN, line: err instanceof AgentNotFoundError ? `no agent named '${text(err.agentName)}'` : text(err.message) };
-          store?.close();
+          await store?.close();
           store = undefined;
         }
         if (ctx.json) await printCheckJson(store, now, scope, result);
         else ctx.out(`${LABELS[result.code]}: ${result.line}`);
         process.exitCode = result.code;
       } finally {
-        store?.close();
+        await store?.close();
       }
     });
 }
@@ -102,11 +102,13 @@ async function printCheckJson(store: Store | undefined, now: number, scope: Flee
   void w.write(`{"status":${JSON.stringify(LABELS[result.code])},"code":${result.code},"message":${JSON.stringify(result.line)},"agents":[`);
   let n = 0;
   if (store) {
-    for (const a of readAgents(store, now, scope, ['name'])) {
-      const age = a.clock.lastHeartbeatAt === null ? null : now - a.clock.lastHeartbeatAt;
-      const s = a.derived.state;
-      const wait = w.write(`${n++ ? ',' : ''}{"name":${JSON.stringify(String(a.row[CLOCK_COLUMNS.length]))},"state":"${s}","severity":"${LABELS[stateSeverity(s)]}","heartbeatAgeMs":${age === null ? 'null' : age}}`);
-      if (wait) await wait;
+    for await (const batch of readAgents(store, now, scope, ['name'])) {
+      for (const a of batch) {
+        const age = a.clock.lastHeartbeatAt === null ? null : now - a.clock.lastHeartbeatAt;
+        const s = a.derived.state;
+        const wait = w.write(`${n++ ? ',' : ''}{"name":${JSON.stringify(String(a.row[CLOCK_COLUMNS.length]))},"state":"${s}","severity":"${LABELS[stateSeverity(s)]}","heartbeatAgeMs":${age === null ? 'null' : age}}`);
+        if (wait) await wait;
+      }
     }
   }
   void w.write(']}\n');

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { convict, findVerdicts } from '../../core/health/convict.js';
-import { agentsToPurge, countHistoryOlderThan, purgeAgents, pruneHistory } from '../../core/cleanup.js';
+import { agentsToPurge, countHistoryOlderThan, purgeAgents, pruneHistory } from '../../store/cleanup.js';
 import { parseDuration } from '../../core/duration.js';
 import { safeText } from '../../core/text.js';
 import { UsageError } from '../../errors.js';
@@ -42,21 +42,21 @@ export function define(program: Command): void {
       if (!flags.stale && purgeMs === undefined && eventsMs === undefined) {
         throw new UsageError('nothing to do: give --stale, --purge-older-than DUR or --events-older-than DUR (see agentctl cleanup --help)');
       }
-      const store = ctx.open('existing');
+      const store = await ctx.open('existing');
       try {
         const now = ctx.now();
         const report = await withExclusiveLock(ctx.config.dbPath, { name: 'maintenance', staleMs: ctx.config.lockStaleMs, onWarning: (m) => ctx.err(`agentctl: ${m}`) }, async (lock) => {
           const out: Report = { dryRun: Boolean(flags.dryRun) };
           if (flags.stale) {
             out.convicted = flags.dryRun
-              ? findVerdicts(store, now).map((v) => ({ agent: v.agent.name, from: v.agent.state, to: v.to, reason: v.reason }))
-              : convict(store, now, { hold: false }).applied.map((t) => ({ agent: t.agent, from: t.from, to: t.to, reason: t.reason }));
+              ? (await findVerdicts(store, now)).map((v) => ({ agent: v.agent.name, from: v.agent.state, to: v.to, reason: v.reason }))
+              : (await convict(store, now, { hold: false })).applied.map((t) => ({ agent: t.agent, from: t.from, to: t.to, reason: t.reason }));
           }
           if (purgeMs !== undefined) {
-            out.purged = flags.dryRun ? { agents: agentsToPurge(store, now, purgeMs), events: 0, commands: 0 } : purgeAgents(store, now, purgeMs);
+            out.purged = flags.dryRun ? { agents: await agentsToPurge(store, now, purgeMs), events: 0, commands: 0 } : await purgeAgents(store, now, purgeMs);
           }
           if (eventsMs !== undefined) {
-            const pruned = flags.dryRun ? countHistoryOlderThan(store, now, eventsMs) : pruneHistory(store, now, eventsMs, lock.signal);
+            const pruned = flags.dryRun ? await countHistoryOlderThan(store, now, eventsMs) : await pruneHistory(store, now, eventsMs, lock.signal);
             out.prunedEvents = pruned.events;
             out.prunedAlerts = pruned.alerts;
             out.prunedCommands = pruned.commands;
@@ -69,7 +69,7 @@ export function define(program: Command): void {
         }
         ctx.out(summary(report));
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

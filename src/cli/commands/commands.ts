@@ -29,15 +29,15 @@ export function define(program: Command): void {
     .option('--limit <n>', 'at most this many', '50')
     .option('--reason <text>', "with cancel: why, recorded as the command's error")
     .addHelpText('after', '\nExamples:\n  agentctl commands worker-1 --state queued,executing\n  agentctl commands cancel 42')
-    .action((args: string[], flags: Flags, cmd: Command) => {
+    .action(async (args: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
       // Listing only reads (a reader may not write the file); cancelling writes.
-      const store = ctx.open(args[0] === 'cancel' ? 'existing' : 'read');
+      const store = await ctx.open(args[0] === 'cancel' ? 'existing' : 'read');
       try {
         if (args[0] === 'cancel') {
           if (args.length !== 2) throw new UsageError('usage: agentctl commands cancel ID');
           const id = parseCount(args[1]!, 'command id', { min: 1 });
-          const r = cancelCommand(store, id, ctx.now(), flags.reason);
+          const r = await cancelCommand(store, id, ctx.now(), flags.reason);
           if (ctx.json) ctx.out(JSON.stringify({ cancelled: r.cancelled, command: commandJson(r.command) }, null, 2));
           else if (r.cancelled) ctx.out(`cancelled command ${id}`);
           else throw new UsageError(`command ${id} is already ${r.command.state}; nothing to cancel`);
@@ -47,11 +47,11 @@ export function define(program: Command): void {
         const states = flags.state !== undefined ? parseCommandStates(flags.state) : undefined;
         const limit = parseCount(flags.limit, '--limit', { min: 1, max: 100_000 });
         const now = ctx.now();
-        const list = listCommands(store, now, { agent: args[0], states, limit });
+        const list = await listCommands(store, now, { agent: args[0], states, limit });
         if (ctx.json) ctx.out(JSON.stringify(list.map(commandJson), null, 2));
         else ctx.out(table(list, now, ctx.color));
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

@@ -111,7 +111,7 @@ async function runDemo(g: GlobalOptions, o: DemoOptions): Promise<void> {
   try {
     const ctx = contextFrom({ ...g, db });
     // Created and migrated once here, before four processes race to do it (and an unusable file stops us first).
-    store = ctx.open('create');
+    store = await ctx.open('create');
     for (const name of AGENTS) procs.push(startAgentctl(name, db, runArgs(name, db, o.restart)));
     procs.push(startAgentctl('monitor', db, ['monitor', '--every', '1s']));
     const startedAt = Date.now();
@@ -124,12 +124,12 @@ async function runDemo(g: GlobalOptions, o: DemoOptions): Promise<void> {
     const s = store;
     const tick = () => observe(ctx, s, story);
     // A screen redrawn in place is for a terminal; a pipe or a log gets one line per change instead of every frame.
-    if (process.stdout.isTTY) await watchFrames(o.refreshMs, () => frame(ctx, s, tick(), procs, endsAt), stop);
+    if (process.stdout.isTTY) await watchFrames(o.refreshMs, async () => frame(ctx, s, await tick(), procs, endsAt), stop);
     else await printChanges(ctx, tick, procs, startedAt, endsAt, o.refreshMs, stop);
   } finally {
     clearTimeout(durationTimer);
     await cleanUp(procs, store);
-    store?.close();
+    await store?.close();
     store = undefined;
     if (tempDir && !o.keep) rmSync(tempDir, { recursive: true, force: true });
     process.off('exit', onExit);
@@ -153,10 +153,10 @@ function runArgs(name: string, db: string, restart: boolean): string[] {
 type Observed = DemoTick & { now: number };
 
 /** Reads the demo's agents and the health loop's last pass, advances the story, and does its killing. */
-function observe(ctx: CliContext, store: Store, story: DemoStory): Observed {
+async function observe(ctx: CliContext, store: Store, story: DemoStory): Promise<Observed> {
   const now = ctx.now();
-  const agents = getRegisteredAgents(store, now).filter((a) => AGENTS.includes(a.name));
-  const lastPassAt = healthLoopStatus(store, now).lastPassAt;
+  const agents = (await getRegisteredAgents(store, now)).filter((a) => AGENTS.includes(a.name));
+  const lastPassAt = (await healthLoopStatus(store, now)).lastPassAt;
   const step = story.tick({ agents, lastPassAt }, now);
   // The victim's recorded pid, checked with its start time right before, so a recycled pid is never hit.
   if (step.kill && isSameProcess(step.kill)) process.kill(step.kill.pid, 'SIGKILL');
@@ -169,19 +169,19 @@ function whenText(now: number, endsAt: number | null): string {
 
 /** Without a terminal: a header once, then a timestamped line for each change, until stopped. */
 async function printChanges(
-  ctx: CliContext, tick: () => Observed, procs: DemoProcess[], startedAt: number, endsAt: number | null, refreshMs: number, stop: Stopper,
+  ctx: CliContext, tick: () => Promise<Observed>, procs: DemoProcess[], startedAt: number, endsAt: number | null, refreshMs: number, stop: Stopper,
 ): Promise<void> {
   process.stdout.write(`agentctl demo · ${safeText(ctx.config.dbPath)} · ${whenText(startedAt, endsAt)} · not a terminal: one line per change\n`);
   const changes = new DemoChanges(startedAt);
   while (!stop.stopped) {
-    const t = tick();
+    const t = await tick();
     for (const line of changes.next(t, procs)) process.stdout.write(`${clockTime(t.now)}  ${line}\n`);
     await stop.sleep(refreshMs);
   }
 }
 
 /** One screen: where and when, what is happening, the status table, and the last line each process wrote. */
-function frame(ctx: CliContext, store: Store, t: Observed, procs: DemoProcess[], endsAt: number | null): string {
+async function frame(ctx: CliContext, store: Store, t: Observed, procs: DemoProcess[], endsAt: number | null): Promise<string> {
   const { now, step } = t;
   const c = painter(ctx.color);
   const when = whenText(now, endsAt);
@@ -193,7 +193,7 @@ function frame(ctx: CliContext, store: Store, t: Observed, procs: DemoProcess[],
     c.dim(`agentctl demo · ${safeText(ctx.config.dbPath)} · ${new Date(now).toLocaleTimeString()} · ${when}`),
     c.bold(safeText(step.line + (step.countdown ?? ''))),
     '',
-    renderStatus(ctx, store, {}),
+    await renderStatus(ctx, store, {}),
     '',
     c.dim('last output of each process:'),
     ...output,
@@ -212,7 +212,7 @@ async function cleanUp(procs: DemoProcess[], store: Store | undefined): Promise<
   try {
     if (procs.some(isRunning)) process.stderr.write('stopping the demo agents and the health loop…\n');
     await stopAll(procs, STOP_GRACE_MS, hurry);
-    const left = workerRefs(store).filter((r) => signalProcess(r, 'SIGKILL') !== null);
+    const left = (await workerRefs(store)).filter((r) => signalProcess(r, 'SIGKILL') !== null);
     if (left.length) await waitGone(left, STOP_GRACE_MS);
   } finally {
     for (const s of SIGNALS) process.off(s, again);
@@ -220,12 +220,27 @@ async function cleanUp(procs: DemoProcess[], store: Store | undefined): Promise<
 }
 
 /** The demo agents' recorded worker processes (none if the database cannot be read). */
-function workerRefs(store: Store | undefined): ProcessRef[] {
+async function workerRefs(store: Store | undefined): Promise<ProcessRef[]> {
   const refs: ProcessRef[] = [];
   try {
     for (const name of AGENTS) {
-      const a = store?.getAgent(name);
+      const a = await store?.getAgent(name);
       if (a?.pid) refs.push({ pid: a.pid, startTime: a.pidStartTime });
+    }
+  } catch {
+    // An unreadable database names no workers; the wrappers were stopped all the same.
+  }
+  return refs;
+}
+
+/** workerRefs at process exit, when nothing can be awaited: read straight from the demo's own SQLite file. */
+function workerRefsNow(store: Store | undefined): ProcessRef[] {
+  const refs: ProcessRef[] = [];
+  try {
+    const read = store?.db.prepare('SELECT pid, pid_start_time FROM agents WHERE name = ?');
+    for (const name of AGENTS) {
+      const a = read?.get(name) as { pid: number | null; pid_start_time: number | null } | undefined;
+      if (a?.pid) refs.push({ pid: a.pid, startTime: a.pid_start_time });
     }
   } catch {
     // An unreadable database names no workers; the wrappers were stopped all the same.
@@ -240,7 +255,7 @@ function workerRefs(store: Store | undefined): ProcessRef[] {
 function emergencyStop(procs: DemoProcess[], store: Store | undefined, tempDir: string | undefined, keep: boolean): void {
   const running = procs.filter(isRunning);
   for (const p of running) p.child.kill(p.label === 'monitor' ? 'SIGKILL' : 'SIGTERM');
-  for (const r of workerRefs(store)) signalProcess(r, 'SIGKILL');
+  for (const r of workerRefsNow(store)) signalProcess(r, 'SIGKILL');
   // The wrappers still write their goodbyes: removing the directory under them would race (and fail).
   const exited = waitExitedSync(running, STOP_GRACE_MS);
   if (tempDir && !keep && exited) rmSync(tempDir, { recursive: true, force: true, maxRetries: 3 });

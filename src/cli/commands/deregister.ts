@@ -14,17 +14,17 @@ export function define(program: Command): void {
     )
     .argument('<name>', 'agent name')
     .option('--reason <text>', 'why, recorded in the event')
-    .action((name: string, flags: { reason?: string }, cmd: Command) => {
+    .action(async (name: string, flags: { reason?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
       validateName(name);
       if (flags.reason !== undefined) validateMessage(flags.reason);
-      const store = ctx.open('existing');
+      const store = await ctx.open('existing');
       try {
-        const r = deregisterAgent(store, name, ctx.now(), flags.reason);
+        const r = await deregisterAgent(store, name, ctx.now(), flags.reason);
         if (ctx.json) ctx.out(JSON.stringify({ name, deregistered: true, previousState: r.before.state }));
         else ctx.out(`deregistered ${safeText(name)}`);
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

@@ -31,7 +31,7 @@ export function define(program: Command): void {
     .option('--interval <dur>', 'change the heartbeat interval in the contract')
     .option('--pid <pid>', "the agent's process id")
     .addHelpText('after', `\nExamples:\n  agentctl heartbeat worker-1\n  agentctl heartbeat worker-1 --status error --message "queue unreachable"\n  while sleep 30; do agentctl heartbeat backup --progress "$n"; done`)
-    .action((name: string, flags: HeartbeatFlags, cmd: Command) => writeCliHeartbeat(prepareCliHeartbeat(name, flags), cliContext(cmd)));
+    .action(async (name: string, flags: HeartbeatFlags, cmd: Command) => await writeCliHeartbeat(prepareCliHeartbeat(name, flags), cliContext(cmd)));
 }
 
 /** Parses and validates every flag of a heartbeat, before any database is opened: bad input writes nothing. */
@@ -51,15 +51,15 @@ export function prepareCliHeartbeat(name: string, flags: HeartbeatFlags): Prepar
  * Writes a prepared heartbeat: one write. Shared by the command and the fast path in bin/agentctl. `migrate: false`
  * makes it throw MigrationNeededError instead of creating the schema.
  */
-export function writeCliHeartbeat(prepared: PreparedHeartbeat, ctx: CliContext, opts: { migrate?: boolean } = {}): void {
-  const store = ctx.open('create', opts);
+export async function writeCliHeartbeat(prepared: PreparedHeartbeat, ctx: CliContext, opts: { migrate?: boolean } = {}): Promise<void> {
+  const store = await ctx.open('create', opts);
   try {
     const now = ctx.now();
-    const result = writeHeartbeat(store, prepared, now);
+    const result = await writeHeartbeat(store, prepared, now);
     const name = prepared.beat.name;
     if (ctx.json) ctx.out(JSON.stringify({ name, at: new Date(now).toISOString(), registered: result.registered }));
     else if (result.registered) ctx.err(`agentctl: registered new agent ${safeText(name)} (interval ${formatDuration(result.agent?.intervalMs ?? store.contract.intervalMs)})`);
   } finally {
-    store.close();
+    await store.close();
   }
 }

@@ -36,29 +36,29 @@ export function define(program: Command): void {
       const sinceMs = flags.since !== undefined ? parseDuration(flags.since, '--since') : undefined;
       const refreshMs = parseDuration(flags.refresh ?? '500ms', '--refresh');
       if (flags.refresh !== undefined && !flags.follow) throw new UsageError('--refresh applies only to --follow');
-      let store = ctx.open('read');
+      let store = await ctx.open('read');
       try {
-        if (name !== undefined && !store.getAgent(name) && store.listEvents({ agent: name, limit: 1 }).length === 0) throw new AgentNotFoundError(name);
+        if (name !== undefined && !await store.getAgent(name) && (await store.listEvents({ agent: name, limit: 1 })).length === 0) throw new AgentNotFoundError(name);
         const base = { ...(name !== undefined ? { agent: name } : {}), ...(sinceMs !== undefined ? { sinceMs: ctx.now() - sinceMs } : {}) };
         if (ctx.json && !flags.follow) return await printEventsJson(store, { ...base, limit });
-        const events = store.listEvents({ ...base, limit });
+        const events = await store.listEvents({ ...base, limit });
         // Colours only for people: the JSON lines of --follow --json need none.
         const render = ctx.json ? undefined : await import('../render.js');
         const c = render?.painter(ctx.color);
         const format = (e: EventRecord) => (c && render ? formatEvent(c, render.paintState, e) : JSON.stringify(eventJson(e)));
         for (const e of events) ctx.out(format(e));
         if (!flags.follow) return;
-        let last = events.length ? events[events.length - 1]!.id : store.lastEventId();
+        let last = events.length ? events[events.length - 1]!.id : await store.lastEventId();
         const stop = untilSignal(['SIGINT', 'SIGTERM']);
         try {
           while (!stop.stopped) {
             await stop.sleep(refreshMs);
             // A snapshot (a reader without write access, no writer present) never sees new events: open again.
             if (store.snapshot) {
-              store.close();
-              store = ctx.open('read');
+              await store.close();
+              store = await ctx.open('read');
             }
-            for (const e of store.listEvents({ ...(name !== undefined ? { agent: name } : {}), afterId: last })) {
+            for (const e of await store.listEvents({ ...(name !== undefined ? { agent: name } : {}), afterId: last })) {
               ctx.out(format(e));
               last = e.id;
             }
@@ -67,7 +67,7 @@ export function define(program: Command): void {
           stop.dispose();
         }
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }
@@ -99,11 +99,11 @@ function formatEvent(c: ChalkInstance, paintState: (c: ChalkInstance, s: AgentSt
  * history --json: the array JSON.stringify(events.map(eventJson), null, 2) gives, written as the events are read,
  * each stored evidence spliced as stored (the schema holds it to valid JSON).
  */
-async function printEventsJson(store: Store, q: Parameters<Store['iterateEventRows']>[0]): Promise<void> {
+async function printEventsJson(store: Store, q: Parameters<Store['eventRowBatches']>[0]): Promise<void> {
   const w = new ChunkedWriter();
   void w.write('[');
   let n = 0;
-  for (const r of store.iterateEventRows(q)) {
+  for await (const rows of store.eventRowBatches(q)) for (const r of rows) {
     const at = Number(r[3]);
     const wait = w.write(
       `${n++ ? ',' : ''}\n  {\n    "id": ${jsonNumber(r[0])},\n    "agentId": ${jsonNumberOrNull(r[1])},\n    "agentName": ${JSON.stringify(String(r[2]))},` +

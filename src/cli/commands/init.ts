@@ -14,17 +14,17 @@ export function define(program: Command): void {
         'monitoring users can read it. Refuses a file that is not an agentctl database (exit 4, file untouched).',
     )
     .addHelpText('after', '\nExamples:\n  agentctl init --db /var/lib/agents/agentctl.db\n  agentctl init --json')
-    .action((_flags: unknown, cmd: Command) => {
+    .action(async (_flags: unknown, cmd: Command) => {
       const ctx = cliContext(cmd);
       const path = ctx.config.dbPath;
       const existed = existsSync(path);
-      const store = ctx.open('create');
+      const store = await ctx.open('create');
       try {
         const version = store.db.pragma('user_version', { simple: true }) as number;
         if (ctx.json) ctx.out(JSON.stringify({ path, created: !existed, schemaVersion: version }));
         else ctx.out(`${existed ? 'database' : 'created database'} ${path}: schema version ${version}${version === SCHEMA_VERSION ? ' (current)' : ''}`);
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

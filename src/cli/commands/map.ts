@@ -17,12 +17,12 @@ export function define(program: Command): void {
     .addHelpText('after', "\nExamples:\n  agentctl map | jq '.summary'\n  agentctl map --out /srv/www/agent_heartbeat.json")
     .action(async (flags: { out?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const store = ctx.open('read');
+      const store = await ctx.open('read');
       try {
         // Written as it is read; a file (--out) is written whole, atomically.
         await writePieces(heartbeatMapText(store, ctx.now()), flags.out !== undefined ? (text) => writeFileAtomic(flags.out!, text) : undefined);
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

@@ -89,7 +89,7 @@ export function define(program: Command): void {
         ...(flags.alertExec ?? []).map((c) => execTarget(c, { timeoutMs, retries, onLeftover: (m) => logger.warn(m) })),
       ];
       if (flags.testAlert && !targets.length) throw new UsageError('--test-alert needs --alert-webhook or --alert-exec');
-      const store = ctx.open('create');
+      const store = await ctx.open('create');
       const agent = new HeartbeatHealthAgent({
         store,
         everyMs,
@@ -130,7 +130,7 @@ export function define(program: Command): void {
         if (!(err instanceof LockHeldError)) throw err;
         ctx.err(`agentctl: ${err.message}; nothing to do`);
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

@@ -28,7 +28,7 @@ export function define(program: Command): void {
     .option('--meta <json>', 'metadata: a JSON object, merged into what is stored (null removes a key)')
     .option('--pid <pid>', "the agent's process id, when you know it (enables crash detection)")
     .addHelpText('after', `${CONTRACT_HELP}\n\nExamples:\n  agentctl register worker-1 --interval 10s --group batch\n  agentctl register worker-1 --meta '{"region":"eu"}' -- /usr/bin/python3 worker.py --queue a`)
-    .action((name: string, command: string[], flags: Flags, cmd: Command) => {
+    .action(async (name: string, command: string[], flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
       if (command.length && !hadDoubleDash(cmd)) {
         throw new UsageError(`unexpected argument '${command[0]}': put the launch command after --, as in 'agentctl register ${name} -- CMD ARGS'`);
@@ -43,10 +43,10 @@ export function define(program: Command): void {
         launch: command.length ? { argv: command, cwd: process.cwd() } : undefined,
       };
       const params = prepareRegister(input); // before opening: bad input creates and writes nothing
-      const store = ctx.open('create');
+      const store = await ctx.open('create');
       try {
         const now = ctx.now();
-        const { registered, agent } = store.register(params, now);
+        const { registered, agent } = await store.register(params, now);
         const existed = !registered;
         if (ctx.json) {
           ctx.out(JSON.stringify({ created: !existed, agent: agentJson(viewAgent(agent, now)) }, null, 2));
@@ -58,7 +58,7 @@ export function define(program: Command): void {
             (agent.launch ? `, launch: ${safeText(agent.launch.argv.join(' '))}` : ''),
         );
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

@@ -46,23 +46,23 @@ export function define(program: Command): void {
       if (names.length && selectors) throw new UsageError('give agent names or one of --stale, --failed, --all, not both');
       if (!names.length && selectors !== 1) throw new UsageError('say which agents: NAME…, --stale, --failed or --all');
       const graceMs = parseDuration(flags.grace, '--grace', { allowZero: true });
-      const store = ctx.open('existing');
+      const store = await ctx.open('existing');
       try {
         const now = ctx.now();
         let targets = names;
         if (!names.length) {
-          const views = getRegisteredAgents(store, now).filter((a) => a.launch !== null);
+          const views = (await getRegisteredAgents(store, now)).filter((a) => a.launch !== null);
           targets = views
             .filter((a) => flags.all || (flags.failed && a.state === 'failed') || (flags.stale && (a.state === 'stale' || a.state === 'offline')))
             .map((a) => a.name);
-        } else getRegisteredAgents(store, now, { names }); // unknown names: exit 3 before anything is done
+        } else await getRegisteredAgents(store, now, { names }); // unknown names: exit 3 before anything is done
         const results = targets.length ? await restartAgents(store, targets, { logDir: ctx.config.logDir, graceMs, dryRun: Boolean(flags.dryRun), now: ctx.now, allowSharedDb: ctx.config.allowSharedDb }) : [];
         report(ctx, results);
         const errors = results.filter((r) => r.error);
         if (errors.length === 1 && results.length === 1) throw errors[0]!.error;
         if (errors.length) process.exitCode = ExitCode.FAILED;
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

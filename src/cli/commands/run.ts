@@ -67,12 +67,12 @@ export function define(program: Command): void {
         start = { reason: `restarted by ${String(evidence.by ?? 'agentctl restart')}`, evidence };
       }
       // An agent registered before keeps its own contract unless flags change it.
-      const store = ctx.open('create');
+      const store = await ctx.open('create');
       let existing;
       try {
-        existing = store.getAgent(name);
+        existing = await store.getAgent(name);
       } finally {
-        store.close();
+        await store.close();
       }
       const result = await supervise({
         name,

@@ -32,9 +32,9 @@ export function define(program: Command): void {
       const ctx = cliContext(cmd);
       if (!hadDoubleDash(cmd)) throw new UsageError(`put the payload after --, as in 'agentctl send ${name} -- PAYLOAD'`);
       const timeoutMs = flags.timeout !== undefined ? parseDuration(flags.timeout, '--timeout') : undefined;
-      const store = ctx.open('existing');
+      const store = await ctx.open('existing');
       try {
-        const sent = sendCommand(store, name, payload.join(' '), ctx.now(), { timeoutMs, queue: flags.queue });
+        const sent = await sendCommand(store, name, payload.join(' '), ctx.now(), { timeoutMs, queue: flags.queue });
         if (!flags.wait) {
           ctx.out(ctx.json ? JSON.stringify(commandJson(sent), null, 2) : String(sent.id));
           return;
@@ -46,7 +46,7 @@ export function define(program: Command): void {
         else ctx.err(`agentctl: command ${done.id} ${done.state === 'queued' || done.state === 'executing' ? `still ${done.state} after the timeout` : done.state}${done.error ? `: ${safeText(done.error)}` : ''}`);
         if (done.state !== 'completed') process.exitCode = ExitCode.FAILED;
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

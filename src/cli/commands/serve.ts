@@ -68,7 +68,7 @@ export function define(program: Command): void {
       const keepAliveMs = parseDuration(flags.keepAlive, '--keep-alive');
       const pollMs = parseDuration(flags.poll, '--poll');
       const everyMs = parseDuration(flags.every, '--every');
-      const store = ctx.open('create');
+      const store = await ctx.open('create');
       const stop = untilSignal(['SIGINT', 'SIGTERM']);
       try {
         const running = await startServer({
@@ -85,8 +85,8 @@ export function define(program: Command): void {
           throw new UsageError(`cannot listen on ${flags.listen}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`);
         });
         const at = origin(running.address.host, running.address.port);
-        const loop = flags.monitor ? startHealthLoop(ctx, everyMs) : undefined;
-        const login = ensureLoginToken(store, ctx.now());
+        const loop = flags.monitor ? await startHealthLoop(ctx, everyMs) : undefined;
+        const login = await ensureLoginToken(store, ctx.now());
         if (login) ctx.err(`agentctl: no access token exists yet; log in once at ${at}/login?token=${login}`);
         // The last line of start-up: whoever waits for it has the login link already.
         ctx.err(`agentctl: serving ${at} (database ${safeText(ctx.config.dbPath)}); Ctrl-C stops`);
@@ -95,7 +95,7 @@ export function define(program: Command): void {
         await Promise.all([running.close(), loop?.stop()]);
       } finally {
         stop.dispose();
-        store.close();
+        await store.close();
       }
     });
 }
@@ -104,8 +104,8 @@ export function define(program: Command): void {
  * The health loop beside the server (--monitor): HeartbeatHealthAgent on its own connection, logging as `monitor`
  * does. Another health loop already running is said in one line, and the server goes on without one.
  */
-function startHealthLoop(ctx: ReturnType<typeof cliContext>, everyMs: number): { stop(): Promise<void> } {
-  const store: Store = ctx.open('create');
+async function startHealthLoop(ctx: ReturnType<typeof cliContext>, everyMs: number): Promise<{ stop(): Promise<void> }> {
+  const store: Store = await ctx.open('create');
   const logger = dailyFileLogger({ dir: ctx.config.logDir, level: ctx.config.logLevel, keepDays: 14, echo: (line) => process.stderr.write(line) });
   const agent = new HeartbeatHealthAgent({ store, everyMs, logger, lockStaleMs: ctx.config.lockStaleMs });
   const running = agent.start().catch((err: unknown) => {
@@ -120,7 +120,7 @@ function startHealthLoop(ctx: ReturnType<typeof cliContext>, everyMs: number): {
       try {
         await running;
       } finally {
-        store.close();
+        await store.close();
       }
     },
   };

@@ -25,17 +25,17 @@ export function define(program: Command): void {
     .option('--for <dur>', 'maintenance only: how long the window lasts')
     .option('--reason <text>', 'why, recorded in the event')
     .addHelpText('after', '\nExamples:\n  agentctl set-status worker-1 maintenance --for 30m --reason "kernel upgrade"\n  agentctl set-status worker-1 available')
-    .action((name: string, status: string, flags: { for?: string; reason?: string }, cmd: Command) => {
+    .action(async (name: string, status: string, flags: { for?: string; reason?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
       validateName(name);
       if (!(TARGETS as readonly string[]).includes(status)) throw new UsageError(`invalid status '${status}': use one of ${TARGETS.join(', ')}`);
       if (flags.for !== undefined && status !== 'maintenance') throw new UsageError('--for applies only to maintenance');
       const forMs = flags.for !== undefined ? parseDuration(flags.for, '--for') : undefined;
       if (flags.reason !== undefined) validateMessage(flags.reason);
-      const store = ctx.open('existing');
+      const store = await ctx.open('existing');
       try {
         const now = ctx.now();
-        const r = updateAgentState(store, name, status as StatusTarget, now, { reason: flags.reason, forMs });
+        const r = await updateAgentState(store, name, status as StatusTarget, now, { reason: flags.reason, forMs });
         const after = viewAgent(r.after, now);
         if (ctx.json) {
           ctx.out(JSON.stringify({ name, from: viewAgent(r.before, now).state, agent: agentJson(after) }, null, 2));
@@ -44,7 +44,7 @@ export function define(program: Command): void {
         const line = describeChange(safeText(name), status as Target, viewAgent(r.before, now), after, forMs, now);
         ctx.out(line);
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

@@ -54,7 +54,7 @@ export function define(program: Command): void {
       let store: Store | undefined;
       try {
         try {
-          store = ctx.open('read');
+          store = await ctx.open('read');
         } catch (err) {
           // Only a live view waits for the file to appear; a one-off status says it is missing (exit 1).
           if (!(err instanceof DatabaseMissingError) || names.length || !flags.watch) throw err;
@@ -63,15 +63,15 @@ export function define(program: Command): void {
         const screen = await import('../status-screen.js');
         if (!flags.watch) return await screen.printStatus(ctx, store, query);
         // A live screen for a person: the warning is its last line, redrawn with it.
-        await screen.watchFrames(refreshMs, () => {
+        await screen.watchFrames(refreshMs, async () => {
           // A snapshot (a reader without write access, no writer present) never sees new writes: look again.
           if (store?.snapshot) {
-            store.close();
+            await store.close();
             store = undefined;
           }
           if (!store) {
             try {
-              store = ctx.open('read');
+              store = await ctx.open('read');
             } catch (err) {
               if (!(err instanceof DatabaseMissingError)) throw err;
             }
@@ -79,7 +79,7 @@ export function define(program: Command): void {
           return screen.renderStatus(ctx, store, query, refreshMs);
         });
       } finally {
-        store?.close();
+        await store?.close();
       }
     });
 }
@@ -95,20 +95,24 @@ export async function printStatusJson(ctx: CliContext, store: Store | undefined,
 }
 
 /** The text of `status --json` at `now`, in pieces (one per agent), read in one snapshot of the database. */
-export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): Iterable<string> {
-  return store ? store.snapshotOf(() => statusJsonPieces(ctx, store, q, now)) : statusJsonPieces(ctx, store, q, now);
+export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): AsyncIterable<string> {
+  return store ? store.readStream((s) => statusJsonPieces(ctx, s, q, now)) : statusJsonPieces(ctx, store, q, now);
 }
 
-function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): Generator<string> {
+async function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): AsyncGenerator<string> {
   yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(ctx.config.dbPath)},\n  "agents": [`;
   const counts = countStates([]);
   let total = 0;
   // Read first: the connection is busy while the agents are iterated.
-  const loop = store ? healthLoopStatus(store, now) : null;
+  const loop = store ? await healthLoopStatus(store, now) : null;
   if (store) {
-    for (const a of readAgents(store, now, q, AGENT_JSON_COLUMNS)) {
-      counts[a.derived.state]++;
-      yield `${total++ ? ',' : ''}\n    ${agentJsonText(a, now, '    ')}`;
+    for await (const batch of readAgents(store, now, q, AGENT_JSON_COLUMNS)) {
+      let piece = '';
+      for (const a of batch) {
+        counts[a.derived.state]++;
+        piece += `${total++ ? ',' : ''}\n    ${agentJsonText(a, now, '    ')}`;
+      }
+      yield piece;
     }
   }
   yield `${total ? '\n  ' : ''}],\n  "summary": ${nestedJson({ total, ...counts }, '  ')},\n  "healthLoop": ${nestedJson(loop, '  ')}\n}\n`;

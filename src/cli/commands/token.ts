@@ -22,7 +22,7 @@ export function define(program: Command): void {
     .requiredOption('--role <role>', TOKEN_ROLES.join('|'))
     .option('--agents <pattern>', "agent role only: the names it may ping for, a glob like 'batch-*'")
     .addHelpText('after', "\nExamples:\n  agentctl token create ops --role operator\n  agentctl token create batch-hosts --role agent --agents 'batch-*'")
-    .action((name: string, flags: { role: string; agents?: string }, cmd: Command) => {
+    .action(async (name: string, flags: { role: string; agents?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
       validateName(name, 'token name');
       if (!(TOKEN_ROLES as readonly string[]).includes(flags.role)) throw new UsageError(`invalid role '${flags.role}': use one of ${TOKEN_ROLES.join(', ')}`);
@@ -30,27 +30,27 @@ export function define(program: Command): void {
         if (flags.role !== 'agent') throw new UsageError('--agents applies only to tokens of the agent role');
         validateAgentPattern(flags.agents);
       }
-      const store = ctx.open('create');
+      const store = await ctx.open('create');
       try {
-        const r = createToken(store, { name, role: flags.role, agents: flags.agents }, ctx.now());
+        const r = await createToken(store, { name, role: flags.role, agents: flags.agents }, ctx.now());
         if (ctx.json) ctx.out(JSON.stringify({ ...tokenJson(r.record), token: r.token }, null, 2));
         else {
           ctx.out(r.token);
           ctx.err(`agentctl: created ${r.record.role} token ${safeText(name)}; it is shown only this once, store it now`);
         }
       } finally {
-        store.close();
+        await store.close();
       }
     });
   token
     .command('list')
     .description('list tokens (name, role, agents, created, state); never the tokens themselves')
     .option('--all', 'include revoked and used-up tokens')
-    .action((flags: { all?: boolean }, cmd: Command) => {
+    .action(async (flags: { all?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const store = ctx.open('existing');
+      const store = await ctx.open('existing');
       try {
-        const all = listTokens(store).map(tokenJson);
+        const all = (await listTokens(store)).map(tokenJson);
         const shown = flags.all ? all : all.filter((t) => t.live);
         if (ctx.json) {
           ctx.out(JSON.stringify({ tokens: shown }, null, 2));
@@ -65,23 +65,23 @@ export function define(program: Command): void {
           ctx.out(`${safeText(t.name)}  ${t.role}${t.agents !== null ? ` (agents ${safeText(t.agents)})` : ''}  created ${t.createdAtIso}  ${state}`);
         }
       } finally {
-        store.close();
+        await store.close();
       }
     });
   token
     .command('revoke')
     .description('revoke a token: it stops working at once, browser sessions made with it included')
     .argument('<name>', 'token name')
-    .action((name: string, _flags: unknown, cmd: Command) => {
+    .action(async (name: string, _flags: unknown, cmd: Command) => {
       const ctx = cliContext(cmd);
       validateName(name, 'token name');
-      const store = ctx.open('existing');
+      const store = await ctx.open('existing');
       try {
-        revokeToken(store, name, ctx.now());
+        await revokeToken(store, name, ctx.now());
         if (ctx.json) ctx.out(JSON.stringify({ name, revoked: true }));
         else ctx.out(`revoked token ${safeText(name)}`);
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

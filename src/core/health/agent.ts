@@ -177,14 +177,14 @@ export class HeartbeatHealthAgent extends EventEmitter {
   private async pass(suspect: string | null, waitForDelivery: boolean): Promise<PassOutcome> {
     const started = this.clock.monotonic();
     const now = this.clock.now();
-    const report = checkHealth(this.store, now, { ...this.opts.policy, everyMs: this.opts.policy?.everyMs ?? this.everyMs, targets: this.targetIds(), suspect });
+    const report = await checkHealth(this.store, now, { ...this.opts.policy, everyMs: this.opts.policy?.everyMs ?? this.everyMs, targets: this.targetIds(), suspect });
     this.logReport(report);
     // Beside the pass: convictions and crash proofs are committed; a receiver that never answers holds nothing up.
     const round = this.courier.kick();
     let busyMs = this.clock.monotonic() - started;
     const restarts = this.opts.restartStale ? await this.restartStale(this.opts.restartStale) : [];
     const files = this.clock.monotonic();
-    this.writeFiles();
+    await this.writeFiles();
     busyMs += this.clock.monotonic() - files;
     if (waitForDelivery) await round;
     const outcome = { ...report, delivery: this.courier.settled(), restarts };
@@ -209,21 +209,21 @@ export class HeartbeatHealthAgent extends EventEmitter {
   }
 
   /** Seed 002's update_agent_states: convicts what is due now (the shared rule), without alerts or files. */
-  updateAgentStates(): ConvictResult {
-    return convict(this.store, this.clock.now(), { local: this.opts.policy?.local ?? thisHost(), ...(this.opts.policy?.hold !== undefined ? { hold: this.opts.policy.hold } : {}) });
+  async updateAgentStates(): Promise<ConvictResult> {
+    return await convict(this.store, this.clock.now(), { local: this.opts.policy?.local ?? thisHost(), ...(this.opts.policy?.hold !== undefined ? { hold: this.opts.policy.hold } : {}) });
   }
 
   /**
    * Seed 002's is_agent_stale: true if the agent (a record or a name) is overdue by its own contract now; given a
    * last-heartbeat time instead, by the database's default contract.
    */
-  isAgentStale(agent: AgentRecord | string | Date | number): boolean {
+  async isAgentStale(agent: AgentRecord | string | Date | number): Promise<boolean> {
     const now = this.clock.now();
     if (agent instanceof Date || typeof agent === 'number') {
       const at = agent instanceof Date ? agent.getTime() : agent;
       return now - at >= staleAfterMs(this.store.contract);
     }
-    const record = typeof agent === 'string' ? this.store.getAgent(agent) : agent;
+    const record = typeof agent === 'string' ? await this.store.getAgent(agent) : agent;
     return record ? isOverdue(record, now) : false;
   }
 
@@ -231,8 +231,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
   async sendTestAlert(): Promise<DeliveryResult> {
     const now = this.clock.now();
     const targets = this.targetIds();
-    this.store.immediate(() =>
-      insertAlert(this.store, { agentId: null, agentName: 'agentctl-test', kind: 'test', state: 'offline', eventId: null, createdAt: now, payload: {
+    await this.store.tx(async (store) =>
+      await insertAlert(store, { agentId: null, agentName: 'agentctl-test', kind: 'test', state: 'offline', eventId: null, createdAt: now, payload: {
         source: 'agentctl', kind: 'test', message: 'agentctl test alert: if you read this, alerts reach you', agent: { name: 'agentctl-test', id: null, group: null, host: null, pid: null },
         state: 'offline', previous_state: 'active', reason: 'test alert', evidence: { rule: 'test' }, at: new Date(now).toISOString(), monitor_host: (this.opts.policy?.local ?? thisHost()).host,
       } }, targets),
@@ -246,10 +246,10 @@ export class HeartbeatHealthAgent extends EventEmitter {
     return (this.opts.alertTargets ?? []).map((t) => t.id);
   }
 
-  private writeFiles(): void {
+  private async writeFiles(): Promise<void> {
     const now = this.clock.now();
-    if (this.opts.mapFile) writeFileAtomic(this.opts.mapFile, `${JSON.stringify(buildHeartbeatMap(this.store, now), null, 2)}\n`);
-    if (this.opts.metricsFile) writeFileAtomic(this.opts.metricsFile, renderMetrics(this.store, now));
+    if (this.opts.mapFile) writeFileAtomic(this.opts.mapFile, `${JSON.stringify(await buildHeartbeatMap(this.store, now), null, 2)}\n`);
+    if (this.opts.metricsFile) writeFileAtomic(this.opts.metricsFile, await renderMetrics(this.store, now));
   }
 
   private logReport(r: HealthReport): void {

@@ -68,18 +68,18 @@ export function alertPayload(kind: string, a: AgentRecord, state: AgentState, no
 
 /**
  * Turns the transitions recorded since `cursor` (by this loop, by heartbeats, by anyone) into alerts in the outbox,
- * then queues reminders for agents still down after a cooldown. Call inside store.immediate(), so that deciding and
+ * then queues reminders for agents still down after a cooldown. Call inside store.tx(), so that deciding and
  * queueing an alert are one write and a racing monitor cannot decide the same one again.
  */
-export function queueAlerts(store: Store, cursor: number, now: number, policy: AlertPolicy, batch = 10_000): AlertTally {
+export async function queueAlerts(store: Store, cursor: number, now: number, policy: AlertPolicy, batch = 10_000): Promise<AlertTally> {
   const tally: AlertTally = { events: 0, queued: [], suppressed: 0, counters: {}, lastEventId: cursor };
   const count = (name: string) => (tally.counters[name] = (tally.counters[name] ?? 0) + 1);
-  const queue = (kind: 'alert' | 'reminder' | 'recovery', a: AgentRecord, state: AgentState, event: EventRecord | undefined, payload: Record<string, unknown>) => {
-    const id = insertAlert(store, { agentId: a.id, agentName: a.name, kind, state, eventId: event?.id ?? null, createdAt: now, payload }, policy.targets);
+  const queue = async (kind: 'alert' | 'reminder' | 'recovery', a: AgentRecord, state: AgentState, event: EventRecord | undefined, payload: Record<string, unknown>) => {
+    const id = await insertAlert(store, { agentId: a.id, agentName: a.name, kind, state, eventId: event?.id ?? null, createdAt: now, payload }, policy.targets);
     tally.queued.push({ id, kind, agent: a.name, state });
     count(`alerts_queued_total:${kind}`);
   };
-  for (const e of eventsAfter(store, cursor, batch)) {
+  for (const e of await eventsAfter(store, cursor, batch)) {
     tally.events++;
     tally.lastEventId = e.id;
     const rule = typeof e.evidence?.rule === 'string' ? e.evidence.rule : null;
@@ -89,12 +89,12 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
     if ((e.toState === 'stale' || e.toState === 'offline') && rule === 'clock') count('heartbeat_timeouts_total');
     if (rule === 'pid' || rule === 'boot-id') count('crash_proofs_total');
     if (e.agentId === null) continue;
-    const a = agentById(store, e.agentId);
+    const a = await agentById(store, e.agentId);
     if (!a) continue;
-    const cd = readCooldown(store, a.id);
+    const cd = await readCooldown(store, a.id);
     if (rule !== null && DELIBERATE.has(rule)) {
       // Nobody needs telling about what they did themselves; a deregistered agent is no longer down either.
-      if (cd?.downState && rule === 'deregister') writeCooldown(store, { ...cd, downState: null, downSince: null });
+      if (cd?.downState && rule === 'deregister') await writeCooldown(store, { ...cd, downState: null, downSince: null });
       continue;
     }
     if (inMaintenance(a, now)) continue;
@@ -109,31 +109,31 @@ export function queueAlerts(store: Store, cursor: number, now: number, policy: A
         // Within the cooldown: no alert now, but remember it is down, so a reminder follows once the cooldown ends.
         tally.suppressed++;
         count('alerts_suppressed_total');
-        writeCooldown(store, { ...cd, downState: e.toState, downSince });
+        await writeCooldown(store, { ...cd, downState: e.toState, downSince });
         continue;
       }
-      queue('alert', a, e.toState, e, alertPayload('alert', a, e.toState, now, { previous: e.fromState, event: e, downSince, host: policy.host }));
-      writeCooldown(store, { agentId: a.id, lastAlertAt: now, downState: e.toState, downSince });
+      await queue('alert', a, e.toState, e, alertPayload('alert', a, e.toState, now, { previous: e.fromState, event: e, downSince, host: policy.host }));
+      await writeCooldown(store, { agentId: a.id, lastAlertAt: now, downState: e.toState, downSince });
     } else if (e.toState === 'active' && cd?.downState) {
       // A recovery notice only for a down spell someone was told about (an alert or reminder at or after it began).
       const told = cd.downSince !== null && cd.lastAlertAt >= cd.downSince;
-      if (told) queue('recovery', a, e.toState, e, alertPayload('recovery', a, e.toState, now, { previous: e.fromState, event: e, downSince: cd.downSince, host: policy.host }));
-      writeCooldown(store, { agentId: a.id, lastAlertAt: told ? now : cd.lastAlertAt, downState: null, downSince: null });
+      if (told) await queue('recovery', a, e.toState, e, alertPayload('recovery', a, e.toState, now, { previous: e.fromState, event: e, downSince: cd.downSince, host: policy.host }));
+      await writeCooldown(store, { agentId: a.id, lastAlertAt: told ? now : cd.lastAlertAt, downState: null, downSince: null });
     }
   }
-  queueReminders(store, now, policy, queue);
+  await queueReminders(store, now, policy, queue);
   return tally;
 }
 
-function queueReminders(store: Store, now: number, policy: AlertPolicy, queue: (kind: 'reminder', a: AgentRecord, s: AgentState, e: undefined, p: Record<string, unknown>) => void): void {
-  for (const cd of remindersDue(store, now, policy.cooldownMs)) {
-    const a = agentById(store, cd.agentId);
+async function queueReminders(store: Store, now: number, policy: AlertPolicy, queue: (kind: 'reminder', a: AgentRecord, s: AgentState, e: undefined, p: Record<string, unknown>) => void): Promise<void> {
+  for (const cd of await remindersDue(store, now, policy.cooldownMs)) {
+    const a = await agentById(store, cd.agentId);
     if (!a || a.deregisteredAt !== null || !stateSeverity(a.state)) {
-      writeCooldown(store, { ...cd, downState: null, downSince: null } satisfies Cooldown);
+      await writeCooldown(store, { ...cd, downState: null, downSince: null } satisfies Cooldown);
       continue;
     }
     if (inMaintenance(a, now)) continue;
     queue('reminder', a, a.state, undefined, alertPayload('reminder', a, a.state, now, { previous: null, downSince: cd.downSince, host: policy.host }));
-    writeCooldown(store, { ...cd, lastAlertAt: now });
+    await writeCooldown(store, { ...cd, lastAlertAt: now });
   }
 }

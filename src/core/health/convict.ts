@@ -40,9 +40,9 @@ export interface ConvictResult {
 }
 
 /** The verdicts of every agent that is due at `now` (one per agent: a crash proof wins over the clock). */
-export function findVerdicts(store: Store, now: number, local: LocalHost = thisHost()): Verdict[] {
+export async function findVerdicts(store: Store, now: number, local: LocalHost = thisHost()): Promise<Verdict[]> {
   const byId = new Map<number, Verdict>();
-  for (const a of dueAgents(store, now, local.host)) {
+  for (const a of await dueAgents(store, now, local.host)) {
     if (byId.has(a.id) && byId.get(a.id)!.kind === 'crash') continue;
     const v = judgeAgent(a, now, local);
     if (v) byId.set(a.id, v);
@@ -57,16 +57,16 @@ export function findVerdicts(store: Store, now: number, local: LocalHost = thisH
  * (a paused machine, a clock step) more than at the agents; on the next pass those still overdue are convicted.
  * Every write is guarded: an agent that beat or restarted since it was read is left alone.
  */
-export function convict(store: Store, now: number, opts: ConvictOptions = {}): ConvictResult {
-  const verdicts = findVerdicts(store, now, opts.local ?? thisHost());
+export async function convict(store: Store, now: number, opts: ConvictOptions = {}): Promise<ConvictResult> {
+  const verdicts = await findVerdicts(store, now, opts.local ?? thisHost());
   const rule = opts.hold === undefined ? DEFAULT_HOLD : opts.hold;
-  return store.immediate(() => {
-    const wasHeld = readHeld(store);
+  return await store.tx(async (store) => {
+    const wasHeld = await readHeld(store);
     const clockNew = verdicts.filter((v) => v.kind === 'clock' && !wasHeld.has(v.agent.id));
     let holdReason: string | null = null;
     let toHold: Verdict[] = [];
     if (rule && clockNew.length >= rule.minAgents) {
-      const watched = countWatched(store);
+      const watched = await countWatched(store);
       if (clockNew.length > watched * rule.fraction) {
         toHold = clockNew;
         holdReason = `${clockNew.length} of ${watched} watched agents would be convicted at once; holding for one pass`;
@@ -77,11 +77,11 @@ export function convict(store: Store, now: number, opts: ConvictOptions = {}): C
     for (const v of verdicts) {
       if (holding.has(v.agent.id)) continue;
       const evidence = { ...v.evidence, ...(opts.passSeq !== undefined ? { pass: opts.passSeq } : {}), ...(wasHeld.has(v.agent.id) ? { held_one_pass: true } : {}) };
-      if (writeGuardedTransition(store, { agent: v.agent, to: v.to, since: v.since, reason: v.reason, evidence }, now)) {
+      if (await writeGuardedTransition(store, { agent: v.agent, to: v.to, since: v.since, reason: v.reason, evidence }, now)) {
         applied.push({ agent: v.agent.name, agentId: v.agent.id, from: v.agent.state, to: v.to, kind: v.kind, since: v.since, reason: v.reason, evidence });
       }
     }
-    if (rule) replaceHeld(store, toHold.map((v) => ({ agentId: v.agent.id, to: v.to })), now, opts.passSeq ?? 0);
+    if (rule) await replaceHeld(store, toHold.map((v) => ({ agentId: v.agent.id, to: v.to })), now, opts.passSeq ?? 0);
     return { applied, held: toHold.map((v) => v.agent.name), holdReason };
   });
 }

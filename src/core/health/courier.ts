@@ -76,7 +76,7 @@ export class AlertCourier {
     const { store, log } = this.o;
     try {
       const r = await deliverAlerts(store, this.o.targets, this.o.now(), { ...this.o.delivery, signal: this.aborter.signal, now: this.o.now });
-      if (r.sent.length || r.failed.length) store.immediate(() => bumpCounters(store, { alerts_sent_total: r.sent.length, alerts_failed_total: r.failed.length }));
+      if (r.sent.length || r.failed.length) await store.tx(async (store) => await bumpCounters(store, { alerts_sent_total: r.sent.length, alerts_failed_total: r.failed.length }));
       for (const s of r.sent) log.info(`alert ${s.alertId} delivered to ${s.target}`);
       for (const f of r.failed) log.warn(`alert ${f.alertId} not delivered to ${f.target}: ${f.error}${f.gaveUp ? ' (giving up: too old)' : ' (will retry on the next pass)'}`);
       for (const t of r.unanswered) log.debug(`${t} did not answer in time: its other alerts wait for the next pass`);

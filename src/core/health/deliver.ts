@@ -99,18 +99,18 @@ export async function deliverAlerts(store: Store, targets: readonly AlertTarget[
         if (round.signal.aborted || result.unanswered.includes(label) || left() <= MIN_ATTEMPT_MS) return;
         const at = clock();
         // Each delivery at most once a round: one that failed waits for the next round, not for this one's end.
-        const [d] = claimDeliveries(store, [target.id], at, at + Math.max(0, left()) + CLAIM_GRACE_MS, 1, tried.get(target.id));
+        const [d] = await claimDeliveries(store, [target.id], at, at + Math.max(0, left()) + CLAIM_GRACE_MS, 1, tried.get(target.id));
         if (!d) return;
         tried.get(target.id)!.push(d.alertId);
         const error = await attempts(target, d.payload);
         if (error === null) {
-          finishDelivery(store, d, 'sent', clock(), null);
+          await finishDelivery(store, d, 'sent', clock(), null);
           result.sent.push({ alertId: d.alertId, target: label });
           continue;
         }
         // A test alert is one-shot: it tells whether the receivers work now, and is never retried later.
         const gaveUp = d.payload.kind === 'test' || clock() - d.createdAt > (opts.maxAgeMs ?? 86_400_000);
-        finishDelivery(store, d, gaveUp ? 'failed' : 'pending', clock(), error.message);
+        await finishDelivery(store, d, gaveUp ? 'failed' : 'pending', clock(), error.message);
         result.failed.push({ alertId: d.alertId, target: label, error: error.message, gaveUp });
         if (error instanceof NoAnswerError && !result.unanswered.includes(label)) result.unanswered.push(label);
       } finally {

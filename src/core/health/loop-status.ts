@@ -20,8 +20,8 @@ export interface HealthLoopStatus {
 const ASSUMED_CRON_MS = 60_000;
 
 /** Reads the health loop's own heartbeat and says whether it is overdue at `now`. */
-export function healthLoopStatus(store: Store, now: number): HealthLoopStatus {
-  return loopStatusOf(readMonitor(store), now);
+export async function healthLoopStatus(store: Store, now: number): Promise<HealthLoopStatus> {
+  return loopStatusOf(await readMonitor(store), now);
 }
 
 /** The same judgement from a record already read. */

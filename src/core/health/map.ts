@@ -16,38 +16,42 @@ const K = CLOCK_COLUMNS.length;
  * summary counts. Stored metadata is spliced as stored (the schema holds it to a JSON object). The document is
  * the one JSON.stringify(…, null, 2) gives, and is validated by src/schemas/heartbeat-map.schema.json.
  */
-export function heartbeatMapText(store: Store, now: number): Generator<string> {
-  return store.snapshotOf(() => mapPieces(store, now));
+export function heartbeatMapText(store: Store, now: number): AsyncGenerator<string> {
+  return store.readStream((s) => mapPieces(s, now));
 }
 
-function* mapPieces(store: Store, now: number): Generator<string> {
-  const loop = healthLoopStatus(store, now); // read first: the connection is busy while the agents are iterated
+async function* mapPieces(store: Store, now: number): AsyncGenerator<string> {
+  const loop = await healthLoopStatus(store, now); // read first: the connection is busy while the agents are iterated
   const health = { last_pass: iso(loop.lastPassAt), seconds_since_pass: loop.ageMs === null ? null : Math.floor(loop.ageMs / 1000), overdue: loop.overdue };
   yield `{\n  "timestamp": "${new Date(now).toISOString()}",\n  "generator": "agentctl",\n  "health_loop": ${nested(health, '  ')},\n  "agents": {`;
   const byState = countStates([]);
   const seen = { online: 0, offline: 0, unknown: 0 };
   const down: { id: number; name: string; state: string; since: number; reason: string | null }[] = [];
   let total = 0;
-  for (const { row: r, clock: c, derived: d } of readAgents(store, now, {}, COLUMNS)) {
+  for await (const batch of readAgents(store, now, {}, COLUMNS)) {
+   const pieces: string[] = [];
+   for (const { row: r, clock: c, derived: d } of batch) {
     const status = seedStatus(d.state);
     seen[status]++;
     byState[d.state]++;
     const name = String(r[K + 1]);
     const key = jsonString(name);
     const age = c.lastHeartbeatAt === null ? null : now - c.lastHeartbeatAt;
-    yield `${total++ ? ',' : ''}\n    ${key}: {\n      "id": ${key},\n      "name": ${key},\n      "status": "${status}",\n      "state": "${d.state}",` +
+    pieces.push(`${total++ ? ',' : ''}\n    ${key}: {\n      "id": ${key},\n      "name": ${key},\n      "status": "${status}",\n      "state": "${d.state}",` +
       `\n      "state_since": ${isoText(d.since)},\n      "state_reason": ${str(d.reason)},\n      "last_heartbeat": ${isoText(c.lastHeartbeatAt)},` +
       `\n      "seconds_since_heartbeat": ${age === null ? 'null' : num(Math.max(0, Math.floor(age / 1000)))},` +
       `\n      "heartbeat_interval_seconds": ${num(c.intervalMs / 1000)},\n      "offline_threshold_seconds": ${num(c.offlineAfterMs / 1000)},` +
       `\n      "group": ${str(r[K + 2])},\n      "host": ${str(r[K + 3])},\n      "pid": ${r[K + 4] === null ? 'null' : num(r[K + 4])},` +
-      `\n      "message": ${str(r[K + 5])},\n      "metadata": ${typeof r[K + 6] === 'string' ? r[K + 6] : '{}'}\n    }`;
+      `\n      "message": ${str(r[K + 5])},\n      "metadata": ${typeof r[K + 6] === 'string' ? r[K + 6] : '{}'}\n    }`);
     if (status === 'offline') down.push({ id: Number(r[K]), name, state: d.state, since: d.since, reason: d.reason });
+   }
+   yield pieces.join('');
   }
   yield `${total ? '\n  ' : ''}},\n  "alerts": [`;
   // Only the agents that are down are held, and their cooldowns read once the agents' iteration is over.
   for (let i = 0; i < down.length; i++) {
     const a = down[i]!;
-    const cd = readCooldown(store, a.id);
+    const cd = await readCooldown(store, a.id);
     const secondsOffline = Math.max(0, Math.floor((now - a.since) / 1000));
     const alert = {
       agent_id: a.name,
@@ -65,8 +69,10 @@ function* mapPieces(store: Store, now: number): Generator<string> {
 }
 
 /** The heartbeat map at `now` as an object (heartbeatMapText parsed): for the library and the health loop's --map file. */
-export function buildHeartbeatMap(store: Store, now: number) {
-  return JSON.parse([...heartbeatMapText(store, now)].join('')) as {
+export async function buildHeartbeatMap(store: Store, now: number) {
+  const pieces: string[] = [];
+  for await (const p of heartbeatMapText(store, now)) pieces.push(p);
+  return JSON.parse(pieces.join('')) as {
     timestamp: string;
     generator: 'agentctl';
     health_loop: { last_pass: string | null; seconds_since_pass: number | null; overdue: boolean };

@@ -25,8 +25,10 @@ const K = CLOCK_COLUMNS.length;
  * heartbeat age, the health loop's counters (transitions, heartbeat timeouts, crash proofs, alerts sent and failed,
  * held convictions, suspect passes) and its last pass time and duration.
  */
-export function renderMetrics(store: Store, now: number): string {
-  return [...metricsText(store, now)].join('');
+export async function renderMetrics(store: Store, now: number): Promise<string> {
+  const pieces: string[] = [];
+  for await (const p of metricsText(store, now)) pieces.push(p);
+  return pieces.join('');
 }
 
 /**
@@ -34,28 +36,36 @@ export function renderMetrics(store: Store, now: number): string {
  * from SQL, and each per-agent family is one pass over the agents (a family's samples must be contiguous), so
  * the fleet is never held in memory.
  */
-export function metricsText(store: Store, now: number): Generator<string> {
-  return store.snapshotOf(() => metricsPieces(store, now));
+export function metricsText(store: Store, now: number): AsyncGenerator<string> {
+  return store.readStream((s) => metricsPieces(s, now));
 }
 
-function* metricsPieces(store: Store, now: number): Generator<string> {
-  const counters = readCounters(store);
-  const monitor = readMonitor(store);
+async function* metricsPieces(store: Store, now: number): AsyncGenerator<string> {
+  const counters = await readCounters(store);
+  const monitor = await readMonitor(store);
   const head = (name: string, type: 'gauge' | 'counter', help: string) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
   const family = (name: string, type: 'gauge' | 'counter', help: string, samples: [Record<string, string | null> | null, number][]) =>
     head(name, type, help) + samples.map(([l, v]) => `${name}${l ? labels(l) : ''} ${num(v)}\n`).join('');
-  const perState = { ...countStates([]), ...countDerivedStates(store, now, {}) };
+  const perState = { ...countStates([]), ...(await countDerivedStates(store, now, {})) };
   yield family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
   yield head('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).');
-  for (const { row, derived } of readAgents(store, now, {}, ['name', 'group_name'])) {
-    const group = row[K + 1] === null ? '' : String(row[K + 1]);
-    yield `agentctl_agent_up{agent="${escapeLabel(String(row[K]))}",group="${escapeLabel(group)}",state="${derived.state}"} ${seedStatus(derived.state) === 'online' ? 1 : 0}\n`;
+  for await (const batch of readAgents(store, now, {}, ['name', 'group_name'])) {
+    let piece = '';
+    for (const { row, derived } of batch) {
+      const group = row[K + 1] === null ? '' : String(row[K + 1]);
+      piece += `agentctl_agent_up{agent="${escapeLabel(String(row[K]))}",group="${escapeLabel(group)}",state="${derived.state}"} ${seedStatus(derived.state) === 'online' ? 1 : 0}\n`;
+    }
+    yield piece;
   }
   yield head('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.');
   // Silence needs no derived state: the rows of the same agents, without the clock columns.
-  for (const [name, group, last, started] of store.iterateAgentRows(['name', 'group_name', 'last_heartbeat_at', 'started_at'])) {
-    const age = heartbeatAgeMs({ lastHeartbeatAt: last === null ? null : Number(last), startedAt: Number(started) }, now);
-    yield `agentctl_agent_heartbeat_age_seconds{agent="${escapeLabel(String(name))}",group="${escapeLabel(group === null ? '' : String(group))}"} ${num(Math.max(0, age) / 1000)}\n`;
+  for await (const rows of store.agentRowBatches(['name', 'group_name', 'last_heartbeat_at', 'started_at'])) {
+    let piece = '';
+    for (const [name, group, last, started] of rows) {
+      const age = heartbeatAgeMs({ lastHeartbeatAt: last === null ? null : Number(last), startedAt: Number(started) }, now);
+      piece += `agentctl_agent_heartbeat_age_seconds{agent="${escapeLabel(String(name))}",group="${escapeLabel(group === null ? '' : String(group))}"} ${num(Math.max(0, age) / 1000)}\n`;
+    }
+    yield piece;
   }
   const c = (name: string) => counters[name] ?? 0;
   yield [

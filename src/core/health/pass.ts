@@ -54,40 +54,40 @@ const CLOCK_BACK_TOLERANCE_MS = 2000;
  * the commands), counts what happened and records the loop's own heartbeat. Sending the queued alerts is
  * the caller's (asynchronous) business: see deliverAlerts.
  */
-export function checkHealth(store: Store, now: number, policy: HealthPolicy = {}): HealthReport {
+export async function checkHealth(store: Store, now: number, policy: HealthPolicy = {}): Promise<HealthReport> {
   const t0 = performance.now();
   const local = policy.local ?? thisHost();
-  const { passSeq, before } = store.immediate(() => {
-    const r = beginPass(store);
+  const { passSeq, before } = await store.tx(async (store) => {
+    const r = await beginPass(store);
     // The first pass ever starts alerting from here, not from the whole history.
-    if (r.before?.eventCursor == null) setEventCursor(store, store.lastEventId());
+    if (r.before?.eventCursor == null) await setEventCursor(store, await store.lastEventId());
     return r;
   });
   let suspect = policy.suspect ?? null;
   if (!suspect && before?.lastPassAt != null && now < before.lastPassAt - CLOCK_BACK_TOLERANCE_MS) {
     suspect = `the wall clock is ${formatDuration(before.lastPassAt - now)} behind the last pass`;
   }
-  const convicted = suspect ? { applied: [], held: [], holdReason: null } : convict(store, now, { local, passSeq, ...(policy.hold !== undefined ? { hold: policy.hold } : {}) });
+  const convicted = suspect ? { applied: [], held: [], holdReason: null } : await convict(store, now, { local, passSeq, ...(policy.hold !== undefined ? { hold: policy.hold } : {}) });
   let commandsExpired = 0;
-  const tally = store.immediate(() => {
+  const tally = await store.tx(async (store) => {
     // A suspect clock convicts no one and expires nothing: both judge by the wall clock.
-    commandsExpired = suspect ? 0 : expireCommands(store, null, now);
-    const cursor = readMonitor(store)?.eventCursor ?? 0;
-    const t = queueAlerts(store, cursor, now, {
+    commandsExpired = suspect ? 0 : await expireCommands(store, null, now);
+    const cursor = (await readMonitor(store))?.eventCursor ?? 0;
+    const t = await queueAlerts(store, cursor, now, {
       alertOn: policy.alertOn ?? DEFAULT_ALERT_ON,
       cooldownMs: policy.alertCooldownMs ?? DEFAULT_COOLDOWN_MS,
       targets: policy.targets ?? [],
       host: local.host,
     });
-    if (t.lastEventId !== cursor) setEventCursor(store, t.lastEventId);
-    bumpCounters(store, {
+    if (t.lastEventId !== cursor) await setEventCursor(store, t.lastEventId);
+    await bumpCounters(store, {
       ...t.counters,
       passes_total: 1,
       suspect_passes_total: suspect ? 1 : 0,
       convictions_held_total: convicted.held.length,
       commands_expired_total: commandsExpired,
     });
-    recordPass(store, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, pid: process.pid, host: local.host });
+    await recordPass(store, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, pid: process.pid, host: local.host });
     return t;
   });
   return {

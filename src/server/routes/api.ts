@@ -25,7 +25,7 @@ function intParam(ctx: RouteContext, key: string, fallback: number, max = Number
 }
 
 /** GET /api/v1/agents: the document of `status --json`, with its filters state, group and q (a substring of the name). */
-function listAgents(ctx: RouteContext): void {
+async function listAgents(ctx: RouteContext): Promise<void> {
   const p = ctx.url.searchParams;
   const state = p.get('state');
   const group = p.get('group');
@@ -35,36 +35,38 @@ function listAgents(ctx: RouteContext): void {
   const now = ctx.app.now();
   const query = { ...(states ? { states } : {}), ...(group !== null ? { group } : {}), ...(q !== null && q !== '' ? { nameContains: q } : {}) };
   // The very text of status --json (same builder, read in one snapshot); sent whole, with its length.
-  const body = [...statusJsonText({ config: { dbPath: ctx.app.dbPath } } as Parameters<typeof statusJsonText>[0], ctx.app.store, query, now)].join('');
+  const pieces: string[] = [];
+  for await (const p of statusJsonText({ config: { dbPath: ctx.app.dbPath } } as Parameters<typeof statusJsonText>[0], ctx.app.store, query, now)) pieces.push(p);
+  const body = pieces.join('');
   ctx.res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
 }
 
 /** GET /api/v1/agents/<name>: the agent (as in the list) and its most recent events. */
-function oneAgent(ctx: RouteContext): void {
+async function oneAgent(ctx: RouteContext): Promise<void> {
   const name = validateName(ctx.params[0]);
   const now = ctx.app.now();
-  const record = ctx.app.store.getAgent(name);
+  const record = await ctx.app.store.getAgent(name);
   if (!record) throw new HttpError(404, 'not found');
-  const events = ctx.app.store.listEvents({ agent: name, limit: intParam(ctx, 'events', AGENT_EVENTS, EVENTS_PAGE_MAX) });
+  const events = await ctx.app.store.listEvents({ agent: name, limit: intParam(ctx, 'events', AGENT_EVENTS, EVENTS_PAGE_MAX) });
   sendJson(ctx.res, 200, { generatedAt: new Date(now).toISOString(), agent: agentJson(viewAgent(record, now)), events: events.map(eventJson) });
 }
 
 /** GET /api/v1/events?after=ID&limit=N: events after ID, oldest first; `next` is the id to ask after next time. */
-function listEvents(ctx: RouteContext): void {
+async function listEvents(ctx: RouteContext): Promise<void> {
   const after = intParam(ctx, 'after', 0);
   const limit = intParam(ctx, 'limit', 1000, EVENTS_PAGE_MAX);
   if (limit === 0) throw new HttpError(400, 'invalid limit 0: at least 1');
-  const events = eventsAfter(ctx.app.store, after, limit);
+  const events = await eventsAfter(ctx.app.store, after, limit);
   sendJson(ctx.res, 200, { events: events.map(eventJson), next: events.length ? events[events.length - 1]!.id : after });
 }
 
 /** GET /api/v1/events/stream: Server-Sent Events, resumed after Last-Event-ID (or ?after=ID). */
-function stream(ctx: RouteContext): void {
+async function stream(ctx: RouteContext): Promise<void> {
   const header = ctx.req.headers['last-event-id'];
   const given = typeof header === 'string' && header !== '' ? header : ctx.url.searchParams.get('after');
   if (given !== null && !/^\d+$/.test(given)) throw new HttpError(400, 'invalid Last-Event-ID: an event id');
-  ctx.app.stream.open(ctx.res, given === null ? undefined : Number(given));
+  await ctx.app.stream.open(ctx.res, given === null ? undefined : Number(given));
 }
 
 /**
@@ -90,8 +92,8 @@ async function heartbeat(ctx: RouteContext): Promise<void> {
   });
   const { store } = ctx.app;
   const now = ctx.app.now();
-  if (!store.getAgent(name) && ctx.url.searchParams.get('create') !== '1') throw new HttpError(404, 'not found');
-  const r = writeHeartbeat(store, prepared, now);
+  if (!await store.getAgent(name) && ctx.url.searchParams.get('create') !== '1') throw new HttpError(404, 'not found');
+  const r = await writeHeartbeat(store, prepared, now);
   sendJson(ctx.res, r.registered ? 201 : 200, { name, at: new Date(now).toISOString(), registered: r.registered });
 }
 
@@ -111,7 +113,7 @@ async function setStatus(ctx: RouteContext): Promise<void> {
   const forMs = forText !== undefined ? parseDuration(forText, 'for') : undefined;
   if (reason !== undefined) validateMessage(reason);
   const now = ctx.app.now();
-  const r = updateAgentState(ctx.app.store, name, status as StatusTarget, now, { reason, forMs, token: ctx.principal!.token.name });
+  const r = await updateAgentState(ctx.app.store, name, status as StatusTarget, now, { reason, forMs, token: ctx.principal!.token.name });
   sendJson(ctx.res, 200, { name, from: viewAgent(r.before, now).state, agent: agentJson(viewAgent(r.after, now)) });
 }
 
@@ -134,9 +136,9 @@ export const apiRoutes: Route[] = [
 ];
 
 /** GET /healthz, without authentication: 200 while the database answers, 503 otherwise. */
-function healthz(ctx: RouteContext): void {
+async function healthz(ctx: RouteContext): Promise<void> {
   try {
-    ctx.app.store.lastEventId();
+    await ctx.app.store.lastEventId();
   } catch {
     sendJson(ctx.res, 503, { status: 'unavailable', version: VERSION });
     return;
@@ -145,8 +147,8 @@ function healthz(ctx: RouteContext): void {
 }
 
 /** GET /metrics: the exposition of `agentctl metrics`. */
-function metrics(ctx: RouteContext): void {
-  const text = renderMetrics(ctx.app.store, ctx.app.now());
+async function metrics(ctx: RouteContext): Promise<void> {
+  const text = await renderMetrics(ctx.app.store, ctx.app.now());
   ctx.res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : text);
 }

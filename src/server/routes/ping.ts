@@ -46,11 +46,11 @@ async function ping(ctx: RouteContext): Promise<void> {
   if (action.kind === 'log') {
     const evidence = { via: 'ping', token: ctx.principal!.token.name, ...(rid !== null ? { rid } : {}) };
     let created = false;
-    if (!store.getAgent(name)) {
+    if (!await store.getAgent(name)) {
       if (!create) throw new HttpError(404, 'not found', headers);
-      created = store.register({ name }, now).registered;
+      created = (await store.register({ name }, now)).registered;
     }
-    if (!recordNote(store, name, body === '' ? '(log ping)' : body, evidence, now)) throw new HttpError(404, 'not found', headers);
+    if (!await recordNote(store, name, body === '' ? '(log ping)' : body, evidence, now)) throw new HttpError(404, 'not found', headers);
     sendText(ctx.res, created ? 201 : 200, created ? 'Created' : 'OK', headers);
     return;
   }
@@ -60,9 +60,9 @@ async function ping(ctx: RouteContext): Promise<void> {
   if (action.kind === 'fail' && message === undefined) message = 'failure reported by ping';
   const { beat } = prepareHeartbeat({ name, status: failed ? 'error' : action.kind === 'start' ? 'busy' : 'ok', message });
   let created = false;
-  if (!store.heartbeatRow(beat, now)) {
+  if (!await store.heartbeatRow(beat, now)) {
     if (!create) throw new HttpError(404, 'not found', headers);
-    created = store.heartbeat(beat, now).registered;
+    created = (await store.heartbeat(beat, now)).registered;
   }
   sendText(ctx.res, created ? 201 : 200, created ? 'Created' : 'OK', headers);
 }

@@ -134,11 +134,12 @@ export class SqliteSql implements Sql {
   /**
    * Rows in batches, read from the database as they are consumed. The connection is held until the iteration ends
    * (another statement on it would fail while a read is open), so read anything else of this executor first.
+   * `statement`: the statement to iterate instead of `sql` prepared (the store's raw-mode ones, rows as arrays).
    */
-  async *batches<T = Record<string, unknown>>(sql: string, args?: SqlArgs, batch = 1000): AsyncIterable<T[]> {
+  async *batches<T = Record<string, unknown>>(sql: string, args?: SqlArgs, batch = 1000, statement?: Database.Statement): AsyncIterable<T[]> {
     await this.acquire();
     try {
-      yield* this.owner.run(this, () => iterate<T>(this.prepared(sql), args, batch, this.hooks.path));
+      yield* this.owner.run(this, () => iterate<T>(statement ?? this.prepared(sql), args, batch, this.hooks.path));
     } finally {
       this.release();
     }
@@ -200,6 +201,19 @@ export class SqliteSql implements Sql {
   async close(): Promise<void> {
     if (this.held) await this.idle();
     if (this.db.open) this.db.close();
+  }
+
+  /**
+   * The rows of `statement` (one of this connection's, such as a raw-mode one) in batches, through `via`: this
+   * executor (waiting for the connection like batches) or the Sql of its transaction (at once). Undefined when `via`
+   * is neither.
+   */
+  batchesOf<T>(via: Sql, statement: Database.Statement, args: SqlArgs | undefined, batch: number): AsyncIterable<T[]> | undefined {
+    if (via === this) return this.batches<T>('', args, batch, statement);
+    if (via === this.inner) return (async function* (path: string) {
+      yield* iterate<T>(statement, args, batch, path);
+    })(this.hooks.path);
+    return undefined;
   }
 
   /** For TxSql: one statement on the connection this transaction holds. */

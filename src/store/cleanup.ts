@@ -1,6 +1,6 @@
-import type { Store } from '../store/store.js';
-import { toAgentRecord } from '../store/rows.js';
-import { deriveState } from './state.js';
+import type { Store } from './store.js';
+import { toAgentRecord } from './rows.js';
+import { deriveState } from '../core/state.js';
 
 export interface PurgeResult {
   agents: string[];
@@ -15,11 +15,9 @@ const BATCH = 20_000;
  * The agents `purgeAgents` would delete: offline, failed or deregistered (by their state as of `now`) and not seen —
  * no heartbeat, or never one since they started — for `olderThanMs`.
  */
-export function agentsToPurge(store: Store, now: number, olderThanMs: number): string[] {
+export async function agentsToPurge(store: Store, now: number, olderThanMs: number): Promise<string[]> {
   const cutoff = now - olderThanMs;
-  const rows = store.db
-    .prepare('SELECT * FROM agents WHERE COALESCE(last_heartbeat_at, started_at) < ? AND updated_at < ? ORDER BY name')
-    .all(cutoff, cutoff) as Record<string, unknown>[];
+  const rows = await store.sql.all('SELECT * FROM agents WHERE COALESCE(last_heartbeat_at, started_at) < ? AND updated_at < ? ORDER BY name', [cutoff, cutoff]);
   return rows
     .map(toAgentRecord)
     .filter((a) => a.deregisteredAt !== null || ['offline', 'failed'].includes(deriveState(a, now).state))
@@ -27,18 +25,16 @@ export function agentsToPurge(store: Store, now: number, olderThanMs: number): s
 }
 
 /** Deletes those agents with their events and commands, in one transaction that re-checks each under the write lock. */
-export function purgeAgents(store: Store, now: number, olderThanMs: number): PurgeResult {
-  return store.immediate(() => {
-    const names = agentsToPurge(store, now, olderThanMs);
+export function purgeAgents(store: Store, now: number, olderThanMs: number): Promise<PurgeResult> {
+  return store.tx(async (s) => {
+    const names = await agentsToPurge(s, now, olderThanMs);
     let events = 0;
     let commands = 0;
-    const countEvents = store.db.prepare('SELECT COUNT(*) FROM events WHERE agent_id = (SELECT id FROM agents WHERE name = ?)').pluck();
-    const countCommands = store.db.prepare('SELECT COUNT(*) FROM commands WHERE agent_id = (SELECT id FROM agents WHERE name = ?)').pluck();
-    const del = store.db.prepare('DELETE FROM agents WHERE name = ?');
+    const count = async (sql: string, name: string) => Number((await s.sql.get<{ n: number }>(sql, [name]))!.n);
     for (const name of names) {
-      events += countEvents.get(name) as number;
-      commands += countCommands.get(name) as number;
-      del.run(name); // events and commands go with it (ON DELETE CASCADE)
+      events += await count('SELECT COUNT(*) AS n FROM events WHERE agent_id = (SELECT id FROM agents WHERE name = ?)', name);
+      commands += await count('SELECT COUNT(*) AS n FROM commands WHERE agent_id = (SELECT id FROM agents WHERE name = ?)', name);
+      await s.sql.run('DELETE FROM agents WHERE name = ?', [name]); // events and commands go with it (ON DELETE CASCADE)
     }
     return { agents: names, events, commands };
   });
@@ -63,26 +59,26 @@ const PRUNABLE = {
 } as const;
 
 /** How much history is older than the cutoff and over. */
-export function countHistoryOlderThan(store: Store, now: number, olderThanMs: number): PruneResult {
-  const count = (table: keyof typeof PRUNABLE) => store.db.prepare(`SELECT COUNT(*) FROM (${PRUNABLE[table]})`).pluck().get({ cutoff: now - olderThanMs }) as number;
-  return { events: count('events'), alerts: count('alerts'), commands: count('commands') };
+export async function countHistoryOlderThan(store: Store, now: number, olderThanMs: number): Promise<PruneResult> {
+  const count = async (table: keyof typeof PRUNABLE) => Number((await store.sql.get<{ n: number }>(`SELECT COUNT(*) AS n FROM (${PRUNABLE[table]}) h`, { cutoff: now - olderThanMs }))!.n);
+  return { events: await count('events'), alerts: await count('alerts'), commands: await count('commands') };
 }
 
 /**
  * Deletes history older than `olderThanMs` that is over (see PRUNABLE), in batches of their own transactions so
  * that writers are never held up for long. `signal` stops between batches (for a compromised lock).
  */
-export function pruneHistory(store: Store, now: number, olderThanMs: number, signal?: AbortSignal): PruneResult {
+export async function pruneHistory(store: Store, now: number, olderThanMs: number, signal?: AbortSignal): Promise<PruneResult> {
   const cutoff = now - olderThanMs;
-  const prune = (table: keyof typeof PRUNABLE): number => {
-    const del = store.db.prepare(`DELETE FROM ${table} WHERE id IN (${PRUNABLE[table]} ORDER BY id LIMIT :limit)`);
+  const prune = async (table: keyof typeof PRUNABLE): Promise<number> => {
+    const del = `DELETE FROM ${table} WHERE id IN (${PRUNABLE[table]} ORDER BY id LIMIT :limit)`;
     let total = 0;
     for (;;) {
       if (signal?.aborted) throw signal.reason;
-      const n = store.immediate(() => del.run({ cutoff, limit: BATCH }).changes);
+      const n = await store.tx(async (s) => (await s.sql.run(del, { cutoff, limit: BATCH })).changes);
       total += n;
       if (n < BATCH) return total;
     }
   };
-  return { events: prune('events'), alerts: prune('alerts'), commands: prune('commands') };
+  return { events: await prune('events'), alerts: await prune('alerts'), commands: await prune('commands') };
 }
