@@ -64,6 +64,10 @@ for (const config of configs) {
         // An assignment keeps the Promise somewhere; a `x ?? (x = p)` or `a && f()` is judged by its operands.
         const assigned = ts.isBinaryExpression(e) && e.operatorToken.kind >= ts.SyntaxKind.FirstAssignment && e.operatorToken.kind <= ts.SyntaxKind.LastAssignment;
         if (!discarded && !assigned && promise(e)) report(node, 'a Promise neither awaited, returned nor void-ed');
+      } else if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && node.expression.name.text === 'forEach' && node.arguments[0]) {
+        // forEach drops what its callback returns: an async callback's work is awaited by nobody.
+        const fnType = checker.getTypeAtLocation(node.arguments[0]);
+        if (fnType.getCallSignatures().some((sig) => isThenable(checker, sig.getReturnType()))) report(node.arguments[0], 'an async callback to forEach (nobody awaits it): use for…of with await');
       } else if (ts.isIfStatement(node) || ts.isWhileStatement(node) || ts.isDoStatement(node)) condition(node.expression);
       else if (ts.isForStatement(node)) condition(node.condition);
       else if (ts.isConditionalExpression(node)) condition(node.condition);

@@ -8,7 +8,7 @@ import { agentRecord, cli, exited, FIXTURES, jsonLines, start, tempDb, waitFor, 
 
 const T0 = 1_800_000_000_000;
 
-const read = <T>(db: string, fn: (s: Store) => T): T => withStore(db, fn, 'existing');
+const read = async <T>(db: string, fn: (s: Store) => T): Promise<T> => await withStore(db, fn, 'existing');
 const agentRow = agentRecord;
 
 describe('HeartbeatAgent options', () => {
@@ -46,11 +46,11 @@ describe('HeartbeatAgent in process', () => {
       expect(row.pidStartTime).toBeGreaterThan(0);
       expect(agent.connectionHealth()).toEqual({ healthy: true, lastHeartbeatAck: T0, secondsSinceAck: 0, consecutiveFailures: 0 });
       now += 1000;
-      agent.setStatus('error', 'disk full');
+      await agent.setStatus('error', 'disk full');
       expect(agentRow(db, 'lib')).toMatchObject({ state: 'error', message: 'disk full', reportedStatus: 'error' });
       agent.progress(7);
       agent.setMeta({ jobs: 3 });
-      agent.setStatus('busy');
+      await agent.setStatus('busy');
       row = agentRow(db, 'lib')!;
       expect(row).toMatchObject({ state: 'active', availability: 'busy', progress: 7, metadata: { role: 'test', jobs: 3 }, message: null });
       expect(() => agent.setStatus('sleepy' as any)).toThrow(/invalid status/);
@@ -62,7 +62,7 @@ describe('HeartbeatAgent in process', () => {
       await agent.start();
       expect(agentRow(db, 'lib')).toMatchObject({ state: 'active', incarnation: 2 });
       await agent.stop();
-      const events = read(db, (s) => s.listEvents({ agent: 'lib' }).map((e) => `${e.fromState}>${e.toState}:${e.reason}`));
+      const events = await read(db, async (s) => (await s.listEvents({ agent: 'lib' })).map((e) => `${e.fromState}>${e.toState}:${e.reason}`));
       expect(events).toEqual([
         'null>initializing:registered',
         'initializing>active:first heartbeat',

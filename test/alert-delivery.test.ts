@@ -10,7 +10,7 @@ const metric = (db: string, name: string) => Number(cli(['metrics'], { db }).std
 
 /** Registers an agent that is offline (by its clock) 150 ms from now. */
 async function dying(db: string, name: string) {
-  beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
   await sleep(150);
 }
 
@@ -98,24 +98,24 @@ describe('alert delivery', () => {
     expect(taken(out)).toHaveLength(1);
   });
 
-  it('deregistering an agent that is down ends its down spell: no recovery notice when the name comes back', () => {
+  it('deregistering an agent that is down ends its down spell: no recovery notice when the name comes back', async () => {
     const T0 = 1_700_000_000_000;
-    const s = openStore({ path: tempDb() });
+    const s = await openStore({ path: tempDb() });
     try {
       const policy = { targets: ['webhook:http://127.0.0.1:1/x'], alertCooldownMs: 3_600_000 };
-      registerAgent(s, { name: 'gone', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
-      updateHeartbeat(s, { name: 'gone' }, T0);
-      checkHealth(s, T0, policy);
-      checkHealth(s, T0 + 10_000, policy);
-      expect(recentAlerts(s).map((a) => `${a.kind}:${a.state}`)).toEqual(['alert:offline']);
-      deregisterAgent(s, 'gone', T0 + 11_000);
-      checkHealth(s, T0 + 12_000, policy);
+      await registerAgent(s, { name: 'gone', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
+      await updateHeartbeat(s, { name: 'gone' }, T0);
+      await checkHealth(s, T0, policy);
+      await checkHealth(s, T0 + 10_000, policy);
+      expect((await recentAlerts(s)).map((a) => `${a.kind}:${a.state}`)).toEqual(['alert:offline']);
+      await deregisterAgent(s, 'gone', T0 + 11_000);
+      await checkHealth(s, T0 + 12_000, policy);
       // The same name beats again (a new agent under an old name): it was never down, so nothing recovers.
-      updateHeartbeat(s, { name: 'gone' }, T0 + 13_000);
-      checkHealth(s, T0 + 14_000, policy);
-      expect(recentAlerts(s).map((a) => `${a.kind}:${a.state}`)).toEqual(['alert:offline']);
+      await updateHeartbeat(s, { name: 'gone' }, T0 + 13_000);
+      await checkHealth(s, T0 + 14_000, policy);
+      expect((await recentAlerts(s)).map((a) => `${a.kind}:${a.state}`)).toEqual(['alert:offline']);
     } finally {
-      s.close();
+      await s.close();
     }
   });
 });

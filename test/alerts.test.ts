@@ -9,7 +9,7 @@ const SINK = join(ROOT, 'test', 'fixtures', 'alert-sink.mjs');
 
 /** Registers an agent that is offline (by its clock) 150 ms from now: contract and first beat in one write. */
 async function dying(db: string, name: string) {
-  beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
   await sleep(150);
 }
 
@@ -49,7 +49,7 @@ describe('alerts', () => {
     // A 5 s cooldown: the two passes that must fall inside it each start a CLI, which takes a while on a busy machine.
     const once = () => cliAsync(['monitor', '--once', '--alert-webhook', hook.url, '--alert-cooldown', '5s'], { db });
     await once();
-    beatOnce(db, 'paused', { intervalMs: 50, offlineAfterMs: 100 });
+    await beatOnce(db, 'paused', { intervalMs: 50, offlineAfterMs: 100 });
     cli(['set-status', 'paused', 'maintenance'], { db });
     await dying(db, 'down');
     await once();
@@ -134,7 +134,7 @@ describe('alerts', () => {
     const once = () => cliAsync(['monitor', '--once', '--alert-exec', cmd, '--alert-on', 'stale'], { db });
     await once();
     // Stale after 100 ms, offline after 6 s: the pass in between has 6 s to start, even on a busy machine.
-    beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 6000 });
+    await beatOnce(db, 'slow', { intervalMs: 100, staleMultiplier: 1, offlineAfterMs: 6000 });
     await sleep(150);
     await once();
     await sleep(6000);
@@ -160,26 +160,26 @@ describe('alerts', () => {
     expect(existsSync(db)).toBe(true);
   });
 
-  it('claims one agent’s alerts to a receiver in order, each once a round, and only the claim’s holder records its outcome', () => {
+  it('claims one agent’s alerts to a receiver in order, each once a round, and only the claim’s holder records its outcome', async () => {
     const db = tempDb();
-    withStore(db, (s) => {
-      const add = (name: string) => s.immediate(() => insertAlert(s, { agentId: null, agentName: name, kind: 'alert', state: 'offline', eventId: null, createdAt: 1000, payload: {} }, ['t']));
-      const [a1, b1, a2] = [add('a'), add('b'), add('a')];
+    await withStore(db, async (s) => {
+      const add = (name: string) => s.tx(async (s) => await insertAlert(s, { agentId: null, agentName: name, kind: 'alert', state: 'offline', eventId: null, createdAt: 1000, payload: {} }, ['t']));
+      const [a1, b1, a2] = [await add('a'), await add('b'), await add('a')];
       // a's second alert waits while its first is open: a receiver never gets a recovery before its alert.
-      const first = claimDeliveries(s, ['t'], 2000, 9000);
+      const first = await claimDeliveries(s, ['t'], 2000, 9000);
       expect(first.map((d) => d.alertId)).toEqual([a1, b1]);
-      expect(claimDeliveries(s, ['t'], 2000, 9000)).toEqual([]);
+      expect(await claimDeliveries(s, ['t'], 2000, 9000)).toEqual([]);
       // a1 failed: pending again, but skipped by the round that tried it; a2 still waits behind it.
-      finishDelivery(s, first[0]!, 'pending', 2100, 'HTTP 500');
-      expect(claimDeliveries(s, ['t'], 2200, 9000, 10, [a1])).toEqual([]);
+      await finishDelivery(s, first[0]!, 'pending', 2100, 'HTTP 500');
+      expect(await claimDeliveries(s, ['t'], 2200, 9000, 10, [a1])).toEqual([]);
       // An abandoned claim (its sender died) is taken over; the old holder can no longer record anything.
-      const again = claimDeliveries(s, ['t'], 9500, 20_000);
+      const again = await claimDeliveries(s, ['t'], 9500, 20_000);
       expect(again.map((d) => d.alertId)).toEqual([a1, b1]);
-      finishDelivery(s, first[1]!, 'sent', 9600, null);
+      await finishDelivery(s, first[1]!, 'sent', 9600, null);
       const status = (id: number) => (s.db.prepare('SELECT status FROM alert_deliveries WHERE alert_id = ?').get(id) as { status: string }).status;
       expect(status(b1)).toBe('sending');
-      finishDelivery(s, again[0]!, 'sent', 9700, null);
-      expect(claimDeliveries(s, ['t'], 9800, 20_000).map((d) => d.alertId)).toEqual([a2]);
+      await finishDelivery(s, again[0]!, 'sent', 9700, null);
+      expect((await claimDeliveries(s, ['t'], 9800, 20_000)).map((d) => d.alertId)).toEqual([a2]);
     });
   });
 });

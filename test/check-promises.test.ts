@@ -17,11 +17,12 @@ const PRELUDE = 'async function write(): Promise<boolean> { return true; }\nlet 
 
 describe('the Promise checker of the typecheck', () => {
   it('reports a Promise left floating as a statement, and one tested as a condition', () => {
-    const r = check(`${PRELUDE}export async function f() {\n  write();\n  if (write()) return 1;\n  return write() ? 2 : 3;\n}\n`);
+    const r = check(`${PRELUDE}export async function f() {\n  write();\n  if (write()) return 1;\n  [1].forEach(async () => { await write(); });\n  return write() ? 2 : 3;\n}\n`);
     expect(r.status).toBe(1);
+    expect(r.out).toContain('code.ts:6:15: an async callback to forEach');
     expect(r.out).toContain('code.ts:4:3: a Promise neither awaited, returned nor void-ed: write();');
     expect(r.out).toContain('code.ts:5:7: a Promise tested as a condition');
-    expect(r.out).toContain('code.ts:6:10: a Promise tested as a condition');
+    expect(r.out).toContain('code.ts:7:10: a Promise tested as a condition');
   });
 
   it('accepts a Promise awaited, returned, void-ed or kept, and a test of whether there is one', () => {

@@ -18,7 +18,7 @@ function age(db: string, name: string, ms: number): void {
 
 /** Registers an agent that is offline (by its clock) 150 ms from now. */
 async function dying(db: string, name: string) {
-  beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await beatOnce(db, name, { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
   await sleep(150);
 }
 
@@ -92,32 +92,32 @@ describe('agentctl cleanup', () => {
     const sink = `'${process.execPath}' '${fixture('alert-sink.mjs')}' '${join(tempDir(), 'sink.ndjson')}' 3`;
     const pass = (...targets: string[]) => cliAsync(['monitor', '--once', '--alert-retries', '0', ...targets], { db });
     const both = ['--alert-webhook', hook.url, '--alert-exec', sink];
-    const alertOf = (name: string) => withStore(db, (s) => s.db.prepare('SELECT id FROM alerts WHERE agent_name = ?').pluck().get(name) as number);
+    const alertOf = async (name: string) => await withStore(db, (s) => s.db.prepare('SELECT id FROM alerts WHERE agent_name = ?').pluck().get(name) as number);
     /** Dates an agent's alert `ms` into the past, as if it had been raised that long ago. */
-    const ageAlert = (name: string, ms: number) => withStore(db, (s) => s.db.prepare('UPDATE alerts SET created_at = created_at - ? WHERE agent_name = ?').run(ms, name));
+    const ageAlert = async (name: string, ms: number) => await withStore(db, (s) => s.db.prepare('UPDATE alerts SET created_at = created_at - ? WHERE agent_name = ?').run(ms, name));
     await pass();
     await dying(db, 'gave-up');
     await dying(db, 'unreached');
     await pass(...both); // the webhook takes both alerts; the exec receiver takes neither
     // A day and more later, the exec receiver is given up on for the first; the second is still worth retrying.
-    ageAlert('gave-up', 25 * HOUR);
-    ageAlert('unreached', 2 * HOUR);
+    await ageAlert('gave-up', 25 * HOUR);
+    await ageAlert('unreached', 2 * HOUR);
     await pass(...both);
     await dying(db, 'no-receivers');
     await pass(); // recorded with no receivers configured: settled
-    ageAlert('no-receivers', 2 * HOUR);
+    await ageAlert('no-receivers', 2 * HOUR);
     await dying(db, 'lately');
     await pass('--alert-webhook', hook.url);
     expect(hook.bodies.map((b) => b.agent.name).sort()).toEqual(['gave-up', 'lately', 'unreached']);
-    const deliveries = () => withStore(db, (s) => s.db.prepare('SELECT agent_name AS agent, target, status FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY agent_name, target').all());
-    expect(deliveries()).toEqual([
+    const deliveries = async () => await withStore(db, (s) => s.db.prepare('SELECT agent_name AS agent, target, status FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY agent_name, target').all());
+    expect(await deliveries()).toEqual([
       { agent: 'gave-up', target: `exec:${sink}`, status: 'failed' },
       { agent: 'gave-up', target: `webhook:${hook.url}`, status: 'sent' },
       { agent: 'lately', target: `webhook:${hook.url}`, status: 'sent' },
       { agent: 'unreached', target: `exec:${sink}`, status: 'pending' },
       { agent: 'unreached', target: `webhook:${hook.url}`, status: 'sent' },
     ]);
-    const [unreached, lately] = [alertOf('unreached'), alertOf('lately')];
+    const [unreached, lately] = [await alertOf('unreached'), await alertOf('lately')];
 
     const dry = cliJson(['cleanup', '--events-older-than', '1h', '--dry-run'], { db });
     expect(dry).toMatchObject({ dryRun: true, prunedEvents: 0, prunedAlerts: 2, prunedCommands: 2 });
@@ -128,7 +128,7 @@ describe('agentctl cleanup', () => {
     expect(left.prepare('SELECT payload FROM commands ORDER BY id').pluck().all()).toEqual(['queued long ago', 'claimed long ago', 'done lately']);
     expect(left.prepare('SELECT id FROM alerts ORDER BY id').pluck().all()).toEqual([unreached, lately]);
     left.close();
-    expect(deliveries()).toEqual([
+    expect(await deliveries()).toEqual([
       { agent: 'lately', target: `webhook:${hook.url}`, status: 'sent' },
       { agent: 'unreached', target: `exec:${sink}`, status: 'pending' },
       { agent: 'unreached', target: `webhook:${hook.url}`, status: 'sent' },

@@ -10,102 +10,102 @@ import { cli, cliJson, exited, FIXTURES, jsonLines, start, tempDb, waitFor } fro
 
 const T0 = 1_800_000_000_000;
 
-function fresh() {
-  const store = openStore({ path: tempDb() });
-  registerAgent(store, { name: 'w', pid: process.pid }, T0);
-  updateHeartbeat(store, { name: 'w' }, T0);
+async function fresh() {
+  const store = await openStore({ path: tempDb() });
+  await registerAgent(store, { name: 'w', pid: process.pid }, T0);
+  await updateHeartbeat(store, { name: 'w' }, T0);
   return store;
 }
 
 describe('the command protocol', () => {
-  it('claims with a fencing token and accepts only the completion that carries it', () => {
-    const store = fresh();
-    const sent = sendCommand(store, 'w', 'ping', T0);
+  it('claims with a fencing token and accepts only the completion that carries it', async () => {
+    const store = await fresh();
+    const sent = await sendCommand(store, 'w', 'ping', T0);
     expect(sent).toMatchObject({ state: 'queued', agentName: 'w', payload: 'ping', deadlineAt: null });
-    expect(claimCommand(store, 'w', 99, 'tok-x', T0)).toBeUndefined(); // not the current incarnation
-    const claimed = claimCommand(store, 'w', 1, 'tok-a', T0 + 1)!;
+    expect(await claimCommand(store, 'w', 99, 'tok-x', T0)).toBeUndefined(); // not the current incarnation
+    const claimed = await claimCommand(store, 'w', 1, 'tok-a', T0 + 1)!;
     expect(claimed).toMatchObject({ id: sent.id, payload: 'ping' });
-    expect(claimCommand(store, 'w', 1, 'tok-b', T0 + 2)).toBeUndefined(); // nothing else queued
-    expect(getCommand(store, sent.id)).toMatchObject({ state: 'executing', claimToken: 'tok-a', claimedByIncarnation: 1, claimedAt: T0 + 1 });
-    expect(finishCommand(store, { id: sent.id, token: 'tok-b', state: 'completed', result: 'forged' }, T0 + 3)).toBe(false);
-    expect(finishCommand(store, { id: sent.id, token: 'tok-a', state: 'completed', result: 'pong' }, T0 + 3)).toBe(true);
-    expect(finishCommand(store, { id: sent.id, token: 'tok-a', state: 'failed', error: 'again' }, T0 + 4)).toBe(false);
-    expect(getCommand(store, sent.id)).toMatchObject({ state: 'completed', result: 'pong', finishedAt: T0 + 3 });
-    store.close();
+    expect(await claimCommand(store, 'w', 1, 'tok-b', T0 + 2)).toBeUndefined(); // nothing else queued
+    expect(await getCommand(store, sent.id)).toMatchObject({ state: 'executing', claimToken: 'tok-a', claimedByIncarnation: 1, claimedAt: T0 + 1 });
+    expect(await finishCommand(store, { id: sent.id, token: 'tok-b', state: 'completed', result: 'forged' }, T0 + 3)).toBe(false);
+    expect(await finishCommand(store, { id: sent.id, token: 'tok-a', state: 'completed', result: 'pong' }, T0 + 3)).toBe(true);
+    expect(await finishCommand(store, { id: sent.id, token: 'tok-a', state: 'failed', error: 'again' }, T0 + 4)).toBe(false);
+    expect(await getCommand(store, sent.id)).toMatchObject({ state: 'completed', result: 'pong', finishedAt: T0 + 3 });
+    await store.close();
   });
 
-  it('cancels executing commands when the agent goes offline, and rejects the presumed-dead process\'s completion', () => {
-    const store = fresh();
-    const c = sendCommand(store, 'w', 'long job', T0);
-    claimCommand(store, 'w', 1, 'tok-old', T0);
+  it('cancels executing commands when the agent goes offline, and rejects the presumed-dead process\'s completion', async () => {
+    const store = await fresh();
+    const c = await sendCommand(store, 'w', 'long job', T0);
+    await claimCommand(store, 'w', 1, 'tok-old', T0);
     // What the health loop does when it convicts the agent (a dead pid, or silence past the offline threshold).
-    updateAgentState(store, 'w', 'offline', T0 + 10, { reason: 'pid 1234 is dead' });
-    expect(getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent offline: pid 1234 is dead', finishedAt: T0 + 10 });
-    expect(finishCommand(store, { id: c.id, token: 'tok-old', state: 'completed', result: 'late' }, T0 + 20)).toBe(false);
-    expect(getCommand(store, c.id)!.result).toBeNull();
-    expect(() => sendCommand(store, 'w', 'more', T0 + 30)).toThrow(AgentUnavailableError);
-    expect(sendCommand(store, 'w', 'more', T0 + 30, { queue: true }).state).toBe('queued');
-    store.close();
+    await updateAgentState(store, 'w', 'offline', T0 + 10, { reason: 'pid 1234 is dead' });
+    expect(await getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent offline: pid 1234 is dead', finishedAt: T0 + 10 });
+    expect(await finishCommand(store, { id: c.id, token: 'tok-old', state: 'completed', result: 'late' }, T0 + 20)).toBe(false);
+    expect((await getCommand(store, c.id))!.result).toBeNull();
+    await expect((async () => await sendCommand(store, 'w', 'more', T0 + 30))()).rejects.toThrow(AgentUnavailableError);
+    expect((await sendCommand(store, 'w', 'more', T0 + 30, { queue: true })).state).toBe('queued');
+    await store.close();
   });
 
-  it('a new incarnation cancels what an earlier one was executing; the old token is refused', () => {
-    const store = fresh();
-    const c = sendCommand(store, 'w', 'job', T0);
-    claimCommand(store, 'w', 1, 'tok-1', T0);
+  it('a new incarnation cancels what an earlier one was executing; the old token is refused', async () => {
+    const store = await fresh();
+    const c = await sendCommand(store, 'w', 'job', T0);
+    await claimCommand(store, 'w', 1, 'tok-1', T0);
     // A new process registers under the name (the old one was presumed dead and replaced).
     store.db.prepare("UPDATE agents SET pid_start_time = pid_start_time + 1 WHERE name = 'w'").run();
-    registerAgent(store, { name: 'w', pid: process.pid }, T0 + 5);
-    expect(store.getAgent('w')!.incarnation).toBe(2);
-    expect(getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent restarted: claimed by incarnation 1, now 2' });
-    const again = sendCommand(store, 'w', 'job', T0 + 6);
-    expect(claimCommand(store, 'w', 1, 'tok-1b', T0 + 6)).toBeUndefined();
-    claimCommand(store, 'w', 2, 'tok-2', T0 + 7);
-    expect(finishCommand(store, { id: again.id, token: 'tok-1', state: 'completed' }, T0 + 8)).toBe(false);
-    expect(finishCommand(store, { id: again.id, token: 'tok-2', state: 'completed' }, T0 + 8)).toBe(true);
-    store.close();
+    await registerAgent(store, { name: 'w', pid: process.pid }, T0 + 5);
+    expect((await store.getAgent('w'))!.incarnation).toBe(2);
+    expect(await getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent restarted: claimed by incarnation 1, now 2' });
+    const again = await sendCommand(store, 'w', 'job', T0 + 6);
+    expect(await claimCommand(store, 'w', 1, 'tok-1b', T0 + 6)).toBeUndefined();
+    await claimCommand(store, 'w', 2, 'tok-2', T0 + 7);
+    expect(await finishCommand(store, { id: again.id, token: 'tok-1', state: 'completed' }, T0 + 8)).toBe(false);
+    expect(await finishCommand(store, { id: again.id, token: 'tok-2', state: 'completed' }, T0 + 8)).toBe(true);
+    await store.close();
   });
 
-  it('settles commands past their deadline: queued ones cancelled, executing ones failed', () => {
-    const store = fresh();
-    const q = sendCommand(store, 'w', 'a', T0, { timeoutMs: 100 });
-    const e = sendCommand(store, 'w', 'b', T0, { timeoutMs: 1000 });
-    claimCommand(store, 'w', 1, 'tok', T0); // claims the oldest: q
-    expect(claimCommand(store, 'w', 1, 'tok2', T0 + 1)).toMatchObject({ id: e.id });
-    expect(expireCommands(store, 'w', T0 + 100)).toBe(1);
-    expect(getCommand(store, q.id)).toMatchObject({ state: 'failed', error: 'deadline passed while executing' });
-    const late = sendCommand(store, 'w', 'c', T0 + 200, { timeoutMs: 50 });
-    expect(expireCommands(store, null, T0 + 250)).toBe(1);
-    expect(getCommand(store, late.id)).toMatchObject({ state: 'cancelled', error: 'deadline passed before the agent claimed it' });
-    expect(claimCommand(store, 'w', 1, 'tok3', T0 + 300)).toBeUndefined();
-    expect(cancelCommand(store, e.id, T0 + 300)).toMatchObject({ cancelled: true, command: { state: 'cancelled', error: 'cancelled by operator' } });
-    expect(cancelCommand(store, e.id, T0 + 301).cancelled).toBe(false);
-    store.close();
+  it('settles commands past their deadline: queued ones cancelled, executing ones failed', async () => {
+    const store = await fresh();
+    const q = await sendCommand(store, 'w', 'a', T0, { timeoutMs: 100 });
+    const e = await sendCommand(store, 'w', 'b', T0, { timeoutMs: 1000 });
+    await claimCommand(store, 'w', 1, 'tok', T0); // claims the oldest: q
+    expect(await claimCommand(store, 'w', 1, 'tok2', T0 + 1)).toMatchObject({ id: e.id });
+    expect(await expireCommands(store, 'w', T0 + 100)).toBe(1);
+    expect(await getCommand(store, q.id)).toMatchObject({ state: 'failed', error: 'deadline passed while executing' });
+    const late = await sendCommand(store, 'w', 'c', T0 + 200, { timeoutMs: 50 });
+    expect(await expireCommands(store, null, T0 + 250)).toBe(1);
+    expect(await getCommand(store, late.id)).toMatchObject({ state: 'cancelled', error: 'deadline passed before the agent claimed it' });
+    expect(await claimCommand(store, 'w', 1, 'tok3', T0 + 300)).toBeUndefined();
+    expect(await cancelCommand(store, e.id, T0 + 300)).toMatchObject({ cancelled: true, command: { state: 'cancelled', error: 'cancelled by operator' } });
+    expect((await cancelCommand(store, e.id, T0 + 301)).cancelled).toBe(false);
+    await store.close();
   });
 
-  it('a poll with nothing to do takes no write lock, so it never waits behind a writer', () => {
+  it('a poll with nothing to do takes no write lock, so it never waits behind a writer', async () => {
     const path = tempDb();
-    const setup = openStore({ path });
-    registerAgent(setup, { name: 'w' }, T0);
-    setup.close();
-    const poller = openStore({ path, busyTimeoutMs: 20, retryAttempts: 1 });
+    const setup = await openStore({ path });
+    await registerAgent(setup, { name: 'w' }, T0);
+    await setup.close();
+    const poller = await openStore({ path, busyTimeoutMs: 20, retryAttempts: 1 });
     const writer = new Database(path);
     writer.exec('BEGIN IMMEDIATE'); // another process holds the write lock
     try {
-      expect(expireCommands(poller, 'w', T0)).toBe(0);
-      expect(expireCommands(poller, null, T0)).toBe(0);
-      expect(claimCommand(poller, 'w', 1, 'tok', T0)).toBeUndefined();
+      expect(await expireCommands(poller, 'w', T0)).toBe(0);
+      expect(await expireCommands(poller, null, T0)).toBe(0);
+      expect(await claimCommand(poller, 'w', 1, 'tok', T0)).toBeUndefined();
       // With work to do it does write, and so meets the lock.
       writer.exec('ROLLBACK');
-      sendCommand(poller, 'w', 'job', T0, { timeoutMs: 10 });
+      await sendCommand(poller, 'w', 'job', T0, { timeoutMs: 10 });
       writer.exec('BEGIN IMMEDIATE');
-      expect(() => claimCommand(poller, 'w', 1, 'tok', T0)).toThrow(DatabaseBusyError);
-      expect(() => expireCommands(poller, 'w', T0 + 10)).toThrow(DatabaseBusyError);
+      await expect((async () => await claimCommand(poller, 'w', 1, 'tok', T0))()).rejects.toThrow(DatabaseBusyError);
+      await expect((async () => await expireCommands(poller, 'w', T0 + 10))()).rejects.toThrow(DatabaseBusyError);
     } finally {
       writer.exec('ROLLBACK');
       writer.close();
     }
-    expect(claimCommand(poller, 'w', 1, 'tok', T0)).toMatchObject({ payload: 'job' });
-    poller.close();
+    expect(await claimCommand(poller, 'w', 1, 'tok', T0)).toMatchObject({ payload: 'job' });
+    await poller.close();
   });
 });
 

@@ -13,7 +13,7 @@ async function runAll(children: ReturnType<typeof start>[]) {
 describe('many writers at once', () => {
   it('8 processes × 500 heartbeats: exactly 4,000 counted, no errors', async () => {
     const db = tempDb();
-    openStore({ path: db }).close();
+    await (await openStore({ path: db })).close();
     const startAt = Date.now() + 1500;
     const kids = Array.from({ length: 8 }, (_, i) => start(process.execPath, [fixture('beat-many.mjs'), db, `w${i % 4}`, '500', String(startAt)]));
     const results = await runAll(kids);

@@ -78,12 +78,12 @@ describe('db-check --fix and the journal', () => {
       db,
     ]);
     await waitFor(() => reader.output().includes('reading'), 'the reader to hold its snapshot');
-    const s = openStore({ path: db });
+    const s = await openStore({ path: db });
     try {
       // About 20 MB of WAL: more than 4× the auto-checkpoint size.
-      for (let i = 0; i < 5000; i++) s.heartbeat({ name: `w-${i % 50}`, message: 'x'.repeat(1000) }, Date.now());
+      for (let i = 0; i < 5000; i++) await s.heartbeat({ name: `w-${i % 50}`, message: 'x'.repeat(1000) }, Date.now());
     } finally {
-      s.close();
+      await s.close();
     }
     const check = cli(['db-check'], { db });
     expect(lineOf(check.stdout, 'wal')).toMatch(/FAIL.*checkpoints are not keeping up/);

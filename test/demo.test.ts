@@ -60,17 +60,17 @@ function inOrder(states: string[], wanted: string[]): boolean {
 const ALL_RUNNING = /^all running: 3 agents beating and the health loop passing/;
 
 /** After the demo: every agent it ran is offline and none of their worker processes is alive. */
-function expectAllStopped(db: string): void {
-  const store = openStore({ path: db, mode: 'existing' });
+async function expectAllStopped(db: string): Promise<void> {
+  const store = await openStore({ path: db, mode: 'existing' });
   try {
     for (const name of ['demo-1', 'demo-2', 'demo-3']) {
-      const a = store.getAgent(name)!;
+      const a = (await store.getAgent(name))!;
       expect(a.state, name).toBe('offline');
       expect(a.supervisorPid, name).toBeNull();
       expect(isSameProcess({ pid: a.pid!, startTime: a.pidStartTime }), name).toBe(false);
     }
   } finally {
-    store.close();
+    await store.close();
   }
   expect(processesMentioning(db)).toEqual([]);
 }
@@ -112,7 +112,7 @@ describe('agentctl demo', () => {
     expect(history.stdout).toMatch(/demo-2 +active → offline +killed by SIGKILL/);
     // An explicit --db is the user's: kept, and named in the goodbye.
     expect(out.trim().split('\n').at(-1)).toBe(`agentctl demo: every agent and the health loop stopped; the database is at ${db} (see what happened: agentctl --db ${db} history)`);
-    expectAllStopped(db);
+    await expectAllStopped(db);
   });
 
   it('SIGINT stops every process it started and exits 0', async () => {
@@ -123,7 +123,7 @@ describe('agentctl demo', () => {
     const { code } = await exited(demo);
     expect(code, demo.errors()).toBe(0);
     expect(demo.errors()).toContain('stopping the demo agents and the health loop');
-    expectAllStopped(db);
+    await expectAllStopped(db);
   });
 
   it.skipIf(!hasScript)('on a terminal, redraws the screen; no frame says all running before all three are active', async () => {
@@ -145,7 +145,7 @@ describe('agentctl demo', () => {
       for (const name of ['demo-1', 'demo-2', 'demo-3']) expect(f, name).toMatch(new RegExp(`^${name} {2,}active`, 'm'));
       expect(f).toMatch(/is killed next \(in \d+s\)/);
     }
-    expectAllStopped(db);
+    await expectAllStopped(db);
   });
 
   it('without --db uses a temporary database and removes it afterwards, unless --keep', async () => {
@@ -182,14 +182,14 @@ describe('the demo story', () => {
   const beating = (name: string, extra: Partial<AgentView> = {}) =>
     ({ name, state: 'active', startedAt: startedAt + 10, lastHeartbeatAt: startedAt + 20, pid: 4242, pidStartTime: 7, incarnation: 1, stateReason: null, ...extra }) as AgentView;
 
-  it('says all running only when every agent beat since the start and the health loop passed since the start', () => {
+  it('says all running only when every agent beat since the start and the health loop passed since the start', async () => {
     const now = startedAt + 1000;
     const cases: [AgentView[], number | null][] = [
-      [[beating('demo-2')], now], // one of three listed
-      [[beating('demo-1'), beating('demo-2'), beating('demo-3', { state: 'initializing', lastHeartbeatAt: null })], now],
-      [[beating('demo-1'), beating('demo-2'), beating('demo-3')], null], // no pass yet
-      [[beating('demo-1'), beating('demo-2'), beating('demo-3')], startedAt - 1], // a pass from before the demo (a reused --db)
-      [[beating('demo-1', { startedAt: startedAt - 60_000 }), beating('demo-2'), beating('demo-3')], now], // an old incarnation
+      [[await beating('demo-2')], now], // one of three listed
+      [[await beating('demo-1'), await beating('demo-2'), await beating('demo-3', { state: 'initializing', lastHeartbeatAt: null })], now],
+      [[await beating('demo-1'), await beating('demo-2'), await beating('demo-3')], null], // no pass yet
+      [[await beating('demo-1'), await beating('demo-2'), await beating('demo-3')], startedAt - 1], // a pass from before the demo (a reused --db)
+      [[await beating('demo-1', { startedAt: startedAt - 60_000 }), await beating('demo-2'), await beating('demo-3')], now], // an old incarnation
     ];
     for (const [agents, lastPassAt] of cases) {
       const step = new DemoStory(opts).tick({ agents, lastPassAt }, now);
@@ -197,18 +197,18 @@ describe('the demo story', () => {
       expect(step.kill).toBeUndefined();
     }
     const story = new DemoStory(opts);
-    const all = [beating('demo-1'), beating('demo-2'), beating('demo-3')];
+    const all = [await beating('demo-1'), await beating('demo-2'), await beating('demo-3')];
     expect(story.tick({ agents: all, lastPassAt: now }, now)).toMatchObject({ line: expect.stringMatching(/^all running/), countdown: ' (in 4s)' });
     expect(story.tick({ agents: all, lastPassAt: now }, opts.killAt).kill).toEqual({ pid: 4242, startTime: 7 });
   });
 
-  it('announces all running once before a kill that is already due, and its hint names the database', () => {
+  it('announces all running once before a kill that is already due, and its hint names the database', async () => {
     const story = new DemoStory(opts);
-    const all = [beating('demo-1'), beating('demo-2'), beating('demo-3')];
+    const all = [await beating('demo-1'), await beating('demo-2'), await beating('demo-3')];
     const late = opts.killAt + 10_000;
     expect(story.tick({ agents: all, lastPassAt: late }, late).kill).toBeUndefined();
     expect(story.tick({ agents: all, lastPassAt: late }, late).kill).toBeDefined();
-    const down = story.tick({ agents: [...all.slice(0, 1), beating('demo-2', { state: 'offline', stateReason: 'killed by SIGKILL' })], lastPassAt: late }, late);
+    const down = story.tick({ agents: [...all.slice(0, 1), await beating('demo-2', { state: 'offline', stateReason: 'killed by SIGKILL' })], lastPassAt: late }, late);
     expect(down.line).toContain('its history: agentctl --db /srv/demo.db history demo-2 while the demo runs (--keep keeps the database afterwards)');
   });
 });

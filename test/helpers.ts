@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 import Database from 'better-sqlite3';
 import { type Store, openStore } from '../src/store/store.js';
+import { toAgentRecord } from '../src/store/rows.js';
 import { APPLICATION_ID, MIGRATIONS, migrationSql } from '../src/store/sqlite/migrations.js';
 import type { AgentRecord } from '../src/store/rows.js';
 import { procStat } from '../src/core/host.js';
@@ -227,18 +228,29 @@ export const fixture = (name: string): string => join(FIXTURES, name);
 export { setTimeout as sleep } from 'node:timers/promises';
 
 /** Runs `fn` on a store opened on `db`, then closes it. */
-export function withStore<T>(db: string, fn: (s: Store) => T, mode: 'create' | 'existing' = 'create'): T {
-  const s = openStore({ path: db, mode });
+export async function withStore<T>(db: string, fn: (s: Store) => T | Promise<T>, mode: 'create' | 'existing' = 'create'): Promise<T> {
+  const s = await openStore({ path: db, mode });
   try {
-    return fn(s);
+    return await fn(s);
   } finally {
-    s.close();
+    await s.close();
   }
 }
 
-/** The agent's stored record; undefined if there is none, or no database yet (nothing is created). */
+/**
+ * The agent's stored record; undefined if there is none, or no database yet (nothing is created). Read straight from
+ * the file (synchronously, so that a test can look at any moment), as the store maps a row.
+ */
 export function agentRecord(db: string, name: string): AgentRecord | undefined {
-  return existsSync(db) ? withStore(db, (s) => s.getAgent(name), 'existing') : undefined;
+  if (!existsSync(db)) return undefined;
+  const conn = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    conn.pragma('busy_timeout = 5000');
+    const row = conn.prepare('SELECT * FROM agents WHERE name = ?').get(name) as Record<string, unknown> | undefined;
+    return row ? toAgentRecord(row) : undefined;
+  } finally {
+    conn.close();
+  }
 }
 
 /** The agent's history as `agentctl history --json` gives it (oldest first, up to 1,000 events). */

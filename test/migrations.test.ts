@@ -28,7 +28,7 @@ function mainProgram(db: Database.Database, sql: string, params: Record<string, 
 }
 
 describe('migrations', () => {
-  it('upgrades a version 3 database in place: every row, event and command kept; deadlines count from a restart', () => {
+  it('upgrades a version 3 database in place: every row, event and command kept; deadlines count from a restart', async () => {
     const path = tempDb();
     const old = databaseAtVersion(path, 3);
     // One agent in each kind of deadline: beating, never beat, stale by the clock, gone offline, in maintenance,
@@ -61,7 +61,7 @@ describe('migrations', () => {
     ]);
     old.close();
 
-    const s = openStore({ path });
+    const s = await openStore({ path });
     expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(snapshot(s.db)).toEqual(before);
     // The same deadlines, except the restarted agent's, which now counts from its restart.
@@ -79,16 +79,16 @@ describe('migrations', () => {
     const plan = s.db.prepare('EXPLAIN QUERY PLAN SELECT * FROM agents WHERE check_at <= ?').all(T0) as { detail: string }[];
     expect(plan.map((p) => p.detail).join('\n')).toMatch(/USING INDEX agents_check/);
     // And the deadline keeps following the agent: a heartbeat moves it, going offline clears it.
-    s.heartbeat({ name: 'beating' }, T0 + 20_000);
+    await s.heartbeat({ name: 'beating' }, T0 + 20_000);
     expect(s.db.prepare("SELECT check_at FROM agents WHERE name = 'beating'").pluck().get()).toBe(T0 + 20_000 + 90_000);
     s.db.prepare(GOODBYE_SQL).run({ name: 'beating', now: T0 + 21_000, message: null });
     expect(s.db.prepare("SELECT check_at FROM agents WHERE name = 'beating'").pluck().get()).toBeNull();
-    s.close();
+    await s.close();
   });
 
-  it('the deadline a heartbeat rewrites builds no temporary b-tree (an IN list of three or more constants would)', () => {
-    const s = openStore({ path: tempDb() });
-    s.heartbeat({ name: 'a' }, T0);
+  it('the deadline a heartbeat rewrites builds no temporary b-tree (an IN list of three or more constants would)', async () => {
+    const s = await openStore({ path: tempDb() });
+    await s.heartbeat({ name: 'a' }, T0);
     const deadline = mainProgram(s.db, 'SELECT check_at FROM agents');
     expect(deadline.length).toBeGreaterThan(3);
     expect(deadline.filter((op) => op.opcode === 'OpenEphemeral')).toEqual([]);
@@ -99,10 +99,10 @@ describe('migrations', () => {
     expect(heartbeat.some((op) => op.opcode === 'IdxInsert')).toBe(true);
     // 0005 rebuilt the table with that CHECK as an OR chain: no temporary b-tree at all now.
     expect(heartbeat.filter((op) => op.opcode === 'OpenEphemeral')).toEqual([]);
-    s.close();
+    await s.close();
   });
 
-  it('upgrades a version 4 database in place: every row, event, command and monitor row kept; what breaks the rules repaired', () => {
+  it('upgrades a version 4 database in place: every row, event, command and monitor row kept; what breaks the rules repaired', async () => {
     const path = tempDb();
     const old = databaseAtVersion(path, 4);
     for (const name of ['beating', 'silent', 'gone', 'seconds', 'half', 'odd']) register(old, name, T0);
@@ -132,7 +132,7 @@ describe('migrations', () => {
     };
     old.close();
 
-    const s = openStore({ path });
+    const s = await openStore({ path });
     expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(counts(s.db)).toEqual(before.counts);
     expect(rows(s.db, good)).toEqual(before.good);
@@ -153,24 +153,24 @@ describe('migrations', () => {
     // The foreign keys still cascade, the triggers still fire, the loop still reads what is due through its index.
     const plan = s.db.prepare('EXPLAIN QUERY PLAN SELECT * FROM agents WHERE check_at <= ?').all(T0) as { detail: string }[];
     expect(plan.map((p) => p.detail).join('\n')).toMatch(/USING INDEX agents_check/);
-    s.heartbeat({ name: 'silent' }, T0 + 20_000);
+    await s.heartbeat({ name: 'silent' }, T0 + 20_000);
     expect(s.db.prepare("SELECT reason FROM events WHERE agent_name = 'silent' ORDER BY id DESC LIMIT 1").pluck().get()).toBe('first heartbeat');
     s.db.prepare("DELETE FROM agents WHERE name = 'gone'").run();
     expect(counts(s.db)).toMatchObject({ alert_cooldowns: 0, events: (before.counts.events as number) + 1 - 3 });
     expect(s.db.prepare("SELECT agent_id FROM alerts").pluck().get()).toBeNull();
-    s.close();
+    await s.close();
   });
 });
 
 describe('the database refuses what breaks it, for every writer (plain SQL, as a foreign writer runs it)', () => {
-  const fresh = () => {
-    const s = openStore({ path: tempDb() });
+  const fresh = async () => {
+    const s = await openStore({ path: tempDb() });
     register(s.db, 'a', T0);
     return s;
   };
 
-  it('times that are not milliseconds since the epoch', () => {
-    const s = fresh();
+  it('times that are not milliseconds since the epoch', async () => {
+    const s = await fresh();
     const hb = (now: unknown) => s.db.prepare(HEARTBEAT_SQL).run({ name: 'a', now, status: null, message: null, metadata: null, progress: null });
     expect(() => hb(Math.floor(T0 / 1000))).toThrow(/CHECK constraint failed/); // seconds
     expect(() => hb(T0 + 0.5)).toThrow(/CHECK constraint failed/); // a fraction of a millisecond
@@ -181,42 +181,42 @@ describe('the database refuses what breaks it, for every writer (plain SQL, as a
     expect(() => s.db.prepare(SEND_SQL).run({ name: 'a', payload: 'p', now: T0, deadline_at: 60 })).toThrow(/CHECK constraint failed/);
     hb(T0 + 1_000);
     hb(String(T0 + 2_000)); // text that is an integer is stored as one (the column's affinity)
-    expect(s.getAgent('a')!.lastHeartbeatAt).toBe(T0 + 2_000);
-    s.close();
+    expect((await s.getAgent('a'))!.lastHeartbeatAt).toBe(T0 + 2_000);
+    await s.close();
   });
 
-  it('non-integer progress and intervals', () => {
-    const s = fresh();
+  it('non-integer progress and intervals', async () => {
+    const s = await fresh();
     const hb = (progress: unknown) => s.db.prepare(HEARTBEAT_SQL).run({ name: 'a', now: T0 + 1, status: null, message: null, metadata: null, progress });
     expect(() => hb('abc')).toThrow(/CHECK constraint failed/);
     expect(() => hb(1.5)).toThrow(/CHECK constraint failed/);
     hb(2);
     expect(() => register(s.db, 'a', T0 + 2, { interval_ms: 1500.5 })).toThrow(/CHECK constraint failed/);
     expect(() => register(s.db, 'a', T0 + 2, { offline_after_ms: '5m' })).toThrow(/CHECK constraint failed/);
-    expect(s.getAgent('a')).toMatchObject({ progress: 2, intervalMs: 30_000 });
-    s.close();
+    expect(await s.getAgent('a')).toMatchObject({ progress: 2, intervalMs: 30_000 });
+    await s.close();
   });
 
-  it('half a process identity: a pid needs its start time, host and boot id', () => {
-    const s = fresh();
+  it('half a process identity: a pid needs its start time, host and boot id', async () => {
+    const s = await fresh();
     const identity = { pid: 4242, pid_start_time: 123, host: 'h1', boot_id: 'b1' };
     for (const missing of ['pid_start_time', 'host', 'boot_id']) {
       expect(() => register(s.db, `n-${missing}`, T0, { ...identity, [missing]: null })).toThrow(/CHECK constraint failed/);
     }
     register(s.db, 'whole', T0, identity);
     register(s.db, 'none', T0);
-    expect(s.getAgent('whole')).toMatchObject({ pid: 4242, host: 'h1' });
-    s.close();
+    expect(await s.getAgent('whole')).toMatchObject({ pid: 4242, host: 'h1' });
+    await s.close();
   });
 
-  it('a new incarnation always writes one event, also while the agent is still initializing (a crash loop before the first beat)', () => {
-    const s = fresh();
+  it('a new incarnation always writes one event, also while the agent is still initializing (a crash loop before the first beat)', async () => {
+    const s = await fresh();
     const start = (now: number) => s.db.prepare(START_SQL).run({ name: 'a', restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now });
     start(T0 + 1_000);
     start(T0 + 2_000);
     register(s.db, 'a', T0 + 3_000, { pid: 777, pid_start_time: 1, host: 'h', boot_id: 'b' }); // a new process
     register(s.db, 'a', T0 + 4_000, { pid: 777, pid_start_time: 1, host: 'h', boot_id: 'b' }); // the same: no new one
-    const a = s.getAgent('a')!;
+    const a = (await s.getAgent('a'))!;
     expect({ incarnation: a.incarnation, restarts: a.restartCount, state: a.state }).toEqual({ incarnation: 4, restarts: 2, state: 'initializing' });
     const events = s.db.prepare("SELECT at, from_state, to_state, reason, json_extract(evidence, '$.incarnation') AS inc FROM events WHERE agent_name = 'a' ORDER BY id").all();
     expect(events).toEqual([
@@ -229,6 +229,6 @@ describe('the database refuses what breaks it, for every writer (plain SQL, as a
     beat(s.db, 'a', T0 + 5_000);
     start(T0 + 6_000);
     expect(s.db.prepare("SELECT count(*) FROM events WHERE agent_name = 'a' AND at = ?").pluck().get(T0 + 6_000)).toBe(1);
-    s.close();
+    await s.close();
   });
 });

@@ -49,9 +49,9 @@ describe('monitor --restart-stale', () => {
     cli(['register', 'polite', '--interval', '100ms', '--', node, '-e', 'setTimeout(() => {}, 60000)'], { db });
     cli(['heartbeat', 'polite'], { db });
     const store = await import('../src/store/store.js');
-    const s = store.openStore({ path: db });
-    s.goodbye('polite', 'done for today', Date.now());
-    s.close();
+    const s = await store.openStore({ path: db });
+    await s.goodbye('polite', 'done for today', Date.now());
+    await s.close();
     const r = cli(['monitor', '--once', '--restart-stale', '--json'], { db });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout.trim().split('\n').at(-1)!).restarts).toEqual([]);

@@ -37,7 +37,7 @@ describe('agentctl monitor', () => {
 
   it('an agent that stops beating goes stale, then offline, at its thresholds, and back to active on its next beat', async () => {
     const db = tempDb();
-    beatOnce(db, 'quiet', { intervalMs: 100, staleMultiplier: 3, offlineAfterMs: 1000 });
+    await beatOnce(db, 'quiet', { intervalMs: 100, staleMultiplier: 3, offlineAfterMs: 1000 });
     const monitor = startCli(['monitor', '--every', '50ms', '--json'], { db });
     await waitFor(() => history(db, 'quiet').some((e) => e.toState === 'offline'), 'the offline conviction');
     const events = history(db, 'quiet');

@@ -52,10 +52,10 @@ describe('state_database.md is the SQL agentctl runs', () => {
     expect(DEFAULTS.busyTimeoutMs).toBe(5000);
     expect(block('example:python')).toContain(`TRIES, FIRST_DELAY, FACTOR = ${DEFAULTS.retryAttempts}, 0.050, ${DEFAULTS.backoffFactor}`);
     expect(block('example:shell')).toContain(`for delay in 0.050 ${(0.05 * DEFAULTS.backoffFactor).toFixed(3)} none`);
-    const s = (await import('../src/store/store.js')).openStore({ path: tempDb() });
+    const s = await (await import('../src/store/store.js')).openStore({ path: tempDb() });
     expect(s.retry).toEqual({ attempts: DEFAULTS.retryAttempts, factor: DEFAULTS.backoffFactor, baseDelayMs: 50 });
     expect(s).toBeInstanceOf(Store);
-    s.close();
+    await s.close();
   });
 
   it("the shell's timestamp rounds to the millisecond (never 1 ms low)", () => {
@@ -223,7 +223,7 @@ describe('the two example agents as documented, eight of each at once', () => {
     }
     return agents;
   }
-  const seqOf = (db: string) => withStore(db, (s) => Object.fromEntries((s.db.prepare('SELECT name, heartbeat_seq FROM agents').all() as { name: string; heartbeat_seq: number }[]).map((r) => [r.name, r.heartbeat_seq])), 'existing');
+  const seqOf = async (db: string) => await withStore(db, (s) => Object.fromEntries((s.db.prepare('SELECT name, heartbeat_seq FROM agents').all() as { name: string; heartbeat_seq: number }[]).map((r) => [r.name, r.heartbeat_seq])), 'existing');
 
   it('every beat of sixteen writers commits, with no line on stderr', async () => {
     const db = tempDb();
@@ -234,7 +234,7 @@ describe('the two example agents as documented, eight of each at once', () => {
       const r = await exited(a.child);
       expect({ name: a.name, code: r.code, stderr: a.child.errors() }).toEqual({ name: a.name, code: 0, stderr: '' });
     }
-    const seq = seqOf(db);
+    const seq = await seqOf(db);
     for (const a of agents) expect([a.name, seq[a.name]]).toEqual([a.name, beats]);
     for (const a of agents) expect(historyOf(db, a.name).at(-1)).toMatchObject({ toState: 'offline', reason: 'goodbye' });
   });
@@ -243,7 +243,10 @@ describe('the two example agents as documented, eight of each at once', () => {
     const db = tempDb();
     expect(cli(['init'], { db }).code).toBe(0);
     const agents = fleet(db, 8, { interval: '30' }, 0);
-    await waitFor(() => agents.every((a) => (seqOf(db)[a.name] ?? 0) >= 1), 'every agent to beat once', 60_000);
+    await waitFor(async () => {
+      const seq = await seqOf(db);
+      return agents.every((a) => (seq[a.name] ?? 0) >= 1);
+    }, 'every agent to beat once', 60_000);
     const signalled: Record<string, number> = {};
     for (const a of agents) {
       signalled[a.name] = Date.now();

@@ -23,38 +23,38 @@ import { cli, cliJson, tempDb } from './helpers.js';
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 
 /** A fleet in every state, with nested and non-ASCII metadata, groups, a pid, a launch command and a cooldown. */
-function variedFleet(db: string): void {
-  const s = openStore({ path: db });
+async function variedFleet(db: string): Promise<void> {
+  const s = await openStore({ path: db });
   try {
     const at = (ago: number) => NOW - ago;
-    updateHeartbeat(s, { name: 'active-1', message: 'working', metadata: { jobs: 3, tags: ['a', 'ü', '処理'], deep: { x: null, y: 1.5 } } }, at(1000));
-    updateHeartbeat(s, { name: 'busy-1', status: 'busy', progress: 42 }, at(20_000));
-    registerAgent(s, { name: 'stale-1', intervalMs: 1000, group: 'batch' }, at(9000));
-    updateHeartbeat(s, { name: 'stale-1' }, at(5000));
-    registerAgent(s, { name: 'offline-clock', intervalMs: 1000, offlineAfterMs: 10_000 }, at(70_000));
-    updateHeartbeat(s, { name: 'offline-clock' }, at(60_000));
-    updateHeartbeat(s, { name: 'error-1', status: 'error', message: 'disk full' }, at(2000));
-    updateHeartbeat(s, { name: 'maint-1' }, at(3000));
-    updateAgentState(s, 'maint-1', 'maintenance', at(1000), { forMs: 30 * 60_000, reason: 'kernel upgrade' });
-    updateHeartbeat(s, { name: 'maint-over' }, at(20_000));
-    updateAgentState(s, 'maint-over', 'maintenance', at(15_000), { forMs: 5000 });
-    registerAgent(s, { name: 'init-1' }, at(500));
-    registerAgent(s, { name: 'stuck-init', intervalMs: 1000 }, at(8000));
-    updateHeartbeat(s, { name: 'gone-1' }, at(40_000));
-    updateAgentState(s, 'gone-1', 'offline', at(30_000), { reason: 'pulled' });
-    updateHeartbeat(s, { name: 'failed-1' }, at(40_000));
-    updateAgentState(s, 'failed-1', 'failed', at(35_000));
-    registerAgent(s, { name: 'pid-1', pid: process.pid, group: 'batch', metadata: { role: 'writer' } }, at(4000));
-    updateHeartbeat(s, { name: 'pid-1', message: '処理中 ジョブ 7' }, at(100));
-    registerAgent(s, { name: 'launched', launch: { argv: ['sleep', '60'], cwd: '/' } }, at(6000));
-    updateHeartbeat(s, { name: 'launched' }, at(5000));
-    updateHeartbeat(s, { name: '123' }, at(1500));
-    updateHeartbeat(s, { name: 'dereg-1' }, at(9000));
-    deregisterAgent(s, 'dereg-1', at(8000));
-    updateHeartbeat(s, { name: 'quoted', message: 'say "hi" \\ bye', metadata: { note: 'tab\there' } }, at(700));
-    writeCooldown(s, { agentId: s.getAgent('gone-1')!.id, lastAlertAt: at(29_000), downState: 'offline', downSince: at(30_000) });
+    await updateHeartbeat(s, { name: 'active-1', message: 'working', metadata: { jobs: 3, tags: ['a', 'ü', '処理'], deep: { x: null, y: 1.5 } } }, at(1000));
+    await updateHeartbeat(s, { name: 'busy-1', status: 'busy', progress: 42 }, at(20_000));
+    await registerAgent(s, { name: 'stale-1', intervalMs: 1000, group: 'batch' }, at(9000));
+    await updateHeartbeat(s, { name: 'stale-1' }, at(5000));
+    await registerAgent(s, { name: 'offline-clock', intervalMs: 1000, offlineAfterMs: 10_000 }, at(70_000));
+    await updateHeartbeat(s, { name: 'offline-clock' }, at(60_000));
+    await updateHeartbeat(s, { name: 'error-1', status: 'error', message: 'disk full' }, at(2000));
+    await updateHeartbeat(s, { name: 'maint-1' }, at(3000));
+    await updateAgentState(s, 'maint-1', 'maintenance', at(1000), { forMs: 30 * 60_000, reason: 'kernel upgrade' });
+    await updateHeartbeat(s, { name: 'maint-over' }, at(20_000));
+    await updateAgentState(s, 'maint-over', 'maintenance', at(15_000), { forMs: 5000 });
+    await registerAgent(s, { name: 'init-1' }, at(500));
+    await registerAgent(s, { name: 'stuck-init', intervalMs: 1000 }, at(8000));
+    await updateHeartbeat(s, { name: 'gone-1' }, at(40_000));
+    await updateAgentState(s, 'gone-1', 'offline', at(30_000), { reason: 'pulled' });
+    await updateHeartbeat(s, { name: 'failed-1' }, at(40_000));
+    await updateAgentState(s, 'failed-1', 'failed', at(35_000));
+    await registerAgent(s, { name: 'pid-1', pid: process.pid, group: 'batch', metadata: { role: 'writer' } }, at(4000));
+    await updateHeartbeat(s, { name: 'pid-1', message: '処理中 ジョブ 7' }, at(100));
+    await registerAgent(s, { name: 'launched', launch: { argv: ['sleep', '60'], cwd: '/' } }, at(6000));
+    await updateHeartbeat(s, { name: 'launched' }, at(5000));
+    await updateHeartbeat(s, { name: '123' }, at(1500));
+    await updateHeartbeat(s, { name: 'dereg-1' }, at(9000));
+    await deregisterAgent(s, 'dereg-1', at(8000));
+    await updateHeartbeat(s, { name: 'quoted', message: 'say "hi" \\ bye', metadata: { note: 'tab\there' } }, at(700));
+    await writeCooldown(s, { agentId: (await s.getAgent('gone-1'))!.id, lastAlertAt: at(29_000), downState: 'offline', downSince: at(30_000) });
   } finally {
-    s.close();
+    await s.close();
   }
 }
 
@@ -73,14 +73,14 @@ const same = (text: string) => JSON.stringify(JSON.parse(text));
 
 // ---- the reference: the code before ----
 
-function oldStatusJson(store: Store, db: string, q: AgentQuery): string {
-  const agents = getRegisteredAgents(store, NOW, q);
-  return JSON.stringify({ generatedAt: new Date(NOW).toISOString(), database: db, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) }, healthLoop: healthLoopStatus(store, NOW) }, null, 2);
+async function oldStatusJson(store: Store, db: string, q: AgentQuery): Promise<string> {
+  const agents = await getRegisteredAgents(store, NOW, q);
+  return JSON.stringify({ generatedAt: new Date(NOW).toISOString(), database: db, agents: agents.map(agentJson), summary: { total: agents.length, ...countStates(agents) }, healthLoop: await healthLoopStatus(store, NOW) }, null, 2);
 }
 
-function oldTable(store: Store, q: AgentQuery, color: boolean): string {
+async function oldTable(store: Store, q: AgentQuery, color: boolean): Promise<string> {
   const c = painter(color);
-  const agents = getRegisteredAgents(store, NOW, q);
+  const agents = await getRegisteredAgents(store, NOW, q);
   const head = ['NAME', 'STATE', 'LAST HEARTBEAT', 'UPTIME', 'INTERVAL', 'PID', 'HOST', 'RESTARTS', 'MESSAGE'];
   const rows = agents.map((a: AgentView) => [
     a.name,
@@ -102,8 +102,8 @@ function oldTable(store: Store, q: AgentQuery, color: boolean): string {
   return [t.toString().split('\n').map((l) => l.trimEnd()).join('\n'), summary].join('\n');
 }
 
-function oldMap(store: Store) {
-  const agents = getRegisteredAgents(store, NOW);
+async function oldMap(store: Store) {
+  const agents = await getRegisteredAgents(store, NOW);
   const summary = { total_agents: agents.length, online_agents: 0, offline_agents: 0, unknown_agents: 0, by_state: countStates(agents) };
   const map: Record<string, unknown> = {};
   const alerts: Record<string, unknown>[] = [];
@@ -116,19 +116,19 @@ function oldMap(store: Store) {
       heartbeat_interval_seconds: a.intervalMs / 1000, offline_threshold_seconds: a.offlineAfterMs / 1000, group: a.group, host: a.host, pid: a.pid, message: a.message, metadata: a.metadata,
     };
     if (status === 'offline') {
-      const cd = readCooldown(store, a.id);
+      const cd = await readCooldown(store, a.id);
       const secondsOffline = Math.max(0, Math.floor((NOW - a.stateSince) / 1000));
       alerts.push({ agent_id: a.name, agent_name: a.name, state: a.state, seconds_offline: secondsOffline, alert_time: iso(cd?.downState ? cd.lastAlertAt : a.stateSince), alerted: Boolean(cd?.downState), message: `Agent ${a.name} ${a.state} for ${secondsOffline}s${a.stateReason ? ` (${a.stateReason})` : ''}` });
     }
   }
-  const loop = healthLoopStatus(store, NOW);
+  const loop = await healthLoopStatus(store, NOW);
   return JSON.stringify({ timestamp: iso(NOW)!, generator: 'agentctl', health_loop: { last_pass: iso(loop.lastPassAt), seconds_since_pass: loop.ageMs === null ? null : Math.floor(loop.ageMs / 1000), overdue: loop.overdue }, agents: map, alerts, summary }, null, 2);
 }
 
-function oldMetrics(store: Store): string {
-  const agents = getRegisteredAgents(store, NOW);
-  const counters = readCounters(store);
-  const monitor = readMonitor(store);
+async function oldMetrics(store: Store): Promise<string> {
+  const agents = await getRegisteredAgents(store, NOW);
+  const counters = await readCounters(store);
+  const monitor = await readMonitor(store);
   const out: string[] = [];
   const labels = (l: Record<string, string | null>) => `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v ?? '')}"`).join(',')}}`;
   const num = (n: number) => (Number.isFinite(n) ? String(Math.round(n * 1000) / 1000) : 'NaN');
@@ -157,53 +157,60 @@ function oldMetrics(store: Store): string {
   return `${out.join('\n')}\n`;
 }
 
+/** The pieces of a document written as it is read, joined. */
+async function collect(pieces: AsyncIterable<string>): Promise<string> {
+  const all: string[] = [];
+  for await (const p of pieces) all.push(p);
+  return all.join('');
+}
+
 describe('reads in one pass give the documents the code before gave', () => {
-  it('status --json: the same document for every kind of query', () => {
+  it('status --json: the same document for every kind of query', async () => {
     const db = tempDb();
-    variedFleet(db);
-    const s = openStore({ path: db, mode: 'existing' });
+    await variedFleet(db);
+    const s = await openStore({ path: db, mode: 'existing' });
     try {
-      for (const q of QUERIES) expect(same([...statusJsonText(ctxFor(db), s, q, NOW)].join('')), JSON.stringify(q)).toBe(same(oldStatusJson(s, db, q)));
+      for (const q of QUERIES) expect(same(await collect(statusJsonText(ctxFor(db), s, q, NOW))), JSON.stringify(q)).toBe(same(await oldStatusJson(s, db, q)));
       // Every state is in the fleet, so the comparison covered each way a state is derived.
-      expect(new Set(getRegisteredAgents(s, NOW).map((a) => a.state))).toEqual(new Set(AGENT_STATES));
+      expect(new Set((await getRegisteredAgents(s, NOW)).map((a) => a.state))).toEqual(new Set(AGENT_STATES));
     } finally {
-      s.close();
+      await s.close();
     }
   });
 
-  it('status: the same table, byte for byte, with and without colours (wide characters measured as cli-table3 did)', () => {
+  it('status: the same table, byte for byte, with and without colours (wide characters measured as cli-table3 did)', async () => {
     const db = tempDb();
-    variedFleet(db);
-    const s = openStore({ path: db, mode: 'existing' });
+    await variedFleet(db);
+    const s = await openStore({ path: db, mode: 'existing' });
     try {
       for (const q of QUERIES) {
-        for (const color of [false, true]) expect(renderStatus(ctxFor(db, color), s, q, undefined, () => undefined), JSON.stringify({ q, color })).toBe(oldTable(s, q, color));
+        for (const color of [false, true]) expect(await renderStatus(ctxFor(db, color), s, q, undefined, () => undefined), JSON.stringify({ q, color })).toBe(await oldTable(s, q, color));
       }
     } finally {
-      s.close();
+      await s.close();
     }
   });
 
-  it('map: the same document, valid against the schema (checked in map-metrics.test.ts); metrics: the same text', () => {
+  it('map: the same document, valid against the schema (checked in map-metrics.test.ts); metrics: the same text', async () => {
     const db = tempDb();
-    variedFleet(db);
-    const s = openStore({ path: db, mode: 'existing' });
+    await variedFleet(db);
+    const s = await openStore({ path: db, mode: 'existing' });
     try {
-      const map = [...heartbeatMapText(s, NOW)].join('');
-      expect(same(map)).toBe(same(oldMap(s)));
+      const map = await collect(heartbeatMapText(s, NOW));
+      expect(same(map)).toBe(same(await oldMap(s)));
       expect(JSON.parse(map).alerts.map((a: any) => [a.agent_name, a.alerted])).toEqual([['failed-1', false], ['gone-1', true], ['offline-clock', false]]);
-      expect([...metricsText(s, NOW)].join('')).toBe(oldMetrics(s));
+      expect(await collect(metricsText(s, NOW))).toBe(await oldMetrics(s));
     } finally {
-      s.close();
+      await s.close();
     }
   });
 
-  it('history --json: the same array, evidence included', () => {
+  it('history --json: the same array, evidence included', async () => {
     const db = tempDb();
-    variedFleet(db);
-    const s = openStore({ path: db, mode: 'existing' });
-    const reference = JSON.stringify(s.listEvents({ limit: 1000 }).map((e) => ({ ...e, atIso: new Date(e.at).toISOString() })), null, 2);
-    s.close();
+    await variedFleet(db);
+    const s = await openStore({ path: db, mode: 'existing' });
+    const reference = JSON.stringify((await s.listEvents({ limit: 1000 })).map((e) => ({ ...e, atIso: new Date(e.at).toISOString() })), null, 2);
+    await s.close();
     const r = cli(['history', '--limit', '1000', '--json'], { db });
     expect(r.code).toBe(0);
     expect(same(r.stdout)).toBe(same(reference));
@@ -211,9 +218,9 @@ describe('reads in one pass give the documents the code before gave', () => {
     expect(cli(['history', '--json', 'init-1', '--since', '1s'], { db }).stdout).toBe('[]\n');
   });
 
-  it('the CLI prints the same documents (spot values), and an empty fleet as before', () => {
+  it('the CLI prints the same documents (spot values), and an empty fleet as before', async () => {
     const db = tempDb();
-    variedFleet(db);
+    await variedFleet(db);
     const status = cliJson(['status'], { db });
     expect(status.agents.map((a: any) => a.name)).toEqual(['123', 'active-1', 'busy-1', 'error-1', 'failed-1', 'gone-1', 'init-1', 'launched', 'maint-1', 'maint-over', 'offline-clock', 'pid-1', 'quoted', 'stale-1', 'stuck-init']);
     expect(status.agents[1].metadata).toEqual({ jobs: 3, tags: ['a', 'ü', '処理'], deep: { y: 1.5 } }); // a merge patch: null removes
@@ -230,19 +237,19 @@ describe('reads in one pass give the documents the code before gave', () => {
 });
 
 describe('check: counts and worst agents from SQL', () => {
-  it('names the five worst (offline and failed before stale and error, by name) and counts the rest', () => {
+  it('names the five worst (offline and failed before stale and error, by name) and counts the rest', async () => {
     const db = tempDb();
-    const s = openStore({ path: db });
+    const s = await openStore({ path: db });
     const now = Date.now();
-    for (const n of ['e1', 'e2', 'e3']) updateHeartbeat(s, { name: n, status: 'error', message: `broke ${n}` }, now);
+    for (const n of ['e1', 'e2', 'e3']) await updateHeartbeat(s, { name: n, status: 'error', message: `broke ${n}` }, now);
     for (const n of ['o2', 'o1']) {
-      updateHeartbeat(s, { name: n }, now);
-      updateAgentState(s, n, 'offline', now);
+      await updateHeartbeat(s, { name: n }, now);
+      await updateAgentState(s, n, 'offline', now);
     }
-    registerAgent(s, { name: 's1', intervalMs: 1000 }, now - 3_600_000);
-    updateHeartbeat(s, { name: 's1' }, now - 60_000);
-    updateHeartbeat(s, { name: 'ok1' }, now);
-    s.close();
+    await registerAgent(s, { name: 's1', intervalMs: 1000 }, now - 3_600_000);
+    await updateHeartbeat(s, { name: 's1' }, now - 60_000);
+    await updateHeartbeat(s, { name: 'ok1' }, now);
+    await s.close();
     const r = cli(['check'], { db });
     expect(r.code).toBe(2);
     expect(r.stdout).toMatch(/^CRITICAL: o1 offline \(last heartbeat \d+m?s? ?\d*s? ago\), o2 offline \(.*\), e1 error \(broke e1\), e2 error \(broke e2\), e3 error \(broke e3\), and 1 more; 7 agents: 1 active, 1 stale, 3 error, 2 offline \| total=7 active=1 initializing=0 stale=1 error=3 maintenance=0 offline=2 failed=0\n$/);

@@ -76,12 +76,12 @@ export async function cliAsync(args: string[], opts: { db?: string; env?: Record
 }
 
 /** Registers NAME with a contract and beats once, both at the same instant (a slow machine cannot slip a gap in). */
-export function beatOnce(db: string, name: string, contract: { intervalMs: number; staleMultiplier?: number; offlineAfterMs?: number }): void {
-  const store = openStore({ path: db });
+export async function beatOnce(db: string, name: string, contract: { intervalMs: number; staleMultiplier?: number; offlineAfterMs?: number }): Promise<void> {
+  const store = await openStore({ path: db });
   const now = Date.now();
-  registerAgent(store, { name, ...contract }, now);
-  updateHeartbeat(store, { name }, now);
-  store.close();
+  await registerAgent(store, { name, ...contract }, now);
+  await updateHeartbeat(store, { name }, now);
+  await store.close();
 }
 
 /**

@@ -37,23 +37,23 @@ describe('restart backoff', () => {
     const db = tempDb();
     const logDir = join(dirname(db), 'logs');
     const T = 1_800_000_000_000;
-    withStore(db, (s) => {
-      s.register({ name: 'b', launch: { argv: [node, '-e', '0'], cwd: '/' } }, T);
+    await withStore(db, async (s) => {
+      await s.register({ name: 'b', launch: { argv: [node, '-e', '0'], cwd: '/' } }, T);
       s.db.prepare("UPDATE agents SET restart_attempts = 2, last_restart_at = ? WHERE name = 'b'").run(T);
-      s.register({ name: 'f', launch: { argv: [node, '-e', '0'], cwd: '/' } }, T);
+      await s.register({ name: 'f', launch: { argv: [node, '-e', '0'], cwd: '/' } }, T);
       s.db.prepare("UPDATE agents SET restart_attempts = 3, max_restarts = 3, last_restart_at = ? WHERE name = 'f'").run(T);
     });
-    const s = openStore({ path: db });
+    const s = await openStore({ path: db });
     try {
       const waiting = await restartAgent(s, 'b', { logDir, respectBackoff: true, now: () => T + 1000 });
       expect(waiting).toMatchObject({ action: 'waiting', retryAt: T + 2250 });
       const failed = await restartAgent(s, 'f', { logDir, respectBackoff: true, now: () => T + 100_000 });
       expect(failed.action).toBe('failed');
-      expect(s.getAgent('f')).toMatchObject({ state: 'failed', stateReason: 'restart attempts exhausted: 4 unstable runs in a row' });
+      expect(await s.getAgent('f')).toMatchObject({ state: 'failed', stateReason: 'restart attempts exhausted: 4 unstable runs in a row' });
       const plan = await restartAgent(s, 'b', { logDir, respectBackoff: true, dryRun: true, now: () => T + 3000 });
       expect(plan.action).toBe('would-restart');
     } finally {
-      s.close();
+      await s.close();
     }
   });
 });
@@ -94,7 +94,7 @@ describe('agentctl restart', () => {
     await waitFor(() => processStartTime(bystander.pid!) !== null, 'the bystander');
     expect(cli(['register', 'r', '--', node, fixture('agent-exit2.mjs')], { db }).code).toBe(0);
     // As if the agent had died and its pid been given to the bystander: same pid, another start time.
-    withStore(db, (s) => s.db.prepare("UPDATE agents SET pid = ?, pid_start_time = ?, host = ?, boot_id = ? WHERE name = 'r'").run(bystander.pid, processStartTime(bystander.pid!)! - 1, hostName(), bootId()));
+    await withStore(db, (s) => s.db.prepare("UPDATE agents SET pid = ?, pid_start_time = ?, host = ?, boot_id = ? WHERE name = 'r'").run(bystander.pid, processStartTime(bystander.pid!)! - 1, hostName(), bootId()));
     const r = cli(['restart', 'r', '--grace', '200ms'], { db });
     const after = trackAgent(db, 'r')!;
     expect(r.code).toBe(0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { openStore } from '../src/store/store.js';
+import { type Store, openStore } from '../src/store/store.js';
 import { tempDb } from './helpers.js';
 
 /** A promise and the function that settles it: lets one chain wait, inside its transaction, for the other. */
@@ -9,10 +9,14 @@ function gate(): { opened: Promise<void>; open: () => void } {
   return { opened, open };
 }
 
-function withSql<T>(fn: (store: ReturnType<typeof openStore>) => Promise<T>): Promise<T> {
-  const store = openStore({ path: tempDb() });
+async function withSql<T>(fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore({ path: tempDb() });
   store.db.exec('CREATE TABLE t (v TEXT)');
-  return fn(store).finally(() => store.close());
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
 }
 
 describe('the SQLite executor', () => {

@@ -27,59 +27,59 @@ function fillVersion1(db: Database.Database): void {
 
 describe('the store refuses what is no longer true', () => {
   it("a goodbye or an exit report for an older incarnation is ignored: the newer process's row stands", async () => {
-    const s = openStore({ path: tempDb() });
+    const s = await openStore({ path: tempDb() });
     const other = start(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
     try {
       await waitFor(() => processStartTime(other.pid!) !== null, 'the second process');
-      registerAgent(s, { name: 'w', pid: process.pid }, T0);
-      updateHeartbeat(s, { name: 'w' }, T0 + 1);
+      await registerAgent(s, { name: 'w', pid: process.pid }, T0);
+      await updateHeartbeat(s, { name: 'w' }, T0 + 1);
       // Another process takes the name over: incarnation 2.
-      registerAgent(s, { name: 'w', pid: other.pid! }, T0 + 2);
-      updateHeartbeat(s, { name: 'w' }, T0 + 3);
-      expect(s.getAgent('w')).toMatchObject({ incarnation: 2, state: 'active' });
+      await registerAgent(s, { name: 'w', pid: other.pid! }, T0 + 2);
+      await updateHeartbeat(s, { name: 'w' }, T0 + 3);
+      expect(await s.getAgent('w')).toMatchObject({ incarnation: 2, state: 'active' });
       // The first process, late, says goodbye and reports its exit for incarnation 1.
-      expect(s.goodbye('w', 'late goodbye', T0 + 4, { incarnation: 1 })).toBe(false);
-      expect(markExited(s, 'w', 1, 'exited with code 0', { rule: 'exit', exit_code: 0 }, T0 + 5)).toBe(false);
-      expect(s.getAgent('w')).toMatchObject({ incarnation: 2, state: 'active', pid: other.pid });
+      expect(await s.goodbye('w', 'late goodbye', T0 + 4, { incarnation: 1 })).toBe(false);
+      expect(await markExited(s, 'w', 1, 'exited with code 0', { rule: 'exit', exit_code: 0 }, T0 + 5)).toBe(false);
+      expect(await s.getAgent('w')).toMatchObject({ incarnation: 2, state: 'active', pid: other.pid });
       // For its own incarnation they count.
-      expect(markExited(s, 'w', 2, 'exited with code 3', { rule: 'exit', exit_code: 3 }, T0 + 6)).toBe(true);
-      expect(s.getAgent('w')).toMatchObject({ state: 'offline', stateReason: 'exited with code 3' });
+      expect(await markExited(s, 'w', 2, 'exited with code 3', { rule: 'exit', exit_code: 3 }, T0 + 6)).toBe(true);
+      expect(await s.getAgent('w')).toMatchObject({ state: 'offline', stateReason: 'exited with code 3' });
     } finally {
-      s.close();
+      await s.close();
     }
   });
 
-  it('the guarded write of a health pass leaves alone an agent that beat after the pass read it', () => {
-    const s = openStore({ path: tempDb() });
+  it('the guarded write of a health pass leaves alone an agent that beat after the pass read it', async () => {
+    const s = await openStore({ path: tempDb() });
     try {
-      registerAgent(s, { name: 'late', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
-      updateHeartbeat(s, { name: 'late' }, T0);
-      const [verdict] = findVerdicts(s, T0 + 5000, thisHost());
+      await registerAgent(s, { name: 'late', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
+      await updateHeartbeat(s, { name: 'late' }, T0);
+      const [verdict] = await findVerdicts(s, T0 + 5000, thisHost());
       expect(verdict).toMatchObject({ to: 'stale', agent: { name: 'late' } });
       // Between the pass's read and its write, the agent beats.
-      updateHeartbeat(s, { name: 'late' }, T0 + 5001);
-      expect(writeGuardedTransition(s, { agent: verdict!.agent, to: verdict!.to, since: verdict!.since, reason: verdict!.reason, evidence: verdict!.evidence }, T0 + 5002)).toBe(false);
-      expect(s.getAgent('late')).toMatchObject({ state: 'active', lastHeartbeatAt: T0 + 5001 });
+      await updateHeartbeat(s, { name: 'late' }, T0 + 5001);
+      expect(await writeGuardedTransition(s, { agent: verdict!.agent, to: verdict!.to, since: verdict!.since, reason: verdict!.reason, evidence: verdict!.evidence }, T0 + 5002)).toBe(false);
+      expect(await s.getAgent('late')).toMatchObject({ state: 'active', lastHeartbeatAt: T0 + 5001 });
       // Read again, nothing has changed since: the write goes through.
-      const [again] = findVerdicts(s, T0 + 9000, thisHost());
-      expect(writeGuardedTransition(s, { agent: again!.agent, to: again!.to, since: again!.since, reason: again!.reason, evidence: again!.evidence }, T0 + 9001)).toBe(true);
-      expect(s.getAgent('late')!.state).toBe('stale');
+      const [again] = await findVerdicts(s, T0 + 9000, thisHost());
+      expect(await writeGuardedTransition(s, { agent: again!.agent, to: again!.to, since: again!.since, reason: again!.reason, evidence: again!.evidence }, T0 + 9001)).toBe(true);
+      expect((await s.getAgent('late'))!.state).toBe('stale');
     } finally {
-      s.close();
+      await s.close();
     }
   });
 });
 
 describe('upgrades from every older schema', () => {
   for (const version of [1, 2]) {
-    it(`a version ${version} database is upgraded in place: its agents, events and commands kept, and it works as a new one`, () => {
+    it(`a version ${version} database is upgraded in place: its agents, events and commands kept, and it works as a new one`, async () => {
       const path = tempDb();
       const old = databaseAtVersion(path, version);
       fillVersion1(old);
       const agentsBefore = old.prepare('SELECT id, name, state, heartbeat_seq, last_heartbeat_at FROM agents ORDER BY id').all();
       const eventsBefore = old.prepare('SELECT agent_name, to_state, at FROM events ORDER BY id').all();
       old.close();
-      const s = openStore({ path });
+      const s = await openStore({ path });
       try {
         expect(s.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
         expect(s.db.prepare('SELECT id, name, state, heartbeat_seq, last_heartbeat_at FROM agents ORDER BY id').all()).toEqual(agentsBefore);
@@ -88,13 +88,13 @@ describe('upgrades from every older schema', () => {
         expect(s.db.pragma('quick_check', { simple: true })).toBe('ok');
         expect(s.db.pragma('foreign_key_check')).toEqual([]);
         // The later schema's columns work on the old rows: a heartbeat moves the deadline, a restart counts from itself.
-        s.heartbeat({ name: 'old-beating' }, T0 + 20_000);
-        expect(s.getAgent('old-beating')).toMatchObject({ state: 'active', heartbeatSeq: 5, restartAttempts: 0 });
+        await s.heartbeat({ name: 'old-beating' }, T0 + 20_000);
+        expect(await s.getAgent('old-beating')).toMatchObject({ state: 'active', heartbeatSeq: 5, restartAttempts: 0 });
         expect(s.db.prepare("SELECT check_at FROM agents WHERE name = 'old-beating'").pluck().get()).toBe(T0 + 20_000 + 90_000);
-        updateHeartbeat(s, { name: 'old-silent' }, T0 + 21_000);
-        expect(s.getAgent('old-silent')!.state).toBe('active');
+        await updateHeartbeat(s, { name: 'old-silent' }, T0 + 21_000);
+        expect((await s.getAgent('old-silent'))!.state).toBe('active');
       } finally {
-        s.close();
+        await s.close();
       }
     });
   }
@@ -120,11 +120,11 @@ describe('upgrades from every older schema', () => {
       expect(raw.prepare("SELECT id, agent_name, to_state, at FROM events WHERE agent_name LIKE 'old-%' ORDER BY id").all()).toEqual(oldEvents);
       // Migrated once, to the same schema a new file gets.
       const schema = (d: Database.Database) => d.prepare("SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all();
-      const fresh = openStore({ path: tempDb() });
+      const fresh = await openStore({ path: tempDb() });
       try {
         expect(schema(raw)).toEqual(schema(fresh.db));
       } finally {
-        fresh.close();
+        await fresh.close();
       }
       expect(raw.pragma('integrity_check', { simple: true })).toBe('ok');
     } finally {

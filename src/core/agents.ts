@@ -267,7 +267,7 @@ export interface UpdateStateOptions {
  * maintenance window); `maintenance` pauses alerts, optionally for `forMs`; `offline` marks it gone (cancelling its
  * executing commands); other states are set as given. Every change is an event with the reason.
  */
-export function updateAgentState(store: Store, name: string, target: StatusTarget, now: number, opts: UpdateStateOptions = {}) {
+export async function updateAgentState(store: Store, name: string, target: StatusTarget, now: number, opts: UpdateStateOptions = {}) {
   validateName(name);
   if (!STATUS_TARGETS.includes(target)) throw new UsageError(`invalid status '${target}': use one of ${STATUS_TARGETS.join(', ')}`);
   if (opts.reason !== undefined) validateMessage(opts.reason);

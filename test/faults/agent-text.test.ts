@@ -18,13 +18,13 @@ const HOSTILE = { esc: CLEAR_AND_RETITLE, nl: FORGED_LINE, bidi: REVERSED, pipe:
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/;
 
 /** A database in which a foreign writer (plain SQL, the documented statements) registered four agents in error with hostile messages. */
-function hostileFleet(): string {
+async function hostileFleet(): Promise<string> {
   const db = tempDb();
-  withStore(db, () => undefined); // created and migrated as agentctl does
+  await withStore(db, () => undefined); // created and migrated as agentctl does
   const raw = new Database(db);
   try {
     const now = Date.now();
-    const register = raw.prepare(withStore(db, (s) => s.registerSql, 'existing'));
+    const register = raw.prepare(await withStore(db, (s) => s.registerSql, 'existing'));
     const beat = raw.prepare(HEARTBEAT_SQL);
     for (const [name, message] of Object.entries(HOSTILE)) {
       register.run(registerBindings({ name, host: name === 'esc' ? CLEAR_AND_RETITLE : null }, now));
@@ -37,8 +37,8 @@ function hostileFleet(): string {
 }
 
 describe('fault: text from agents printed for people', () => {
-  it('status shows hostile messages and hosts escaped, one line per agent; --json keeps them exact', () => {
-    const db = hostileFleet();
+  it('status shows hostile messages and hosts escaped, one line per agent; --json keeps them exact', async () => {
+    const db = await hostileFleet();
     const r = cli(['status'], { db });
     expect(r.code).toBe(0);
     expect(r.stdout).not.toMatch(RAW_CONTROL);
@@ -50,7 +50,7 @@ describe('fault: text from agents printed for people', () => {
   });
 
   it('status --watch never lets agent text reach the terminal raw', async () => {
-    const db = hostileFleet();
+    const db = await hostileFleet();
     const w = startCli(['status', '--watch', '--refresh', '100ms'], { db });
     await waitFor(() => w.output().split('4 agents: 4 error').length > 2, 'two frames of status --watch', 30_000);
     w.kill('SIGINT');
@@ -62,8 +62,8 @@ describe('fault: text from agents printed for people', () => {
     for (const f of frames) expect(f.trim().split('\n').filter((l) => !l.startsWith('warning: '))).toHaveLength(2 + 1 + 4 + 1);
   });
 
-  it('history prints one line per event with agent text escaped; --json keeps it exact', () => {
-    const db = hostileFleet();
+  it('history prints one line per event with agent text escaped; --json keeps it exact', async () => {
+    const db = await hostileFleet();
     const events = cliJson(['history'], { db });
     const r = cli(['history'], { db });
     expect(r.code).toBe(0);
@@ -74,8 +74,8 @@ describe('fault: text from agents printed for people', () => {
     expect(Object.fromEntries(reported.map((e: any) => [e.agentName, e.evidence.message]))).toEqual(HOSTILE);
   });
 
-  it('check prints exactly one line whose only | is its own, naming the agents with their text escaped', () => {
-    const db = hostileFleet();
+  it('check prints exactly one line whose only | is its own, naming the agents with their text escaped', async () => {
+    const db = await hostileFleet();
     const r = cli(['check'], { db });
     expect(r.code).toBe(1); // WARNING: agents in error
     expect(r.stdout.endsWith('\n')).toBe(true);

@@ -31,13 +31,13 @@ function killAll(pids: number[]): void {
   }
 }
 
-const deliveries = (db: string) =>
-  withStore(db, (s) => s.db.prepare('SELECT status, last_error FROM alert_deliveries ORDER BY alert_id').all() as { status: string; last_error: string | null }[]);
+const deliveries = async (db: string) =>
+  await withStore(db, (s) => s.db.prepare('SELECT status, last_error FROM alert_deliveries ORDER BY alert_id').all() as { status: string; last_error: string | null }[]);
 
 /** A fresh database with one alert about to be queued: a first pass, then an agent offline by its clock. */
 async function oneAlertDue(db: string): Promise<void> {
   cli(['monitor', '--once'], { db });
-  beatOnce(db, 'w', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await beatOnce(db, 'w', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
   await sleep(150);
 }
 
@@ -59,7 +59,7 @@ describe('fault: alert commands that leave children, and text an environment can
       expect(tookMs).toBeLessThan(4 * timeoutMs);
       await waitFor(() => !alive(sleeper!), 'the leftover child to be gone', 5000);
       expect(run.stderr).toMatch(/exited 0 but left processes running; killed them \(timeout 2000ms\)/);
-      expect(deliveries(db)).toMatchObject([{ status: 'sent' }]);
+      expect(await deliveries(db)).toMatchObject([{ status: 'sent' }]);
     } finally {
       killAll(cleanup);
     }
@@ -73,7 +73,7 @@ describe('fault: alert commands that leave children, and text an environment can
     expect(run.code).toBe(0);
     expect(readFileSync(done, 'utf8')).toBe('sent\n');
     expect(run.stderr).not.toMatch(/left processes running/);
-    expect(deliveries(db)).toMatchObject([{ status: 'sent' }]);
+    expect(await deliveries(db)).toMatchObject([{ status: 'sent' }]);
   }, 60_000);
 
   it('a command that does not finish in time is killed with its whole process group, and the alert stays pending', async () => {
@@ -92,7 +92,7 @@ describe('fault: alert commands that leave children, and text an environment can
       expect(tookMs).toBeLessThan(4 * timeoutMs);
       await waitFor(() => pids.every((p) => !alive(p)), 'both children to be gone', 5000);
       expect(run.stderr).toMatch(/not delivered to exec:.*killed: timeout 2000ms.*will retry on the next pass/);
-      expect(deliveries(db)).toMatchObject([{ status: 'pending' }]);
+      expect(await deliveries(db)).toMatchObject([{ status: 'pending' }]);
     } finally {
       killAll(cleanup);
     }
@@ -121,6 +121,6 @@ c.commit()
     expect(got.env.AGENTCTL_AGENT_REASON).toBe('disk full [2J');
     expect(got.env.AGENTCTL_ALERT_MESSAGE).toContain('disk full [2J');
     expect(got.env.AGENTCTL_ALERT_MESSAGE).not.toMatch(/[\u0000-\u001f]/);
-    expect(deliveries(db)).toMatchObject([{ status: 'sent' }]);
+    expect(await deliveries(db)).toMatchObject([{ status: 'sent' }]);
   }, 60_000);
 });

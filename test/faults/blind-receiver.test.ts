@@ -7,15 +7,15 @@ import { sleep } from '../helpers.js';
 
 /** Two agents that are offline by their clock 150 ms from now: the next pass queues two alerts. */
 async function twoDying(db: string): Promise<void> {
-  beatOnce(db, 'gone-1', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
-  beatOnce(db, 'gone-2', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await beatOnce(db, 'gone-1', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+  await beatOnce(db, 'gone-2', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
   // Healthy agents beside them, so that two convictions are not "most agents at once" (which would be held).
   for (const name of ['fine-1', 'fine-2', 'fine-3']) cli(['heartbeat', name, '--interval', '1h'], { db });
   await sleep(150);
 }
 
-const deliveries = (db: string) =>
-  withStore(db, (s) => s.db.prepare('SELECT alert_id, target, status, attempts FROM alert_deliveries ORDER BY alert_id').all() as { alert_id: number; target: string; status: string; attempts: number }[]);
+const deliveries = async (db: string) =>
+  await withStore(db, (s) => s.db.prepare('SELECT alert_id, target, status, attempts FROM alert_deliveries ORDER BY alert_id').all() as { alert_id: number; target: string; status: string; attempts: number }[]);
 
 describe('fault: a webhook receiver that accepts and never answers', () => {
   it('the daemon still marks a SIGKILLed agent offline on the next pass, never suspects itself, and stops on SIGTERM within the alert timeout', async () => {
@@ -45,7 +45,7 @@ describe('fault: a webhook receiver that accepts and never answers', () => {
     const tookMs = performance.now() - askedAt;
     expect(code).toBe(0);
     expect(tookMs).toBeLessThan(timeoutMs + 2000 + 5000); // the contract is timeout + 2 s; 5 s of margin for a busy machine
-    const open = deliveries(db);
+    const open = await deliveries(db);
     expect(open.length).toBeGreaterThanOrEqual(2);
     for (const d of open) expect(d.status).toBe('pending');
   }, 90_000);
@@ -68,7 +68,7 @@ describe('fault: a webhook receiver that accepts and never answers', () => {
     expect(gaveUp).toBeGreaterThan(convicted);
     // Both deliveries were tried side by side, each once: not one after the other, three tries each (6 × timeout).
     expect(tookMs).toBeLessThan(3 * timeoutMs);
-    expect(deliveries(db).map((d) => `${d.status}:${d.attempts}`)).toEqual(['pending:1', 'pending:1']);
+    expect((await deliveries(db)).map((d) => `${d.status}:${d.attempts}`)).toEqual(['pending:1', 'pending:1']);
     // Once the receiver answers, each alert is delivered exactly once.
     await hook.close();
     const good = await receiver(hook.port);
@@ -76,7 +76,7 @@ describe('fault: a webhook receiver that accepts and never answers', () => {
     expect(good.bodies.map((b) => b.agent.name).sort()).toEqual(['gone-1', 'gone-2']);
     expect((await cliAsync(['monitor', '--once', '--alert-webhook', good.url], { db })).code).toBe(0);
     expect(good.bodies).toHaveLength(2);
-    expect(deliveries(db).map((d) => d.status)).toEqual(['sent', 'sent']);
+    expect((await deliveries(db)).map((d) => d.status)).toEqual(['sent', 'sent']);
   }, 90_000);
 
   it('a slow receiver gets each alert once, though many passes run while its answer is on the way', async () => {
@@ -94,7 +94,7 @@ describe('fault: a webhook receiver that accepts and never answers', () => {
       cli(['monitor', '--once'], { db });
       await twoDying(db);
       const monitor = startCli(['monitor', '--every', '100ms', '--json', '--alert-webhook', url, '--alert-timeout', '10s'], { db });
-      await waitFor(() => deliveries(db).filter((d) => d.status === 'sent').length === 2, 'both alerts delivered', 30_000);
+      await waitFor(async () => (await deliveries(db)).filter((d) => d.status === 'sent').length === 2, 'both alerts delivered', 30_000);
       // Well after: passes went on, and nothing was sent again.
       const passes = () => monitor.output().split('\n').filter((l) => l.startsWith('{')).length;
       const seen = passes();
@@ -102,7 +102,7 @@ describe('fault: a webhook receiver that accepts and never answers', () => {
       monitor.kill('SIGINT');
       expect((await exited(monitor)).code).toBe(0);
       expect(bodies.map((b) => b.agent.name).sort()).toEqual(['gone-1', 'gone-2']);
-      expect(deliveries(db).map((d) => `${d.status}:${d.attempts}`)).toEqual(['sent:1', 'sent:1']);
+      expect((await deliveries(db)).map((d) => `${d.status}:${d.attempts}`)).toEqual(['sent:1', 'sent:1']);
       expect(monitor.errors()).not.toMatch(/paused|convicting no one/);
     } finally {
       server.closeAllConnections();

@@ -54,8 +54,8 @@ function hostileFleet(opts: { lastBeat?: number } = {}): { db: string; dir: stri
 }
 
 describe('fault: agent text is shown escaped to people, exact in JSON', () => {
-  it('commands: a hostile agent name, payload, result and error are escaped in the table, exact with --json', () => {
-    const { db } = hostileFleet();
+  it('commands: a hostile agent name, payload, result and error are escaped in the table, exact with --json', async () => {
+    const { db } = await hostileFleet();
     foreign(db, (raw) => {
       const id = raw.prepare('SELECT id FROM agents WHERE name = ?').pluck().get(EVIL_NAME) as number;
       const now = Date.now();
@@ -74,8 +74,8 @@ describe('fault: agent text is shown escaped to people, exact in JSON', () => {
     expect(list.map((c) => c.result ?? c.error)).toEqual([EVIL, EVIL]);
   });
 
-  it('db-check: a hostile name in a finding is escaped in the report, exact with --json', () => {
-    const { db } = hostileFleet({ lastBeat: Date.now() + 3_600_000 }); // a heartbeat an hour in the future: clock skew
+  it('db-check: a hostile name in a finding is escaped in the report, exact with --json', async () => {
+    const { db } = await hostileFleet({ lastBeat: Date.now() + 3_600_000 }); // a heartbeat an hour in the future: clock skew
     const r = cli(['db-check'], { db });
     expect(r.code, r.stderr).toBe(1);
     expectClean(r.stdout, 'db-check');
@@ -85,8 +85,8 @@ describe('fault: agent text is shown escaped to people, exact in JSON', () => {
     expect(j.findings.find((f: any) => f.check === 'clock skew').detail).toContain(EVIL_NAME);
   });
 
-  it('monitor --once: the health loop writes the hostile name escaped to its log file and to stderr, one line per entry', () => {
-    const { db, dir } = hostileFleet();
+  it('monitor --once: the health loop writes the hostile name escaped to its log file and to stderr, one line per entry', async () => {
+    const { db, dir } = await hostileFleet();
     const logs = join(dir, 'logs');
     const r = cli(['monitor', '--once', '--log-dir', logs], { db });
     expect(r.code, r.stderr).toBe(0);
@@ -104,8 +104,8 @@ describe('fault: agent text is shown escaped to people, exact in JSON', () => {
     expect(status.agents.map((a: any) => a.name)).toEqual([EVIL_NAME]);
   });
 
-  it('restart --dry-run: a hostile name and launch command are escaped in the plan, exact with --json', () => {
-    const { db } = hostileFleet();
+  it('restart --dry-run: a hostile name and launch command are escaped in the plan, exact with --json', async () => {
+    const { db } = await hostileFleet();
     const r = cli(['restart', '--all', '--dry-run'], { db });
     expect(r.code, r.stderr).toBe(0);
     expectClean(r.stdout, 'restart --dry-run');
@@ -117,8 +117,8 @@ describe('fault: agent text is shown escaped to people, exact in JSON', () => {
     expect(plan[0].steps.join('\n')).toContain(`/bin/echo ${EVIL}`);
   });
 
-  it('cleanup: hostile names are escaped in the summary (convict and purge), exact with --json', () => {
-    const { db } = hostileFleet();
+  it('cleanup: hostile names are escaped in the summary (convict and purge), exact with --json', async () => {
+    const { db } = await hostileFleet();
     const dry = cli(['cleanup', '--stale', '--dry-run'], { db });
     expect(dry.code, dry.stderr).toBe(0);
     expectClean(dry.stdout, 'cleanup --stale --dry-run');
@@ -209,14 +209,14 @@ describe('fault: agent text is shown escaped to people, exact in JSON', () => {
 describe('fault: agent text through the library', () => {
   it("the health loop hands a library user's own logger messages with the hostile name escaped", async () => {
     const { HeartbeatHealthAgent, openStore } = await import('../../dist/index.js');
-    const { db } = hostileFleet();
-    const store = openStore({ path: db, mode: 'existing' });
+    const { db } = await hostileFleet();
+    const store = await openStore({ path: db, mode: 'existing' });
     const lines: string[] = [];
     const agent = new HeartbeatHealthAgent({ store, logger: { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m) } });
     try {
       await agent.runOnce();
     } finally {
-      store.close();
+      await store.close();
     }
     expect(lines.some((l) => l.includes('evil\\x1b[2J\\x1b]0;pwned\\x07\\x0aFORGED'))).toBe(true);
     expectClean(lines.join('\n'), 'the messages given to the logger');

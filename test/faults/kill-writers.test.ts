@@ -12,7 +12,7 @@ describe('fault: writers killed with SIGKILL in the middle of transactions', () 
   it('over and over, while others keep writing: integrity ok, every committed heartbeat counted, no unreported error', async () => {
     const db = tempDb();
     const logs = tempDir();
-    openStore({ path: db }).close();
+    await (await openStore({ path: db })).close();
     // Two steady writers that are never killed and must see no error at all.
     const steady = [0, 1].map((i) => start(process.execPath, [fixture, db, `steady-${i}`, join(logs, `steady-${i}.log`), '3000']));
     // Three slots of victims, each killed and replaced again and again.

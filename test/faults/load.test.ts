@@ -44,9 +44,9 @@ describe('fault: load', () => {
     const go = join(tempDir(), 'go');
     const names = Array.from({ length: WRITERS }, (_, i) => `load-${String(i).padStart(2, '0')}`);
     // A 30 s contract (stale after 90 s) covers the whole run: any conviction of these agents is the loop's mistake.
-    const store = openStore({ path: db });
-    for (const name of names) store.register({ name, intervalMs: 30_000 }, Date.now());
-    store.close();
+    const store = await openStore({ path: db });
+    for (const name of names) await store.register({ name, intervalMs: 30_000 }, Date.now());
+    await store.close();
 
     const monitor = startCli(['monitor', '--every', `${EVERY_MS}ms`, '--json'], { db });
     await waitFor(() => jsonLines(monitor).length >= 1, 'the first pass of the health loop');

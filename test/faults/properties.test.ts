@@ -206,8 +206,8 @@ describe('property: flags', () => {
 });
 
 describe('property: the derived state in SQL', () => {
-  it('DERIVED_STATE_SQL says what deriveState says, for any persisted state, timestamps and contract', () => {
-    const store = openStore({ path: tempDb() });
+  it('DERIVED_STATE_SQL says what deriveState says, for any persisted state, timestamps and contract', async () => {
+    const store = await openStore({ path: tempDb() });
     const now = Date.UTC(2026, 0, 1);
     // Random values, and small sets of values whose differences land exactly on the thresholds (the boundaries are
     // inclusive: silent for exactly the window is stale).
@@ -243,7 +243,7 @@ describe('property: the derived state in SQL', () => {
         { numRuns: 300 },
       );
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

@@ -63,7 +63,7 @@ function cleanupAgent(db: string, name: string): void {
 }
 
 describe.skipIf(!!namespaceRefusal || !hasSqlite)('fault: a row naming pid 1 (in a real pid namespace)', () => {
-  it('restart refuses to signal pid 1, plans no stop of it, and an unrelated process in another session survives', () => {
+  it('restart refuses to signal pid 1, plans no stop of it, and an unrelated process in another session survives', async () => {
     const dir = tempDir();
     const db = join(dir, 'agents.db');
     const ag = `${process.execPath} ${BIN} --db ${db}`;
@@ -80,13 +80,13 @@ describe.skipIf(!!namespaceRefusal || !hasSqlite)('fault: a row naming pid 1 (in
     const r = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'setsid', 'sh', '-c', script], { encoding: 'utf8', env: cleanEnv(), timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
     const read = (f: string) => readFileSync(join(dir, f), 'utf8');
-    expect(read('sleep.state').trim(), 'the unrelated sleep must still be running').toMatch(/^[RSD]$/);
-    expect(read('plan.out')).not.toMatch(/stop agent process 1\b/);
-    expect(read('plan.rc').trim()).not.toBe('0');
-    expect(read('plan.err')).toMatch(/refus.*pid 1\b/);
-    expect(read('restart.rc').trim()).not.toBe('0');
-    expect(read('restart.err').trim().split('\n')).toHaveLength(1);
-    expect(read('restart.err')).toMatch(/^agentctl: refus.*pid 1\b.*/);
+    expect((await read('sleep.state')).trim(), 'the unrelated sleep must still be running').toMatch(/^[RSD]$/);
+    expect(await read('plan.out')).not.toMatch(/stop agent process 1\b/);
+    expect((await read('plan.rc')).trim()).not.toBe('0');
+    expect(await read('plan.err')).toMatch(/refus.*pid 1\b/);
+    expect((await read('restart.rc')).trim()).not.toBe('0');
+    expect((await read('restart.err')).trim().split('\n')).toHaveLength(1);
+    expect(await read('restart.err')).toMatch(/^agentctl: refus.*pid 1\b.*/);
     const refusal = historyOf(db, 'x').find((e) => e.evidence?.rule === 'refused');
     expect(refusal?.evidence).toMatchObject({ pid: 1, refused: expect.stringMatching(/pid 1/) });
   });

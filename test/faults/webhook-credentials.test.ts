@@ -19,7 +19,7 @@ describe('fault: credentials in a webhook URL', () => {
     const url = (p: number) => `http://alice:s3cret@127.0.0.1:${p}/hook?token=t0ken&team=ops`;
     const env = { AGENTCTL_LOG_LEVEL: 'debug' };
     cli(['monitor', '--once'], { db });
-    beatOnce(db, 'w', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
+    await beatOnce(db, 'w', { intervalMs: 50, staleMultiplier: 1, offlineAfterMs: 100 });
     await sleep(150);
     const down = await cliAsync(['--debug', 'monitor', '--once', '--json', '--alert-webhook', url(port), '--alert-retries', '0', '--alert-timeout', '1s'], { db, env });
     expect(down.code).toBe(0);

@@ -23,7 +23,7 @@ function fleet(db: string): void {
 describe('serve: the read API', () => {
   it('/api/v1/agents is the JSON of status --json, with the filters state, group and q', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
+    const viewer = await createToken(db, 'viewer', 'viewer');
     fleet(db);
     const s = await serve(db);
     const get = async (q: string) => {
@@ -46,7 +46,7 @@ describe('serve: the read API', () => {
 
   it('/api/v1/agents/NAME gives the agent and its recent events; /api/v1/events pages after an id', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
+    const viewer = await createToken(db, 'viewer', 'viewer');
     fleet(db);
     const s = await serve(db);
     const get = (path: string) => fetch(`${s.base}${path}`, { headers: bearer(viewer) });
@@ -73,7 +73,7 @@ describe('serve: the read API', () => {
 
   it('/metrics is the exposition of agentctl metrics', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
+    const viewer = await createToken(db, 'viewer', 'viewer');
     fleet(db);
     const s = await serve(db);
     const r = await fetch(`${s.base}/metrics`, { headers: bearer(viewer) });
@@ -90,7 +90,7 @@ describe('serve: the read API', () => {
     // Said, never passed silently: without promtool this test is reported as skipped, with the reason.
     if (promtool.error) t.skip('promtool is not installed (apt-get install prometheus provides it): /metrics was not validated by promtool');
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
+    const viewer = await createToken(db, 'viewer', 'viewer');
     fleet(db);
     expect(cli(['monitor', '--once'], { db }).code).toBe(0);
     const s = await serve(db);
@@ -104,7 +104,7 @@ describe('serve: the read API', () => {
 describe('serve: writes over HTTP', () => {
   it('POST /api/v1/agents/NAME/heartbeat validates as the CLI does and keeps agent text exact', async () => {
     const db = tempDb();
-    const agent = createToken(db, 'agent', 'agent');
+    const agent = await createToken(db, 'agent', 'agent');
     expect(cli(['register', 'job'], { db }).code).toBe(0);
     const s = await serve(db);
     const beat = (name: string, body: unknown, headers: Record<string, string> = { 'Content-Type': 'application/json' }, q = '') =>
@@ -150,7 +150,7 @@ describe('serve: writes over HTTP', () => {
 
   it('POST /api/v1/agents/NAME/status validates as set-status does', async () => {
     const db = tempDb();
-    const op = createToken(db, 'ops', 'operator');
+    const op = await createToken(db, 'ops', 'operator');
     expect(cli(['heartbeat', 'job'], { db }).code).toBe(0);
     const s = await serve(db);
     const set = (name: string, body: unknown) => fetch(`${s.base}/api/v1/agents/${name}/status`, { method: 'POST', headers: bearer(op, { 'Content-Type': 'application/json' }), body: JSON.stringify(body) });
@@ -172,7 +172,7 @@ describe('serve: writes over HTTP', () => {
 describe('serve: limits and headers', () => {
   it('every answer carries nosniff, a strict CSP with frame-ancestors none; big headers get 431, slow ones are cut off', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
+    const viewer = await createToken(db, 'viewer', 'viewer');
     const s = await serve(db, ['--headers-timeout', '1s', '--request-timeout', '2s']);
     for (const [path, headers] of [['/healthz', {}], ['/api/v1/agents', bearer(viewer)], ['/api/v1/agents', {}], ['/nothing', {}], ['/ping/x/y/999', {}]] as const) {
       const r = await fetch(`${s.base}${path}`, { headers });

@@ -6,7 +6,7 @@ import { agentOf, bearer, createToken, historyJson, serve } from './serve-helper
 describe('serve: authentication and roles', () => {
   it('401 without a token or with a wrong one; /healthz answers without one', async () => {
     const db = tempDb();
-    createToken(db, 'viewer', 'viewer');
+    await createToken(db, 'viewer', 'viewer');
     const s = await serve(db);
     expect(s.login).toBeNull(); // a token exists: no login link
     const h = await fetch(`${s.base}/healthz`);
@@ -25,10 +25,10 @@ describe('serve: authentication and roles', () => {
 
   it('403 for the wrong role and for an agent token outside its pattern', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
-    const agent = createToken(db, 'agent', 'agent');
-    const batch = createToken(db, 'batch', 'agent', 'batch-*');
-    const op = createToken(db, 'ops', 'operator');
+    const viewer = await createToken(db, 'viewer', 'viewer');
+    const agent = await createToken(db, 'agent', 'agent');
+    const batch = await createToken(db, 'batch', 'agent', 'batch-*');
+    const op = await createToken(db, 'ops', 'operator');
     expect(cli(['register', 'job'], { db }).code).toBe(0);
     const s = await serve(db);
     const post = (path: string, token: string, body: unknown) => fetch(`${s.base}${path}`, { method: 'POST', headers: bearer(token, { 'Content-Type': 'application/json' }), body: JSON.stringify(body) });
@@ -53,8 +53,8 @@ describe('serve: authentication and roles', () => {
 
   it('a revoked token is refused at once, and so is the browser session made with it', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
-    const agent = createToken(db, 'agent', 'agent');
+    const viewer = await createToken(db, 'viewer', 'viewer');
+    const agent = await createToken(db, 'agent', 'agent');
     expect(cli(['register', 'job'], { db }).code).toBe(0);
     const s = await serve(db);
     const login = await fetch(`${s.base}/login?token=${viewer}`, { redirect: 'manual' });
@@ -113,7 +113,7 @@ describe('serve: authentication and roles', () => {
     expect(again.login).toMatch(/^agentctl_/);
     expect(again.login).not.toBe(s.login);
     expect(await again.stop()).toEqual({ code: 0, signal: null });
-    createToken(db, 'ops', 'operator');
+    await createToken(db, 'ops', 'operator');
     const third = await serve(db);
     expect(third.login).toBeNull();
     expect(await third.stop()).toEqual({ code: 0, signal: null });
@@ -121,7 +121,7 @@ describe('serve: authentication and roles', () => {
 
   it('failed attempts are limited per client address: 429 with Retry-After, even for a right token then', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
+    const viewer = await createToken(db, 'viewer', 'viewer');
     const s = await serve(db);
     for (let i = 0; i < 10; i++) expect((await fetch(`${s.base}/api/v1/agents`, { headers: bearer(`agentctl_guess${i}`) })).status).toBe(401);
     const limited = await fetch(`${s.base}/api/v1/agents`, { headers: bearer('agentctl_guess10') });
@@ -137,7 +137,7 @@ describe('serve: authentication and roles', () => {
 
   it("every operator control is an event naming the token, a change of availability included", async () => {
     const db = tempDb();
-    const op = createToken(db, 'ops', 'operator');
+    const op = await createToken(db, 'ops', 'operator');
     expect(cli(['heartbeat', 'job'], { db }).code).toBe(0);
     const s = await serve(db);
     const set = (body: unknown) => fetch(`${s.base}/api/v1/agents/job/status`, { method: 'POST', headers: bearer(op, { 'Content-Type': 'application/json' }), body: JSON.stringify(body) });

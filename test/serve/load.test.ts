@@ -5,7 +5,7 @@ import { createToken, serve } from './serve-helpers.js';
 describe('serve under load', () => {
   it('a thousand concurrent pings are all answered OK and all counted in the database', async () => {
     const db = tempDb();
-    const key = createToken(db, 'agent', 'agent');
+    const key = await createToken(db, 'agent', 'agent');
     const names = Array.from({ length: 10 }, (_, i) => `load-${i}`);
     for (const n of names) expect(cli(['register', n], { db }).code).toBe(0);
     const s = await serve(db);

@@ -11,7 +11,7 @@ import { agentOf, createToken, historyJson, serve } from './serve-helpers.js';
 describe('pings (healthchecks slug form)', () => {
   it('each form answers as healthchecks does and sets the state its action means', async () => {
     const db = tempDb();
-    const key = createToken(db, 'pinger', 'agent');
+    const key = await createToken(db, 'pinger', 'agent');
     const s = await serve(db);
     const url = (suffix = '', q = '') => `${s.base}/ping/${key}/backup${suffix}${q}`;
 
@@ -82,9 +82,9 @@ describe('pings (healthchecks slug form)', () => {
 
   it('bad input gets a 4xx, never a 5xx, and writes nothing', async () => {
     const db = tempDb();
-    const key = createToken(db, 'pinger', 'agent');
-    const op = createToken(db, 'ops', 'operator');
-    const batchOnly = createToken(db, 'batch', 'agent', 'batch-*');
+    const key = await createToken(db, 'pinger', 'agent');
+    const op = await createToken(db, 'ops', 'operator');
+    const batchOnly = await createToken(db, 'batch', 'agent', 'batch-*');
     expect(cli(['register', 'job'], { db }).code).toBe(0);
     const s = await serve(db);
     const seq = () => agentOf(db, 'job').heartbeatSeq;
@@ -131,7 +131,7 @@ describe('pings (healthchecks slug form)', () => {
 
   it('keeps the first 10,000 bytes of a body; a heartbeat message keeps the CLI limit of 1024 characters', async () => {
     const db = tempDb();
-    const key = createToken(db, 'pinger', 'agent');
+    const key = await createToken(db, 'pinger', 'agent');
     expect(cli(['register', 'job'], { db }).code).toBe(0);
     const s = await serve(db);
     const body = 'a'.repeat(9_999) + 'bc' + 'd'.repeat(5_000);

@@ -5,8 +5,8 @@ import { agentOf, bearer, createToken, openStream, serve } from './serve-helpers
 describe('serve: the live event stream (Server-Sent Events)', () => {
   it('streams each event with its id, keeps the stream alive with comments, and resumes after Last-Event-ID', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
-    const agent = createToken(db, 'agent', 'agent');
+    const viewer = await createToken(db, 'viewer', 'viewer');
+    const agent = await createToken(db, 'agent', 'agent');
     expect(cli(['register', 'job'], { db }).code).toBe(0);
     const s = await serve(db, ['--keep-alive', '200ms', '--poll', '50ms']);
     const url = `${s.base}/api/v1/events/stream`;
@@ -63,8 +63,8 @@ describe('serve: the live event stream (Server-Sent Events)', () => {
 describe('serve --monitor', () => {
   it('runs the health loop in the same process: a silent agent is convicted, the stream shows it, SIGTERM stops both', async () => {
     const db = tempDb();
-    const viewer = createToken(db, 'viewer', 'viewer');
-    const agent = createToken(db, 'agent', 'agent');
+    const viewer = await createToken(db, 'viewer', 'viewer');
+    const agent = await createToken(db, 'agent', 'agent');
     expect(cli(['register', 'quiet', '--interval', '100ms', '--stale-after', '1', '--offline-after', '300ms'], { db }).code).toBe(0);
     const s = await serve(db, ['--monitor', '--every', '200ms', '--poll', '50ms']);
     const live = await openStream(`${s.base}/api/v1/events/stream?after=0`, bearer(viewer));
