@@ -18,20 +18,20 @@ function wall(argv, runs) {
 }
 
 /** Runs both figures in `dir`; returns nothing, prints each line. */
-export function benchDiagnostics(dir, bin) {
+export async function benchDiagnostics(dir, bin) {
   const db = join(dir, 'fleet.db');
-  const store = openStore({ path: db });
+  const store = await openStore({ path: db });
   const now = Date.now();
-  for (let i = 0; i < 10_000; i++) store.heartbeat({ name: `agent-${String(i).padStart(5, '0')}`, message: 'working' }, now);
-  store.close();
+  for (let i = 0; i < 10_000; i++) await store.heartbeat({ name: `agent-${String(i).padStart(5, '0')}`, message: 'working' }, now);
+  await store.close();
   const status = wall([process.execPath, bin, '--db', db, 'status', '--json'], 7);
   const beat = wall([process.execPath, bin, '--db', db, 'heartbeat', 'agent-00000'], 7);
   console.log(`status --json over 10,000 agents: ${fmt(status, 0)} ms vs agentctl heartbeat ${fmt(beat, 0)} ms → ${fmt(status / beat, 1)}×`);
 
   const edb = join(dir, 'events.db');
-  const es = openStore({ path: edb });
-  es.heartbeat({ name: 'chatty' }, now);
-  const id = es.getAgent('chatty').id;
+  const es = await openStore({ path: edb });
+  await es.heartbeat({ name: 'chatty' }, now);
+  const id = (await es.getAgent('chatty')).id;
   const old = now - 60 * 86_400_000;
   es.immediate(() =>
     es.db
@@ -42,7 +42,7 @@ export function benchDiagnostics(dir, bin) {
       )
       .run(id, old),
   );
-  es.close();
+  await es.close();
   const t = process.hrtime.bigint();
   const r = spawnSync(process.execPath, [bin, '--db', edb, 'cleanup', '--events-older-than', '30d', '--json'], { encoding: 'utf8' });
   const ms = Number(process.hrtime.bigint() - t) / 1e6;

@@ -32,11 +32,11 @@ function rawRate(store, name, n) {
 }
 
 /** Store.heartbeat against the raw statement, interleaved in rounds so that both see the same machine. */
-function inProcess() {
+async function inProcess() {
   const db = join(dir, 'inproc.db');
-  const store = openStore({ path: db });
+  const store = await openStore({ path: db });
   const agents = 100;
-  for (let i = 0; i < agents; i++) store.heartbeat({ name: `a${i}` }, Date.now());
+  for (let i = 0; i < agents; i++) await store.heartbeat({ name: `a${i}` }, Date.now());
   const n = 10_000;
   const lat = [];
   const raws = [];
@@ -47,12 +47,12 @@ function inProcess() {
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
       const s = performance.now();
-      store.heartbeat({ name: `a${i % agents}`, progress: i }, Date.now());
+      await store.heartbeat({ name: `a${i % agents}`, progress: i }, Date.now());
       lat.push(performance.now() - s);
     }
     rates.push((n / (performance.now() - t0)) * 1000);
   }
-  store.close();
+  await store.close();
   const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
   const sorted = lat.sort((a, b) => a - b);
   const rate = med(rates);
@@ -64,7 +64,7 @@ function inProcess() {
 
 async function processes(mode, perProcess) {
   const db = join(dir, `${mode}.db`);
-  openStore({ path: db }).close();
+  await (await openStore({ path: db })).close();
   const startAt = Date.now() + 1500;
   const outs = await Promise.all(
     Array.from({ length: 8 }, (_, i) =>
@@ -80,9 +80,9 @@ async function processes(mode, perProcess) {
   const total = outs.reduce((s, o) => s + o.count, 0);
   const rate = (total / (end - startAt)) * 1000;
   const lat = outs.flatMap((o) => o.latencies).sort((a, b) => a - b);
-  const check = openStore({ path: db });
+  const check = await openStore({ path: db });
   const counted = check.db.prepare('SELECT SUM(heartbeat_seq) AS n FROM agents').get().n - 8;
-  check.close();
+  await check.close();
   console.log(`8 processes, ${mode === 'plain' ? "SQLite's locking" : 'proper-lockfile lock per write'}: ${fmt(rate)}/s aggregate (${fmt(total)} heartbeats, ${fmt(counted)} counted; p50 ${fmt(pct(lat, 50), 2)} ms, p99 ${fmt(pct(lat, 99), 2)} ms)`);
   if (counted !== total) throw new Error(`lost heartbeats: ${total} sent, ${counted} counted`);
   return rate;
@@ -113,12 +113,12 @@ function startup() {
 async function agentBeats(rawPrepared) {
   const db = join(dir, 'agent.db');
   const n = 20_000;
-  const store = openStore({ path: db });
-  store.heartbeat({ name: 'raw' }, Date.now());
+  const store = await openStore({ path: db });
+  await store.heartbeat({ name: 'raw' }, Date.now());
   let t0 = performance.now();
-  for (let i = 0; i < n; i++) store.heartbeat({ name: 'raw', progress: i }, Date.now());
+  for (let i = 0; i < n; i++) await store.heartbeat({ name: 'raw', progress: i }, Date.now());
   const raw = (n / (performance.now() - t0)) * 1000;
-  store.close();
+  await store.close();
   const agent = new HeartbeatAgent({ name: 'lib', db, interval: '1h', handleSignals: false });
   await agent.start();
   t0 = performance.now();
@@ -170,8 +170,8 @@ async function runOverhead(nodeStartMs) {
 }
 
 /** A database with `n` registered agents that all beat just now (healthy), written in one transaction. */
-function healthyFleet(n) {
-  const store = openStore({ path: join(dir, `fleet-${n}.db`) });
+async function healthyFleet(n) {
+  const store = await openStore({ path: join(dir, `fleet-${n}.db`) });
   const now = Date.now();
   const insert = store.db.prepare(
     `INSERT INTO agents (name, state, state_since, state_reason, created_at, started_at, updated_at, last_heartbeat_at, heartbeat_seq)
@@ -184,24 +184,24 @@ function healthyFleet(n) {
 }
 
 /** Median wall time of one health pass (checkHealth) over a healthy fleet of `n` agents, after a warm-up pass. */
-function passTime(n) {
-  const store = healthyFleet(n);
-  checkHealth(store, Date.now());
+async function passTime(n) {
+  const store = await healthyFleet(n);
+  await checkHealth(store, Date.now());
   const times = [];
   for (let i = 0; i < 41; i++) {
     const t = performance.now();
-    const r = checkHealth(store, Date.now());
+    const r = await checkHealth(store, Date.now());
     times.push(performance.now() - t);
     if (r.transitions.length) throw new Error(`a healthy fleet had ${r.transitions.length} transitions`);
   }
-  store.close();
+  await store.close();
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];
 }
 
-function healthPass() {
-  const small = passTime(1_000);
-  const large = passTime(100_000);
+async function healthPass() {
+  const small = await passTime(1_000);
+  const large = await passTime(100_000);
   const ratio = large / small;
   console.log(`health pass over healthy agents (median of 41): 1,000 agents ${fmt(small, 3)} ms, 100,000 agents ${fmt(large, 3)} ms → ${fmt(ratio, 2)}×`);
   goal('a pass over 100,000 healthy agents ≤ 3× a pass over 1,000 (it costs what is due)', ratio <= 3, `${fmt(ratio, 2)}×`);
@@ -223,9 +223,9 @@ const READS = [
  * A fleet of `n` agents written through the documented register and heartbeat SQL in one transaction: contracts of
  * 1 h so every agent stays active, a message and metadata on each, a group on some, and a few in error.
  */
-function sqlFleet(n) {
+async function sqlFleet(n) {
   const path = join(dir, `reads-${n}.db`);
-  const store = openStore({ path });
+  const store = await openStore({ path });
   const register = store.db.prepare(store.registerSql);
   const beat = store.db.prepare(HEARTBEAT_SQL);
   const now = Date.now();
@@ -236,7 +236,7 @@ function sqlFleet(n) {
       beat.run({ name, status: i % 100 === 7 ? 'error' : 'ok', message: `working on job ${i}`, metadata: JSON.stringify({ jobs: i % 17, queue: `q${i % 5}` }), progress: i, now });
     }
   })();
-  store.close();
+  await store.close();
   return path;
 }
 
@@ -263,13 +263,13 @@ function measure(db, args, runs) {
 }
 
 /** The read-scale table: each read command's time as a ratio to one `agentctl heartbeat` on the same file, and its peak RSS. */
-function readScale() {
+async function readScale() {
   const sizes = [1_000, 10_000, 100_000];
   const table = {};
   console.log('\nreads at scale (median wall time as a ratio to one `agentctl heartbeat` on the same database; peak RSS):');
   for (const n of sizes) {
     const t0 = performance.now();
-    const db = sqlFleet(n);
+    const db = await sqlFleet(n);
     const built = performance.now() - t0;
     const runs = n >= 100_000 ? 3 : 5;
     measure(db, ['status', '--json'], 1); // warm the page cache
@@ -309,15 +309,15 @@ try {
     readScale();
     process.exitCode = results.some((r) => !r.ok) ? 1 : 0;
   } else {
-  healthPass();
-  const rawPrepared = inProcess();
+  await healthPass();
+  const rawPrepared = await inProcess();
   const plain = await processes('plain', 5000);
   goal('8-process aggregate ≥ 0.5× one process running the raw prepared statement', plain / rawPrepared >= 0.5, `${fmt(plain / rawPrepared, 2)}×`);
   const locked = await processes('lockfile', 250);
   console.log(`ratio SQLite locking / lock per write: ${fmt(plain / locked, 1)}×`);
   goal('8-process aggregate ≥ 10× the lock-per-write baseline', plain / locked >= 10, `${fmt(plain / locked, 1)}×`);
   const nodeStart = startup();
-  benchDiagnostics(dir, join(root, 'bin/agentctl'));
+  await benchDiagnostics(dir, join(root, 'bin/agentctl'));
   readScale();
   await agentBeats(rawPrepared);
   await runOverhead(nodeStart);

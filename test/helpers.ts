@@ -246,6 +246,8 @@ export function agentRecord(db: string, name: string): AgentRecord | undefined {
   const conn = new Database(db, { readonly: true, fileMustExist: true });
   try {
     conn.pragma('busy_timeout = 5000');
+    // A file being created has no schema yet: no agent either.
+    if (!conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'agents'").get()) return undefined;
     const row = conn.prepare('SELECT * FROM agents WHERE name = ?').get(name) as Record<string, unknown> | undefined;
     return row ? toAgentRecord(row) : undefined;
   } finally {

@@ -42,6 +42,8 @@ export class HeartbeatAgent extends EventEmitter {
   private readonly log: Logger;
   private readonly clock: () => number;
   private store: Store | null = null;
+  /** Whether the options gave a clock (then it decides the time of every write too: see writeTime). */
+  private readonly clockGiven: boolean;
   /**
    * The beat being written, if any: beats run one at a time (a timer's and setStatus's would otherwise open two
    * connections or interleave), and stop() waits for it, so that no beat lands after the goodbye.
@@ -69,6 +71,7 @@ export class HeartbeatAgent extends EventEmitter {
     this.name = this.o.name;
     this.log = options.logger ?? SILENT;
     this.clock = options.clock ?? Date.now;
+    this.clockGiven = options.clock !== undefined;
   }
 
   /** The incarnation this agent registered as (null before start or while disconnected from a fresh file). */
@@ -111,13 +114,15 @@ export class HeartbeatAgent extends EventEmitter {
   }
 
   /** Sets what the agent reports: busy, available, or an error with a message (written at once). */
-  async setStatus(status: 'busy' | 'available' | 'error', message?: string): Promise<void> {
+  setStatus(status: 'busy' | 'available' | 'error', message?: string): Promise<void> {
+    // Invalid input throws at once (as it always did); the write itself is the returned Promise.
     if (!['busy', 'available', 'error'].includes(status)) throw new UsageError(`invalid status '${status}': use busy, available or error`);
     if (message !== undefined) validateMessage(message);
     this.status = status === 'available' ? 'ok' : status;
     this.message = message ?? null;
-    if (this.running) await this.beat();
+    return this.running ? this.beat().then(() => undefined) : Promise.resolve();
   }
+
 
   /** Reports a progress counter (sent with the next heartbeat). */
   progress(n: number): void {
@@ -175,19 +180,28 @@ export class HeartbeatAgent extends EventEmitter {
     }
   }
 
+  /**
+   * The time of a write: the store decides it (the database's clock: this host's for SQLite, the server's where the
+   * database has one), unless a clock was given in the options (a test's fake clock), which then decides every time.
+   * The agent's own judgements (connectionHealth, the age of its last acknowledged beat) stay on `clock`.
+   */
+  private writeTime(store: Store): Promise<number> | number {
+    return this.clockGiven ? this.clock() : store.now();
+  }
+
   private async beatOnce(): Promise<boolean> {
-    const now = this.clock();
     const p = { name: this.name, status: this.status, message: this.message, metadataJson: this.pendingMeta ? JSON.stringify(this.pendingMeta) : null, progress: this.progressValue };
     try {
       // Until the first connection the agent may create the file; afterwards a missing file is an operator's doing.
       if (!this.store) await this.connect(this.incarnationNo === null ? 'create' : 'existing');
+      const now = await this.writeTime(this.store!);
       if (!(await this.beatThroughStore(p, now))) {
         // The row is gone (the file was recreated, or someone purged the agent): register again, then beat.
         await this.register(this.store!, 'registered again: the agent was missing from the database');
         await this.store!.heartbeatRow(p, now);
       }
       this.pendingMeta = null;
-      this.lastAck = now;
+      this.lastAck = this.clock();
       if (this.failures) {
         this.log.info?.(`agent ${this.name}: heartbeats recovered after ${this.failures} failure(s)`);
         this.emit('reconnected', { failures: this.failures });
@@ -218,7 +232,7 @@ export class HeartbeatAgent extends EventEmitter {
       this.checkFile();
       const store = this.store;
       if (store && this.incarnationNo !== null) {
-        const now = this.clock();
+        const now = await this.writeTime(store);
         if (opts.evidence) await markExited(store, this.name, this.incarnationNo, reason, opts.evidence, now);
         else {
           validateMessage(reason);
@@ -272,7 +286,7 @@ export class HeartbeatAgent extends EventEmitter {
         ...(how.restarted ? { restarted: true } : {}),
         ...(how.supervision !== undefined ? { supervision: how.supervision } : {}),
       },
-      this.clock(),
+      await this.writeTime(store),
     );
     this.incarnationNo = row.incarnation;
   }

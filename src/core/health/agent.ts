@@ -174,9 +174,19 @@ export class HeartbeatHealthAgent extends EventEmitter {
     return this.pass(suspect, true);
   }
 
+  /**
+   * The "now" a pass judges the agents by and stamps its writes with: the database's clock (store.now(): this host's
+   * for SQLite, the server's where the database has one), unless a Clock was given in the options (a test's fake
+   * clock), which then decides. The suspect check and the loop's own timing stay on `clock`: they judge this loop
+   * and this machine, not the agents.
+   */
+  private judgeTime(): Promise<number> | number {
+    return this.opts.clock ? this.clock.now() : this.store.now();
+  }
+
   private async pass(suspect: string | null, waitForDelivery: boolean): Promise<PassOutcome> {
     const started = this.clock.monotonic();
-    const now = this.clock.now();
+    const now = await this.judgeTime();
     const report = await checkHealth(this.store, now, { ...this.opts.policy, everyMs: this.opts.policy?.everyMs ?? this.everyMs, targets: this.targetIds(), suspect });
     this.logReport(report);
     // Beside the pass: convictions and crash proofs are committed; a receiver that never answers holds nothing up.
@@ -210,7 +220,7 @@ export class HeartbeatHealthAgent extends EventEmitter {
 
   /** Seed 002's update_agent_states: convicts what is due now (the shared rule), without alerts or files. */
   async updateAgentStates(): Promise<ConvictResult> {
-    return await convict(this.store, this.clock.now(), { local: this.opts.policy?.local ?? thisHost(), ...(this.opts.policy?.hold !== undefined ? { hold: this.opts.policy.hold } : {}) });
+    return await convict(this.store, await this.judgeTime(), { local: this.opts.policy?.local ?? thisHost(), ...(this.opts.policy?.hold !== undefined ? { hold: this.opts.policy.hold } : {}) });
   }
 
   /**
