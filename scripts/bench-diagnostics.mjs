@@ -33,14 +33,13 @@ export async function benchDiagnostics(dir, bin) {
   await es.heartbeat({ name: 'chatty' }, now);
   const id = (await es.getAgent('chatty')).id;
   const old = now - 60 * 86_400_000;
-  es.immediate(() =>
-    es.db
-      .prepare(
-        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
-         INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
-         SELECT ?, 'chatty', ? + i, 'active', 'stale', 'heartbeat overdue', '{"rule":"clock"}' FROM n`,
-      )
-      .run(id, old),
+  await es.tx((s) =>
+    s.sql.run(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
+       INSERT INTO events (agent_id, agent_name, at, from_state, to_state, reason, evidence)
+       SELECT ?, 'chatty', ? + i, 'active', 'stale', 'heartbeat overdue', '{"rule":"clock"}' FROM n`,
+      [id, old],
+    ),
   );
   await es.close();
   const t = process.hrtime.bigint();

@@ -1,3 +1,4 @@
+import { joinPieces } from '../src/core/json-text.js';
 import { describe, expect, it } from 'vitest';
 import Table from 'cli-table3';
 import { openStore, type Store } from '../src/store/store.js';
@@ -158,11 +159,7 @@ async function oldMetrics(store: Store): Promise<string> {
 }
 
 /** The pieces of a document written as it is read, joined. */
-async function collect(pieces: AsyncIterable<string>): Promise<string> {
-  const all: string[] = [];
-  for await (const p of pieces) all.push(p);
-  return all.join('');
-}
+const collect = joinPieces;
 
 describe('reads in one pass give the documents the code before gave', () => {
   it('status --json: the same document for every kind of query', async () => {

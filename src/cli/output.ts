@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { type Pieces, joinPieces } from '../core/json-text.js';
 
 /**
  * Output written as it is produced, in chunks of about 64 KiB: a command that prints a large fleet holds one chunk,
@@ -44,17 +45,22 @@ export class ChunkedWriter {
  * Writes each piece of `pieces` through a ChunkedWriter to stdout, or, with `out`, hands the whole text to it
  * (a file written atomically needs all of it).
  */
-export async function writePieces(pieces: Iterable<string> | AsyncIterable<string>, out?: (text: string) => void): Promise<void> {
+export async function writePieces(pieces: Iterable<string> | Pieces, out?: (text: string) => void): Promise<void> {
   if (out) {
-    const all: string[] = [];
-    for await (const p of pieces) all.push(p);
-    out(all.join(''));
+    out(await joinPieces(pieces));
     return;
   }
   const w = new ChunkedWriter();
   for await (const p of pieces) {
-    const wait = w.write(p);
-    if (wait) await wait;
+    if (typeof p === 'string') {
+      const wait = w.write(p);
+      if (wait) await wait;
+    } else {
+      for (const one of p) {
+        const wait = w.write(one);
+        if (wait) await wait;
+      }
+    }
   }
   await w.flush();
 }

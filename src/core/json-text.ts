@@ -26,3 +26,19 @@ export const jsonIso = (ms: number | null): string => (ms === null ? 'null' : `"
 
 /** `value` as JSON.stringify(value, null, 2) writes it nested at `pad` (the indent of the line it starts on). */
 export const nestedJson = (value: unknown, pad: string): string => JSON.stringify(value, null, 2).replace(/\n/g, `\n${pad}`);
+
+/**
+ * A document written as it is read: text pieces, or batches of them (one per row of a batch read from the
+ * database), so that producing a piece costs no await per row and writing it no large joined string.
+ */
+export type Pieces = AsyncIterable<string | readonly string[]>;
+
+/** The whole text of `pieces`. */
+export async function joinPieces(pieces: Pieces | Iterable<string>): Promise<string> {
+  const all: string[] = [];
+  for await (const p of pieces) {
+    if (typeof p === 'string') all.push(p);
+    else all.push(...p);
+  }
+  return all.join('');
+}

@@ -357,7 +357,7 @@ export class Store {
    * Rows of `sql` as arrays of `columns`, in batches. On SQLite they are read in raw mode (no
    * object per row: a reader of 100,000 agents makes 100,000 fewer objects); any other executor maps its rows.
    */
-  private async *arrayBatches(sql: string, args: SqlArgs, columns: readonly string[], batch = 1000): AsyncIterable<unknown[][]> {
+  private async *arrayBatches(sql: string, args: SqlArgs, columns: readonly string[], batch = 32): AsyncIterable<unknown[][]> {
     const raw = this.sqlite.batchesOf<unknown[]>(this.sql, this.rawStatement(sql), args, batch);
     if (raw) {
       yield* raw;

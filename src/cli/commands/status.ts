@@ -9,7 +9,7 @@ import { AGENT_STATES, type AgentState } from '../../store/rows.js';
 import type { Store } from '../../store/store.js';
 import { type CliContext, cliContext } from '../context.js';
 import { AGENT_JSON_COLUMNS, agentJsonText } from '../format.js';
-import { nestedJson } from '../../core/json-text.js';
+import { type Pieces, nestedJson } from '../../core/json-text.js';
 import { writePieces } from '../output.js';
 
 // Only what `status --json` needs is imported here; the table (colours, columns) is loaded when it is drawn.
@@ -95,11 +95,11 @@ export async function printStatusJson(ctx: CliContext, store: Store | undefined,
 }
 
 /** The text of `status --json` at `now`, in pieces (one per agent), read in one snapshot of the database. */
-export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): AsyncIterable<string> {
+export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): Pieces {
   return store ? store.readStream((s) => statusJsonPieces(ctx, s, q, now)) : statusJsonPieces(ctx, store, q, now);
 }
 
-async function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): AsyncGenerator<string> {
+async function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): AsyncGenerator<string | string[]> {
   yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(ctx.config.dbPath)},\n  "agents": [`;
   const counts = countStates([]);
   let total = 0;
@@ -107,10 +107,10 @@ async function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store |
   const loop = store ? await healthLoopStatus(store, now) : null;
   if (store) {
     for await (const batch of readAgents(store, now, q, AGENT_JSON_COLUMNS)) {
-      let piece = '';
+      const piece: string[] = [];
       for (const a of batch) {
         counts[a.derived.state]++;
-        piece += `${total++ ? ',' : ''}\n    ${agentJsonText(a, now, '    ')}`;
+        piece.push(`${total++ ? ',' : ''}\n    ${agentJsonText(a, now, '    ')}`);
       }
       yield piece;
     }

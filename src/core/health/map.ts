@@ -4,7 +4,7 @@ import { CLOCK_COLUMNS, readAgents } from '../agents.js';
 import { iso } from '../duration.js';
 import { countStates, seedStatus } from '../state.js';
 import { healthLoopStatus } from './loop-status.js';
-import { jsonIso as isoText, jsonNumber as num, jsonString, jsonStringOrNull as str, nestedJson as nested } from '../json-text.js';
+import { type Pieces, joinPieces, jsonIso as isoText, jsonNumber as num, jsonString, jsonStringOrNull as str, nestedJson as nested } from '../json-text.js';
 
 const COLUMNS = ['id', 'name', 'group_name', 'host', 'pid', 'message', 'metadata'] as const;
 const K = CLOCK_COLUMNS.length;
@@ -16,11 +16,11 @@ const K = CLOCK_COLUMNS.length;
  * summary counts. Stored metadata is spliced as stored (the schema holds it to a JSON object). The document is
  * the one JSON.stringify(…, null, 2) gives, and is validated by src/schemas/heartbeat-map.schema.json.
  */
-export function heartbeatMapText(store: Store, now: number): AsyncGenerator<string> {
+export function heartbeatMapText(store: Store, now: number): Pieces {
   return store.readStream((s) => mapPieces(s, now));
 }
 
-async function* mapPieces(store: Store, now: number): AsyncGenerator<string> {
+async function* mapPieces(store: Store, now: number): AsyncGenerator<string | string[]> {
   const loop = await healthLoopStatus(store, now); // read first: the connection is busy while the agents are iterated
   const health = { last_pass: iso(loop.lastPassAt), seconds_since_pass: loop.ageMs === null ? null : Math.floor(loop.ageMs / 1000), overdue: loop.overdue };
   yield `{\n  "timestamp": "${new Date(now).toISOString()}",\n  "generator": "agentctl",\n  "health_loop": ${nested(health, '  ')},\n  "agents": {`;
@@ -45,7 +45,7 @@ async function* mapPieces(store: Store, now: number): AsyncGenerator<string> {
       `\n      "message": ${str(r[K + 5])},\n      "metadata": ${typeof r[K + 6] === 'string' ? r[K + 6] : '{}'}\n    }`);
     if (status === 'offline') down.push({ id: Number(r[K]), name, state: d.state, since: d.since, reason: d.reason });
    }
-   yield pieces.join('');
+   yield pieces;
   }
   yield `${total ? '\n  ' : ''}},\n  "alerts": [`;
   // Only the agents that are down are held, and their cooldowns read once the agents' iteration is over.
@@ -70,9 +70,7 @@ async function* mapPieces(store: Store, now: number): AsyncGenerator<string> {
 
 /** The heartbeat map at `now` as an object (heartbeatMapText parsed): for the library and the health loop's --map file. */
 export async function buildHeartbeatMap(store: Store, now: number) {
-  const pieces: string[] = [];
-  for await (const p of heartbeatMapText(store, now)) pieces.push(p);
-  return JSON.parse(pieces.join('')) as {
+  return JSON.parse(await joinPieces(heartbeatMapText(store, now))) as {
     timestamp: string;
     generator: 'agentctl';
     health_loop: { last_pass: string | null; seconds_since_pass: number | null; overdue: boolean };

@@ -4,6 +4,7 @@ import { readCounters, readMonitor } from '../../store/monitor.js';
 import { countDerivedStates } from '../../store/fleet.js';
 import { CLOCK_COLUMNS, readAgents } from '../agents.js';
 import { countStates, heartbeatAgeMs, seedStatus } from '../state.js';
+import { type Pieces, joinPieces } from '../json-text.js';
 
 /** Escapes a Prometheus label value: backslash, double quote and newline. */
 export function escapeLabel(v: string): string {
@@ -26,9 +27,7 @@ const K = CLOCK_COLUMNS.length;
  * held convictions, suspect passes) and its last pass time and duration.
  */
 export async function renderMetrics(store: Store, now: number): Promise<string> {
-  const pieces: string[] = [];
-  for await (const p of metricsText(store, now)) pieces.push(p);
-  return pieces.join('');
+  return joinPieces(metricsText(store, now));
 }
 
 /**
@@ -36,11 +35,11 @@ export async function renderMetrics(store: Store, now: number): Promise<string> 
  * from SQL, and each per-agent family is one pass over the agents (a family's samples must be contiguous), so
  * the fleet is never held in memory.
  */
-export function metricsText(store: Store, now: number): AsyncGenerator<string> {
+export function metricsText(store: Store, now: number): Pieces {
   return store.readStream((s) => metricsPieces(s, now));
 }
 
-async function* metricsPieces(store: Store, now: number): AsyncGenerator<string> {
+async function* metricsPieces(store: Store, now: number): AsyncGenerator<string | string[]> {
   const counters = await readCounters(store);
   const monitor = await readMonitor(store);
   const head = (name: string, type: 'gauge' | 'counter', help: string) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
@@ -50,20 +49,20 @@ async function* metricsPieces(store: Store, now: number): AsyncGenerator<string>
   yield family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
   yield head('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).');
   for await (const batch of readAgents(store, now, {}, ['name', 'group_name'])) {
-    let piece = '';
+    const piece: string[] = [];
     for (const { row, derived } of batch) {
       const group = row[K + 1] === null ? '' : String(row[K + 1]);
-      piece += `agentctl_agent_up{agent="${escapeLabel(String(row[K]))}",group="${escapeLabel(group)}",state="${derived.state}"} ${seedStatus(derived.state) === 'online' ? 1 : 0}\n`;
+      piece.push(`agentctl_agent_up{agent="${escapeLabel(String(row[K]))}",group="${escapeLabel(group)}",state="${derived.state}"} ${seedStatus(derived.state) === 'online' ? 1 : 0}\n`);
     }
     yield piece;
   }
   yield head('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.');
   // Silence needs no derived state: the rows of the same agents, without the clock columns.
   for await (const rows of store.agentRowBatches(['name', 'group_name', 'last_heartbeat_at', 'started_at'])) {
-    let piece = '';
+    const piece: string[] = [];
     for (const [name, group, last, started] of rows) {
       const age = heartbeatAgeMs({ lastHeartbeatAt: last === null ? null : Number(last), startedAt: Number(started) }, now);
-      piece += `agentctl_agent_heartbeat_age_seconds{agent="${escapeLabel(String(name))}",group="${escapeLabel(group === null ? '' : String(group))}"} ${num(Math.max(0, age) / 1000)}\n`;
+      piece.push(`agentctl_agent_heartbeat_age_seconds{agent="${escapeLabel(String(name))}",group="${escapeLabel(group === null ? '' : String(group))}"} ${num(Math.max(0, age) / 1000)}\n`);
     }
     yield piece;
   }

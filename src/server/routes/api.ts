@@ -10,6 +10,7 @@ import { statusJsonText } from '../../cli/commands/status.js';
 import { eventJson } from '../../cli/commands/history.js';
 import { TARGETS } from '../../cli/commands/set-status.js';
 import { VERSION } from '../../version.js';
+import { joinPieces } from '../../core/json-text.js';
 import { HttpError, onlyKeys, optionalString, readJsonObject, sendJson } from '../http.js';
 import type { Route, RouteContext } from './types.js';
 
@@ -35,9 +36,7 @@ async function listAgents(ctx: RouteContext): Promise<void> {
   const now = ctx.app.now();
   const query = { ...(states ? { states } : {}), ...(group !== null ? { group } : {}), ...(q !== null && q !== '' ? { nameContains: q } : {}) };
   // The very text of status --json (same builder, read in one snapshot); sent whole, with its length.
-  const pieces: string[] = [];
-  for await (const p of statusJsonText({ config: { dbPath: ctx.app.dbPath } } as Parameters<typeof statusJsonText>[0], ctx.app.store, query, now)) pieces.push(p);
-  const body = pieces.join('');
+  const body = await joinPieces(statusJsonText({ config: { dbPath: ctx.app.dbPath } } as Parameters<typeof statusJsonText>[0], ctx.app.store, query, now));
   ctx.res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
   ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
 }

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import type { RunResult, Sql, SqlArgs } from '../sql.js';
 import { beginPromptly } from './open.js';
@@ -32,8 +31,9 @@ function bind(args: SqlArgs | undefined): unknown[] {
  * statement from any other async chain would silently join it (and be rolled back with it), so the executor is
  * guarded by an async mutex: a transaction holds it from BEGIN to COMMIT, and every other statement, transaction or
  * batch reader waits for it. Outside a transaction a statement runs at once, without waiting on anything.
- * Inside `fn`, use the Sql it is given; the executor itself, called from the chain that holds its transaction,
- * throws instead of waiting for itself forever.
+ * Inside `fn`, use the Sql it is given: the executor itself, called from inside its own transaction, waits for
+ * that transaction to end, which is waiting for it (the store modules are given a store bound to the transaction,
+ * so they cannot make that mistake). No AsyncLocalStorage guards against it: on Node 20 it slows every Promise.
  */
 export class SqliteSql implements Sql {
   readonly dialect = 'sqlite' as const;
@@ -43,8 +43,6 @@ export class SqliteSql implements Sql {
   /** Whether a transaction (or batch reader) holds the connection, and who waits for it, in order. */
   private held = false;
   private readonly waiters: (() => void)[] = [];
-  /** Marks the async chain that holds the connection (only read while it is held). */
-  private readonly owner = new AsyncLocalStorage<SqliteSql>();
   /** The Sql a transaction's `fn` is given: the same connection, without the mutex. */
   private readonly inner: Sql;
 
@@ -103,9 +101,6 @@ export class SqliteSql implements Sql {
       this.held = true;
       return;
     }
-    if (this.owner.getStore() === this) {
-      throw new Error('a statement of this executor was run inside its own transaction: use the Sql that tx() or read() gives');
-    }
     return new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
@@ -139,7 +134,7 @@ export class SqliteSql implements Sql {
   async *batches<T = Record<string, unknown>>(sql: string, args?: SqlArgs, batch = 1000, statement?: Database.Statement): AsyncIterable<T[]> {
     await this.acquire();
     try {
-      yield* this.owner.run(this, () => iterate<T>(statement ?? this.prepared(sql), args, batch, this.hooks.path));
+      yield* iterate<T>(statement ?? this.prepared(sql), args, batch, this.hooks.path);
     } finally {
       this.release();
     }
@@ -155,7 +150,7 @@ export class SqliteSql implements Sql {
           if (this.hooks.prompt?.()) beginPromptly(db);
           else db.exec('BEGIN IMMEDIATE');
           try {
-            const result = await this.owner.run(this, () => fn(this.inner));
+            const result = await fn(this.inner);
             db.exec('COMMIT');
             return result;
           } catch (err) {
@@ -182,7 +177,7 @@ export class SqliteSql implements Sql {
       const { db } = this;
       db.exec('BEGIN');
       try {
-        return await this.owner.run(this, () => fn(this.inner));
+        return await fn(this.inner);
       } finally {
         if (db.inTransaction) db.exec('COMMIT');
       }
