@@ -27,6 +27,18 @@ export async function readCooldown(store: Store, agentId: number): Promise<Coold
   };
 }
 
+/** The cooldowns of some agents by id, read in one query (agents without one are absent). */
+export async function readCooldowns(store: Store, agentIds: readonly number[]): Promise<Map<number, Cooldown>> {
+  const out = new Map<number, Cooldown>();
+  if (!agentIds.length) return out;
+  const rows = await store.sql.all(`SELECT * FROM alert_cooldowns WHERE agent_id IN (${jsonArrayValues(store.sql.dialect, '?')})`, [JSON.stringify(agentIds)]);
+  for (const r of rows) {
+    const agentId = Number(r.agent_id);
+    out.set(agentId, { agentId, lastAlertAt: Number(r.last_alert_at), downState: (r.down_state ?? null) as AgentState | null, downSince: r.down_since == null ? null : Number(r.down_since) });
+  }
+  return out;
+}
+
 export async function writeCooldown(store: Store, c: Cooldown): Promise<void> {
   await store.sql.run(
     `INSERT INTO alert_cooldowns (agent_id, last_alert_at, down_state, down_since) VALUES (:id, :last, :down, :since)

@@ -1,5 +1,5 @@
 import type { Store } from '../../store/store.js';
-import { readCooldown } from '../../store/alerts.js';
+import { readCooldowns } from '../../store/alerts.js';
 import { CLOCK_COLUMNS, readAgents } from '../agents.js';
 import { iso } from '../duration.js';
 import { countStates, seedStatus } from '../state.js';
@@ -29,40 +29,49 @@ async function* mapPieces(store: Store, now: number): AsyncGenerator<string | st
   const down: { id: number; name: string; state: string; since: number; reason: string | null }[] = [];
   let total = 0;
   for await (const batch of readAgents(store, now, {}, COLUMNS)) {
-   const pieces: string[] = [];
-   for (const { row: r, clock: c, derived: d } of batch) {
-    const status = seedStatus(d.state);
-    seen[status]++;
-    byState[d.state]++;
-    const name = String(r[K + 1]);
-    const key = jsonString(name);
-    const age = c.lastHeartbeatAt === null ? null : now - c.lastHeartbeatAt;
-    pieces.push(`${total++ ? ',' : ''}\n    ${key}: {\n      "id": ${key},\n      "name": ${key},\n      "status": "${status}",\n      "state": "${d.state}",` +
-      `\n      "state_since": ${isoText(d.since)},\n      "state_reason": ${str(d.reason)},\n      "last_heartbeat": ${isoText(c.lastHeartbeatAt)},` +
-      `\n      "seconds_since_heartbeat": ${age === null ? 'null' : num(Math.max(0, Math.floor(age / 1000)))},` +
-      `\n      "heartbeat_interval_seconds": ${num(c.intervalMs / 1000)},\n      "offline_threshold_seconds": ${num(c.offlineAfterMs / 1000)},` +
-      `\n      "group": ${str(r[K + 2])},\n      "host": ${str(r[K + 3])},\n      "pid": ${r[K + 4] === null ? 'null' : num(r[K + 4])},` +
-      `\n      "message": ${str(r[K + 5])},\n      "metadata": ${typeof r[K + 6] === 'string' ? r[K + 6] : '{}'}\n    }`);
-    if (status === 'offline') down.push({ id: Number(r[K]), name, state: d.state, since: d.since, reason: d.reason });
-   }
-   yield pieces;
+    const pieces: string[] = [];
+    for (const { row: r, clock: c, derived: d } of batch) {
+      const status = seedStatus(d.state);
+      seen[status]++;
+      byState[d.state]++;
+      const name = String(r[K + 1]);
+      const key = jsonString(name);
+      const age = c.lastHeartbeatAt === null ? null : now - c.lastHeartbeatAt;
+      pieces.push(`${total++ ? ',' : ''}\n    ${key}: {\n      "id": ${key},\n      "name": ${key},\n      "status": "${status}",\n      "state": "${d.state}",` +
+        `\n      "state_since": ${isoText(d.since)},\n      "state_reason": ${str(d.reason)},\n      "last_heartbeat": ${isoText(c.lastHeartbeatAt)},` +
+        `\n      "seconds_since_heartbeat": ${age === null ? 'null' : num(Math.max(0, Math.floor(age / 1000)))},` +
+        `\n      "heartbeat_interval_seconds": ${num(c.intervalMs / 1000)},\n      "offline_threshold_seconds": ${num(c.offlineAfterMs / 1000)},` +
+        `\n      "group": ${str(r[K + 2])},\n      "host": ${str(r[K + 3])},\n      "pid": ${r[K + 4] === null ? 'null' : num(r[K + 4])},` +
+        `\n      "message": ${str(r[K + 5])},\n      "metadata": ${typeof r[K + 6] === 'string' ? r[K + 6] : '{}'}\n    }`);
+      if (status === 'offline') down.push({ id: Number(r[K]), name, state: d.state, since: d.since, reason: d.reason });
+    }
+    yield pieces;
   }
   yield `${total ? '\n  ' : ''}},\n  "alerts": [`;
-  // Only the agents that are down are held, and their cooldowns read once the agents' iteration is over.
-  for (let i = 0; i < down.length; i++) {
-    const a = down[i]!;
-    const cd = await readCooldown(store, a.id);
-    const secondsOffline = Math.max(0, Math.floor((now - a.since) / 1000));
-    const alert = {
-      agent_id: a.name,
-      agent_name: a.name,
-      state: a.state,
-      seconds_offline: secondsOffline,
-      alert_time: iso(cd?.downState ? cd.lastAlertAt : a.since),
-      alerted: Boolean(cd?.downState),
-      message: `Agent ${a.name} ${a.state} for ${secondsOffline}s${a.reason ? ` (${a.reason})` : ''}`,
-    };
-    yield `${i ? ',' : ''}\n    ${nested(alert, '    ')}`;
+  // Only the agents that are down are held, and their cooldowns read once the agents' iteration is over, a chunk
+  // of agents per query.
+  const CHUNK = 500;
+  for (let from = 0; from < down.length; from += CHUNK) {
+    const chunk = down.slice(from, from + CHUNK);
+    const cooldowns = await readCooldowns(store, chunk.map((a) => a.id));
+    const pieces: string[] = [];
+    for (let j = 0; j < chunk.length; j++) {
+      const i = from + j;
+      const a = chunk[j]!;
+      const cd = cooldowns.get(a.id);
+      const secondsOffline = Math.max(0, Math.floor((now - a.since) / 1000));
+      const alert = {
+        agent_id: a.name,
+        agent_name: a.name,
+        state: a.state,
+        seconds_offline: secondsOffline,
+        alert_time: iso(cd?.downState ? cd.lastAlertAt : a.since),
+        alerted: Boolean(cd?.downState),
+        message: `Agent ${a.name} ${a.state} for ${secondsOffline}s${a.reason ? ` (${a.reason})` : ''}`,
+      };
+      pieces.push(`${i ? ',' : ''}\n    ${nested(alert, '    ')}`);
+    }
+    yield pieces;
   }
   const summary = { total_agents: total, online_agents: seen.online, offline_agents: seen.offline, unknown_agents: seen.unknown, by_state: byState };
   yield `${down.length ? '\n  ' : ''}],\n  "summary": ${nested(summary, '  ')}\n}\n`;
