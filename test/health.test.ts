@@ -10,6 +10,7 @@ import {
   deriveState,
   openStore,
   readCounters,
+  readMonitor,
   recentAlerts,
   registerAgent,
   sendCommand,
@@ -337,6 +338,23 @@ describe('HeartbeatHealthAgent', () => {
     expect((await agent.updateAgentStates()).applied.map((t) => t.to)).toEqual(['offline']);
     await s.close();
   });
+
+  it("judges and stamps a pass by the database's clock unless a clock is given, which then decides", async () => {
+    const s = await fresh();
+    await beating(s, 'w'); // beat at T0; stale after 3 s
+    // The database's clock (this host's on SQLite) stands for a server's, a minute ahead of this host's.
+    const dbNow = Date.now() + 60_000;
+    s.now = async () => dbNow;
+    const byDatabase = new HeartbeatHealthAgent({ store: s, policy: { local: here } });
+    const r = await byDatabase.checkAgentHealth();
+    expect(r.at).toBe(dbNow);
+    expect((await readMonitor(s))?.lastPassAt).toBe(dbNow);
+    const given = T0 + 1000;
+    const byClock = new HeartbeatHealthAgent({ store: s, clock: { now: () => given, monotonic: () => performance.now() }, policy: { local: here } });
+    expect((await byClock.checkAgentHealth()).at).toBe(given);
+    await s.close();
+  });
+
   // The loop's own pause (a real SIGSTOP of a running monitor) is tested in monitor.test.ts.
 });
 

@@ -4,7 +4,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentNotFoundError, AgentctlError, OperationError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
-import { withExclusiveLock } from '../store/sqlite/lock.js';
 import { openAppend } from '../store/safe-files.js';
 import { NAME_RE } from './validate.js';
 import { markFailed, noteRefusal, noteRestartAttempt } from '../store/lifecycle.js';
@@ -88,7 +87,7 @@ export async function restartAgents(store: Store, names: string[], opts: Restart
     if (!opts.dryRun) for (const name of names) await noteRefusal(store, name, 'not restarted: others may write the database (strict mode)', evidence, now);
     throw err;
   }
-  return withExclusiveLock(store.path, { name: 'maintenance', retries: 20 }, async (lock) => {
+  return store.exclusive({ name: 'maintenance', retries: 20 }, async (lock) => {
     const results: RestartResult[] = [];
     for (const name of names) {
       if (lock.signal.aborted) break;

@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../../store/store.js';
 import type { AgentRecord } from '../../store/rows.js';
 import { insertAlert } from '../../store/alerts.js';
-import { withExclusiveLock } from '../../store/sqlite/lock.js';
 import { formatDuration } from '../duration.js';
 import { isOverdue, staleAfterMs } from '../state.js';
 import { type ConvictResult, convict } from './convict.js';
@@ -335,8 +334,7 @@ export class HeartbeatHealthAgent extends EventEmitter {
   }
 
   private withLock<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    return withExclusiveLock(
-      this.store.path,
+    return this.store.exclusive(
       {
         name: 'monitor',
         ...(this.opts.lockStaleMs !== undefined ? { staleMs: this.opts.lockStaleMs } : {}),
