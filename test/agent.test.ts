@@ -79,6 +79,18 @@ describe('HeartbeatAgent in process', () => {
   });
 });
 
+describe('HeartbeatAgent writes one at a time', () => {
+  it('a stop while beats are still being written says goodbye after them: no beat lands after the goodbye', async () => {
+    const db = tempDb();
+    const agent = new HeartbeatAgent({ name: 'late', db, interval: 60_000, handleSignals: false });
+    await agent.start();
+    const beats = [agent.beat(), agent.beat(), agent.beat()]; // not awaited: the writes are under way
+    await agent.stop('done');
+    expect(await Promise.all(beats)).toEqual([true, true, true]);
+    expect(agentRecord(db, 'late')).toMatchObject({ state: 'offline', stateReason: 'goodbye', message: 'done', heartbeatSeq: 4 });
+  });
+});
+
 describe('HeartbeatAgent as a process', () => {
   it('stops on SIGTERM with a goodbye, then dies of the signal as it would have', async () => {
     const db = tempDb();
