@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { AgentNotFoundError, AgentctlError, OperationError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import { openAppend } from '../store/safe-files.js';
+import { exclusive } from '../store/lease.js';
 import { NAME_RE } from './validate.js';
 import { markFailed, noteRefusal, noteRestartAttempt } from '../store/lifecycle.js';
 import type { AgentRecord } from '../store/rows.js';
@@ -87,7 +88,7 @@ export async function restartAgents(store: Store, names: string[], opts: Restart
     if (!opts.dryRun) for (const name of names) await noteRefusal(store, name, 'not restarted: others may write the database (strict mode)', evidence, now);
     throw err;
   }
-  return store.exclusive({ name: 'maintenance', retries: 20 }, async (lock) => {
+  return exclusive(store, { name: 'maintenance', retries: 20 }, async (lock) => {
     const results: RestartResult[] = [];
     for (const name of names) {
       if (lock.signal.aborted) break;

@@ -7,7 +7,6 @@ import type { RetryPolicy } from './sqlite/retry.js';
 import { type AgentRecord, type AgentState, type Availability, EVENT_COLUMNS, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 import { DEFAULTS } from '../config.js';
 import { SqliteSql } from './sqlite/executor.js';
-import { type LockHandle, type LockOptions, withExclusiveLock } from './sqlite/lock.js';
 import type { Dialect, Sql, SqlArgs } from './sql.js';
 import { containsText } from './dialect.js';
 
@@ -211,15 +210,6 @@ export class Store {
       taken?.();
       await done;
     }
-  }
-
-  /**
-   * `fn` while this process holds the exclusive lease `opts.name` of this database (the health loop's 'monitor',
-   * the 'maintenance' of cleanup and restart): on SQLite the lock file beside the database (see withExclusiveLock;
-   * a database server would hold an advisory lock instead). `handle.signal` aborts if the lease is lost.
-   */
-  exclusive<T>(opts: LockOptions, fn: (handle: LockHandle) => Promise<T>): Promise<T> {
-    return withExclusiveLock(this.path, opts, fn);
   }
 
   /** The time of a write or a judgement, by the database's clock (SQLite: this host's). */

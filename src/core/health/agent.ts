@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../../store/store.js';
 import type { AgentRecord } from '../../store/rows.js';
 import { insertAlert } from '../../store/alerts.js';
+import { exclusive } from '../../store/lease.js';
 import { formatDuration } from '../duration.js';
 import { isOverdue, staleAfterMs } from '../state.js';
 import { type ConvictResult, convict } from './convict.js';
@@ -334,7 +335,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
   }
 
   private withLock<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    return this.store.exclusive(
+    return exclusive(
+      this.store,
       {
         name: 'monitor',
         ...(this.opts.lockStaleMs !== undefined ? { staleMs: this.opts.lockStaleMs } : {}),

@@ -1,0 +1,12 @@
+import type { Store } from './store.js';
+import { type LockHandle, type LockOptions, withExclusiveLock } from './sqlite/lock.js';
+
+/**
+ * `fn` while this process holds the exclusive lease `opts.name` of `store`'s database (the health loop's 'monitor',
+ * the 'maintenance' of cleanup and restart). On SQLite it is the lock file beside the database (withExclusiveLock);
+ * a database server holds an advisory lock instead, chosen here. `handle.signal` aborts if the lease is lost. Kept
+ * out of store.ts so that the heartbeat fast path, which never takes a lease, does not load the lock code.
+ */
+export function exclusive<T>(store: Store, opts: LockOptions, fn: (handle: LockHandle) => Promise<T>): Promise<T> {
+  return withExclusiveLock(store.path, opts, fn);
+}
