@@ -125,7 +125,7 @@ async function agentBeats(rawPrepared) {
   let ok = 0;
   for (let i = 0; i < n; i++) {
     agent.progress(i);
-    if (agent.beat()) ok++;
+    if (await agent.beat()) ok++;
   }
   const rate = (n / (performance.now() - t0)) * 1000;
   await agent.stop();
