@@ -97,3 +97,22 @@ export async function noteRefusal(store: Store, name: string, reason: string, ev
   const json = JSON.stringify({ rule: 'refused', ...evidence });
   return (await store.sql.run(sql, { name, reason, evidence: json, now })).changes === 1;
 }
+
+/** Rules of the convictions the health loop may answer with a restart: the clock and crash proofs, never a goodbye. */
+const CONVICTION_RULES = ['clock', 'pid', 'boot-id'];
+
+/**
+ * The agents `monitor --restart-stale` restarts: stale or offline by a conviction (the clock or a crash proof) and
+ * registered with a launch command. Agents that said goodbye, were set offline by an operator, exited under
+ * `agentctl run` (whose own restart policy decides), failed or were deregistered are left alone.
+ */
+export async function restartCandidates(store: Store): Promise<string[]> {
+  const rows = await store.sql.all<{ name: string }>(
+    `SELECT name FROM agents
+      WHERE state IN ('stale', 'offline') AND launch_argv IS NOT NULL AND deregistered_at IS NULL
+        AND ${jsonField(store.sql.dialect, 'state_evidence', 'rule')} IN (${CONVICTION_RULES.map(() => '?').join(', ')})
+      ORDER BY name`,
+    CONVICTION_RULES,
+  );
+  return rows.map((r) => String(r.name));
+}
