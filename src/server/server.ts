@@ -1,10 +1,12 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { Auth, type AuthOptions } from './auth.js';
 import { HttpError, SECURITY_HEADERS, decodeSegment, sendJson, sendText, statusOf } from './http.js';
 import { EventStream } from './sse.js';
 import { apiRoutes } from './routes/api.js';
+import { dashboardRoutes, sendLoginHint } from './routes/dashboard.js';
 import { pingRoutes } from './routes/ping.js';
 import { sessionRoutes } from './routes/session.js';
 import type { App, Route } from './routes/types.js';
@@ -12,6 +14,10 @@ import type { App, Route } from './routes/types.js';
 export interface ServeOptions {
   store: Store;
   dbPath: string;
+  /** Where a restarted agent's NAME.log goes (default: logs/ beside the database). */
+  logDir?: string;
+  /** As root, restart even though others may write the database. */
+  allowSharedDb?: boolean;
   host: string;
   port: number;
   /** Time a client has to send the request headers (server.headersTimeout). */
@@ -27,7 +33,7 @@ export interface ServeOptions {
   now?: () => number;
 }
 
-const ROUTES: Route[] = [...pingRoutes, ...sessionRoutes, ...apiRoutes];
+const ROUTES: Route[] = [...pingRoutes, ...sessionRoutes, ...apiRoutes, ...dashboardRoutes];
 
 /** A running `agentctl serve`: its address, and close() that stops it cleanly. */
 export interface RunningServer {
@@ -42,9 +48,9 @@ export interface RunningServer {
  */
 async function handle(app: App, routes: Route[], req: IncomingMessage, res: ServerResponse, log: (line: string) => void): Promise<void> {
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+  let route: Route | undefined;
   try {
     const url = new URL(req.url ?? '/', 'http://agentctl.invalid');
-    let route: Route | undefined;
     let params: string[] = [];
     const allowed: string[] = [];
     for (const r of routes) {
@@ -76,6 +82,8 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     }
     // Whatever the handler left unread is drained, so that a keep-alive connection stays in step.
     if (!req.complete) req.resume();
+    // A browser that opens a page without a session is told how to log in.
+    if (route?.page && status === 401) return sendLoginHint(res, headers);
     // The API answers in JSON, errors included; pings (for curl and runitor) and the rest in plain text.
     if ((req.url ?? '').startsWith('/api/')) sendJson(res, status, { error: message, status }, headers);
     else sendText(res, status, message, headers);
@@ -92,7 +100,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const now = opts.now ?? Date.now;
   const auth = new Auth(opts.store, { ...opts.auth, now });
   const stream = new EventStream(opts.store, { pollMs: opts.pollMs, keepAliveMs: opts.keepAliveMs });
-  const app: App = { store: opts.store, auth, stream, dbPath: opts.dbPath, now };
+  const app: App = { store: opts.store, auth, stream, dbPath: opts.dbPath, logDir: opts.logDir ?? join(dirname(opts.dbPath), 'logs'), allowSharedDb: Boolean(opts.allowSharedDb), now };
   const log = opts.log ?? (() => {});
   const server = createServer({ headersTimeout: opts.headersTimeoutMs, requestTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs), maxHeaderSize: 16_384 }, (req, res) => {
     void handle(app, ROUTES, req, res, log);

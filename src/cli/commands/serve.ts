@@ -74,6 +74,8 @@ export function define(program: Command): void {
         const running = await startServer({
           store,
           dbPath: ctx.config.dbPath,
+          logDir: ctx.config.logDir,
+          allowSharedDb: ctx.config.allowSharedDb,
           host,
           port,
           headersTimeoutMs,

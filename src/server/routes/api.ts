@@ -10,6 +10,8 @@ import { statusJsonText } from '../../cli/commands/status.js';
 import { eventJson } from '../../cli/commands/history.js';
 import { TARGETS } from '../../cli/commands/set-status.js';
 import { VERSION } from '../../version.js';
+import { restartByToken, sendByToken } from '../../core/controls.js';
+import { commandJson } from '../../cli/commands/commands.js';
 import { HttpError, onlyKeys, optionalString, readJsonObject, sendJson } from '../http.js';
 import type { Route, RouteContext } from './types.js';
 
@@ -115,6 +117,36 @@ async function setStatus(ctx: RouteContext): Promise<void> {
   sendJson(ctx.res, 200, { name, from: viewAgent(r.before, now).state, agent: agentJson(viewAgent(r.after, now)) });
 }
 
+/**
+ * POST /api/v1/agents/<name>/restart {}: `agentctl restart NAME` (same core function, same checks: strict mode,
+ * signals only to what may be signalled, the maintenance lock); an event names the token.
+ */
+async function restart(ctx: RouteContext): Promise<void> {
+  const name = validateName(ctx.params[0]);
+  onlyKeys(await readJsonObject(ctx.req), []);
+  if (!ctx.app.store.getAgent(name)) throw new HttpError(404, 'not found');
+  const r = await restartByToken(ctx.app.store, name, ctx.principal!.token.name, { logDir: ctx.app.logDir, now: ctx.app.now, allowSharedDb: ctx.app.allowSharedDb });
+  if (r.error) throw r.error;
+  sendJson(ctx.res, 200, { name, action: r.action, steps: r.steps, pid: r.pid ?? null });
+}
+
+/**
+ * POST /api/v1/agents/<name>/commands {payload, timeout, queue}: `agentctl send NAME -- PAYLOAD` (same core
+ * function and limits; 409 for an offline or failed agent unless queue); an event names the token. 201 with the command.
+ */
+async function sendToAgent(ctx: RouteContext): Promise<void> {
+  const name = validateName(ctx.params[0]);
+  const body = await readJsonObject(ctx.req);
+  onlyKeys(body, ['payload', 'timeout', 'queue']);
+  const payload = optionalString(body, 'payload');
+  if (payload === undefined || payload === '') throw new HttpError(400, 'payload must be a non-empty string');
+  const timeout = optionalString(body, 'timeout');
+  if (body.queue !== undefined && typeof body.queue !== 'boolean') throw new HttpError(400, 'queue must be true or false');
+  const timeoutMs = timeout !== undefined ? parseDuration(timeout, 'timeout') : undefined;
+  const c = sendByToken(ctx.app.store, name, payload, ctx.principal!.token.name, ctx.app.now(), { timeoutMs, queue: body.queue === true });
+  sendJson(ctx.res, 201, commandJson(c));
+}
+
 function session(ctx: RouteContext): void {
   const p = ctx.principal!;
   sendJson(ctx.res, 200, { token: p.token.name, role: p.token.role, via: p.via, csrfToken: p.session?.csrf ?? null });
@@ -131,6 +163,8 @@ export const apiRoutes: Route[] = [
   { methods: ['GET'], path: /^\/api\/v1\/events\/stream$/, access: 'viewer', handle: stream },
   { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/heartbeat$/, access: 'agent', agent: (p) => p[0]!, handle: heartbeat },
   { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/status$/, access: 'operator', handle: setStatus },
+  { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/restart$/, access: 'operator', handle: restart },
+  { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/commands$/, access: 'operator', handle: sendToAgent },
 ];
 
 /** GET /healthz, without authentication: 200 while the database answers, 503 otherwise. */

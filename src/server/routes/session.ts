@@ -3,13 +3,13 @@ import type { Route, RouteContext } from './types.js';
 
 /**
  * GET /login?token=…: opens a browser session (an HttpOnly, SameSite=Strict cookie, and the CSRF token the page
- * sends back on every change) and sends the browser on to its session. A one-time login link works once.
+ * sends back on every change) and sends the browser on to the dashboard. A one-time login link works once.
  */
 function login(ctx: RouteContext): void {
   const token = ctx.url.searchParams.get('token');
   if (token === null || token === '') throw new HttpError(400, 'use /login?token=TOKEN');
   const s = ctx.app.auth.login(ctx.req, token);
-  ctx.res.writeHead(303, { Location: '/api/v1/session', 'Set-Cookie': s.cookies, 'Content-Length': 0 });
+  ctx.res.writeHead(303, { Location: '/', 'Set-Cookie': s.cookies, 'Content-Length': 0 });
   ctx.res.end();
 }
 
