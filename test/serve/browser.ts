@@ -1,7 +1,7 @@
 // A real browser for the dashboard's tests: Debian's chromium driven by playwright-core, which downloads no
 // browser. A missing chromium fails the test (never a silent skip) and says how to install it.
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { afterEach } from 'vitest';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { killGroupAfter, tempDir } from '../helpers.js';
@@ -10,20 +10,24 @@ import { descendantsOf, listProcs } from '../processes.js';
 /** The flags every test browser runs with: headless, no sandbox (we may be root), nothing fetched from outside. */
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-/** The chromium executable (AGENTCTL_CHROMIUM, else `chromium` on PATH, else /usr/bin/chromium); throws when none. */
-export function chromiumPath(): string {
-  const given = process.env.AGENTCTL_CHROMIUM;
-  if (given) return given;
-  try {
-    const found = execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
-    if (found) return found;
-  } catch {
-    // not on PATH
+const INSTALL_HINT =
+  "install it (Debian/Ubuntu: apt-get install chromium; .ci/run does this) or point AGENTCTL_CHROMIUM at a chromium executable";
+
+/**
+ * The chromium executable: AGENTCTL_CHROMIUM when set (it must exist), else `chromium` or `chromium-browser` on
+ * PATH, else /usr/bin/chromium. Throws, saying how to install it, when there is none: the browser tests then fail.
+ */
+export function chromiumPath(env: NodeJS.ProcessEnv = process.env): string {
+  const given = env.AGENTCTL_CHROMIUM;
+  if (given) {
+    if (!existsSync(given)) throw new Error(`AGENTCTL_CHROMIUM is ${given}, which does not exist: ${INSTALL_HINT}`);
+    return given;
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter).filter(Boolean)) {
+    for (const name of ['chromium', 'chromium-browser']) if (existsSync(join(dir, name))) return join(dir, name);
   }
   if (existsSync('/usr/bin/chromium')) return '/usr/bin/chromium';
-  throw new Error(
-    "the dashboard's browser tests need chromium and none was found: install it (Debian/Ubuntu: apt-get install chromium; .ci/run does this) or point AGENTCTL_CHROMIUM at a chromium executable",
-  );
+  throw new Error(`the dashboard's browser tests need chromium and none was found: ${INSTALL_HINT}`);
 }
 
 const open = new Set<Browser>();

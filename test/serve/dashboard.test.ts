@@ -2,11 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { FIXTURES, cli, startCli, tempDb, trackAgent, waitFor, withStore } from '../helpers.js';
 import { agentOf, createToken, historyJson, serve } from './serve-helpers.js';
-import { launch, markPage, rowState, stillMarked } from './browser.js';
+import { chromiumPath, launch, markPage, rowState, stillMarked } from './browser.js';
 
 const node = process.execPath;
 
 describe('the dashboard in a real browser', () => {
+  it('fails, never skips, without chromium, and says how to install it', () => {
+    expect(() => chromiumPath({ AGENTCTL_CHROMIUM: '/nonexistent/chromium' })).toThrow(/apt-get install chromium/);
+    expect(chromiumPath({ PATH: '/usr/bin:/bin' })).toMatch(/chromium/);
+  });
+
   it('logs in through the printed link, shows the fleet, and turns a SIGKILLed worker offline live, without a reload', async () => {
     const db = tempDb();
     expect(cli(['register', 'worker', '--group', 'batch'], { db }).code).toBe(0);
