@@ -38,13 +38,13 @@ function origin(host: string, port: number): string {
 export function define(program: Command): void {
   program
     .command('serve')
-    .summary('serve the HTTP API, the live event stream, healthchecks-compatible pings and /metrics')
+    .summary('serve the dashboard, the HTTP API, the live event stream, healthchecks-compatible pings and /metrics')
     .description(
-      'Serve the database over HTTP: the read API (/api/v1/agents, /api/v1/events), the live stream of events\n' +
-        '(/api/v1/events/stream, Server-Sent Events), pings in healthchecks\' slug form (/ping/<key>/<name>), JSON\n' +
-        'heartbeats, the operator\'s controls, /metrics and /healthz. Listens on 127.0.0.1:8080 unless --listen says\n' +
-        "otherwise. Access needs a token ('agentctl token create'); when none exists, a one-time operator login link is\n" +
-        'printed on stderr. Stops cleanly on SIGINT/SIGTERM.',
+      'Serve the database over HTTP: the dashboard (/, for browsers), the read API (/api/v1/agents, /api/v1/events),\n' +
+        'the live stream of events (/api/v1/events/stream, Server-Sent Events), pings in healthchecks\' slug form\n' +
+        '(/ping/<key>/<name>), JSON heartbeats, the operator\'s controls, /metrics and /healthz. Listens on\n' +
+        "127.0.0.1:8080 unless --listen says otherwise. Access needs a token ('agentctl token create'); when none\n" +
+        'exists, a one-time operator login link is printed on stderr. Stops cleanly on SIGINT/SIGTERM.',
     )
     .option('--listen <host:port>', 'address to listen on; port 0 takes any free port, printed on stderr', '127.0.0.1:8080')
     .option('--headers-timeout <dur>', 'time a client has to send its request headers', '10s')
