@@ -63,7 +63,13 @@ function navigate(path: string): void {
 }
 
 async function refreshFleet(first?: Promise<Fleet>): Promise<void> {
-  model.setFleet(await (first ?? getJson<Fleet>('/api/v1/agents')));
+  try {
+    model.setFleet(await (first ?? getJson<Fleet>('/api/v1/agents')));
+  } catch (err) {
+    // The session ended (expired, token revoked, server restarted): the page itself then says how to log in.
+    if (err instanceof ApiError && err.status === 401) location.reload();
+    throw err;
+  }
 }
 
 // Agents whose rows an event changed: fetched again (message, heartbeat, uptime) once a burst of events is over.
@@ -139,7 +145,11 @@ async function main(): Promise<void> {
     }
   });
   route();
-  await refreshFleet(fleet);
+  try {
+    await refreshFleet(fleet);
+  } catch (err) {
+    fill(byId('main'), el('p', { class: 'result bad', text: `Cannot load the fleet: ${(err as Error).message}` }));
+  }
   // Ages tick every second; the rest (heartbeats, messages, states computed at read time) every few seconds.
   window.setInterval(draw, 1000);
   const every = () => (model.agents.size > 2000 ? 30_000 : 5_000);

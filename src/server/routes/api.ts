@@ -12,7 +12,8 @@ import { TARGETS } from '../../cli/commands/set-status.js';
 import { VERSION } from '../../version.js';
 import { restartByToken, sendByToken } from '../../core/controls.js';
 import { commandJson } from '../../cli/commands/commands.js';
-import { HttpError, onlyKeys, optionalString, readJsonObject, sendJson } from '../http.js';
+import { HttpError, onlyKeys, optionalString, readJsonObject, sendJson, statusOf } from '../http.js';
+import { AgentctlError } from '../../errors.js';
 import type { Route, RouteContext } from './types.js';
 
 const EVENTS_PAGE_MAX = 10_000;
@@ -124,9 +125,9 @@ async function setStatus(ctx: RouteContext): Promise<void> {
 async function restart(ctx: RouteContext): Promise<void> {
   const name = validateName(ctx.params[0]);
   onlyKeys(await readJsonObject(ctx.req), []);
-  if (!ctx.app.store.getAgent(name)) throw new HttpError(404, 'not found');
   const r = await restartByToken(ctx.app.store, name, ctx.principal!.token.name, { logDir: ctx.app.logDir, now: ctx.app.now, allowSharedDb: ctx.app.allowSharedDb });
-  if (r.error) throw r.error;
+  // A restart that could not be done (the agent runs on another host, did not come back) is said, not a 500.
+  if (r.error) throw r.error instanceof AgentctlError && statusOf(r.error).status === 500 ? new HttpError(409, r.error.message) : r.error;
   sendJson(ctx.res, 200, { name, action: r.action, steps: r.steps, pid: r.pid ?? null });
 }
 
