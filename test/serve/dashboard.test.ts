@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { FIXTURES, cli, startCli, tempDb, trackAgent, waitFor, withStore } from '../helpers.js';
+import { FIXTURES, cli, cliJson, startCli, tempDb, trackAgent, waitFor, withStore } from '../helpers.js';
 import { agentOf, createToken, historyJson, serve } from './serve-helpers.js';
 import { chromiumPath, launch, markPage, rowState, stillMarked } from './browser.js';
 
@@ -87,7 +87,7 @@ describe('the dashboard in a real browser', () => {
     await s.stop();
   });
 
-  it('lets an operator set maintenance through the confirmation dialog and shows the row change; Esc cancels', async () => {
+  it('lets an operator set maintenance through the confirmation dialog and shows the row change; Esc cancels; send and restart say what they did', async () => {
     const db = tempDb();
     const op = createToken(db, 'olga', 'operator');
     expect(cli(['heartbeat', 'svc', '--interval', '1h'], { db }).code).toBe(0);
@@ -119,6 +119,17 @@ describe('the dashboard in a real browser', () => {
     expect(a.maintenanceUntil - Date.now()).toBeGreaterThan(25 * 60_000);
     const ev = historyJson(db, 'svc').at(-1);
     expect(ev).toMatchObject({ toState: 'maintenance', reason: 'kernel upgrade', evidence: { token: 'olga' } });
+    // A command, through its dialog; a restart the agent cannot have (no launch command) says why.
+    await page.locator('#fleet a', { hasText: 'svc' }).click();
+    await page.locator('#c-send').click();
+    await page.locator('#confirm-payload').fill('{"op":"reload"}');
+    await page.locator('#confirm-ok').click();
+    await page.waitForFunction(() => document.querySelector('#control-result')?.textContent === 'command sent to svc');
+    expect((cliJson(['commands', 'svc'], { db }) as any[]).map((c) => c.payload)).toEqual(['{"op":"reload"}']);
+    await page.locator('#c-restart').click();
+    await page.locator('#confirm-ok').click();
+    await page.waitForFunction(() => /no launch command/.test(document.querySelector('#control-result.bad')?.textContent ?? ''));
+    expect(await stillMarked(page)).toBe(true);
     expect(errors).toEqual([]);
     await s.stop();
   });
@@ -193,7 +204,7 @@ describe('the dashboard in a real browser', () => {
     await s.stop();
   });
 
-  it('is usable from the keyboard: Tab reaches a row, Enter opens the agent, Tab reaches a control and Enter opens its dialog', async () => {
+  it('is usable from the keyboard: Tab reaches a row, Enter opens the agent, Tab reaches a control and Enter opens its dialog; dark mode follows the browser', async () => {
     const db = tempDb();
     const op = createToken(db, 'olga', 'operator');
     expect(cli(['heartbeat', 'kb', '--interval', '1h'], { db }).code).toBe(0);
@@ -224,6 +235,11 @@ describe('the dashboard in a real browser', () => {
     await page.locator('#confirm[open]').waitFor();
     expect(await focused()).toBe('input#confirm-for[]');
     await page.keyboard.press('Escape');
+    // Dark mode follows the browser's setting.
+    const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    expect(await background()).toBe('rgb(255, 255, 255)');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    expect(await background()).toBe('rgb(15, 18, 22)');
     expect(errors).toEqual([]);
     await s.stop();
   });
