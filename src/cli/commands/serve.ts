@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { ensureLoginToken } from '../../core/tokens.js';
 import { safeText } from '../../core/text.js';
 import { parseCount } from '../../core/validate.js';
-import { UsageError } from '../../errors.js';
+import { OperationError, UsageError } from '../../errors.js';
 import { HeartbeatHealthAgent } from '../../core/health/agent.js';
 import { dailyFileLogger } from '../../core/health/log.js';
 import { LockHeldError } from '../../errors.js';
@@ -19,7 +20,9 @@ interface Flags {
   keepAlive: string;
   poll: string;
   monitor?: boolean;
-  every: string; // commander's default fills it in
+  every: string;
+  tlsCert?: string;
+  tlsKey?: string; // commander's default fills it in
 }
 
 /** Parses HOST:PORT (IPv6 in brackets: [::1]:8080); port 0 means any free port. */
@@ -31,8 +34,24 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 /** The origin a browser uses for host:port. */
-function origin(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+function origin(scheme: string, host: string, port: number): string {
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** --tls-cert and --tls-key: both or neither (a usage error otherwise); a file that cannot be read is one line, exit 1. */
+export function readTls(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined || keyPath === undefined) throw new UsageError('--tls-cert and --tls-key go together: give both (PEM files) or neither');
+  const read = (path: string, flag: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'it is a directory' : e.message;
+      throw new OperationError(`cannot read ${flag} ${safeText(path)}: ${why}`, { cause: err });
+    }
+  };
+  return { cert: read(certPath, '--tls-cert'), key: read(keyPath, '--tls-key') };
 }
 
 export function define(program: Command): void {
@@ -53,6 +72,8 @@ export function define(program: Command): void {
     .option('--poll <dur>', 'how often the event stream looks for new events', '250ms')
     .option('--monitor', "also run the health loop in this process (as 'agentctl monitor' does, without alerts)")
     .option('--every <dur>', 'with --monitor: time between passes', '30s')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key')
+    .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .addHelpText(
       'after',
       '\nExamples:\n  agentctl serve\n  agentctl serve --listen 0.0.0.0:8080\n' +
@@ -68,6 +89,7 @@ export function define(program: Command): void {
       const keepAliveMs = parseDuration(flags.keepAlive, '--keep-alive');
       const pollMs = parseDuration(flags.poll, '--poll');
       const everyMs = parseDuration(flags.every, '--every');
+      const tls = readTls(flags.tlsCert, flags.tlsKey);
       const store = ctx.open('create');
       const stop = untilSignal(['SIGINT', 'SIGTERM']);
       try {
@@ -81,10 +103,15 @@ export function define(program: Command): void {
           keepAliveMs,
           pollMs,
           log: (line) => ctx.err(safeText(line)),
+          ...(tls ? { tls } : {}),
         }).catch((err: NodeJS.ErrnoException) => {
+          // A certificate or key that OpenSSL refuses (not PEM, not a pair) fails before listening.
+          if (tls && (err.code?.startsWith('ERR_OSSL') || /PEM|key values mismatch|certificate/i.test(err.message))) {
+            throw new OperationError(`cannot serve HTTPS with --tls-cert ${safeText(flags.tlsCert!)} and --tls-key ${safeText(flags.tlsKey!)}: ${err.message}`);
+          }
           throw new UsageError(`cannot listen on ${flags.listen}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`);
         });
-        const at = origin(running.address.host, running.address.port);
+        const at = origin(running.scheme, running.address.host, running.address.port);
         const loop = flags.monitor ? startHealthLoop(ctx, everyMs) : undefined;
         const login = ensureLoginToken(store, ctx.now());
         if (login) ctx.err(`agentctl: no access token exists yet; log in once at ${at}/login?token=${login}`);

@@ -30,6 +30,8 @@ export interface Route {
   access: Access;
   /** For pings: the key is in the path, not in a header. */
   pingKey?: (params: string[]) => string;
+  /** Badges: the token may also come as `?token=` (an `<img>` sends no Authorization header). */
+  queryToken?: boolean;
   /** The agent the request acts for, checked against an agent token's pattern before the handler runs. */
   agent?: (params: string[]) => string;
   handle(ctx: RouteContext): void | Promise<void>;

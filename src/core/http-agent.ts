@@ -1,0 +1,171 @@
+import { constants } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AgentctlError } from '../errors.js';
+import { ExitCode } from '../exit-codes.js';
+import { type ExitStatus, exitCodeOf, reconnectDelay } from './backoff.js';
+import { hostName } from './host.js';
+import { type Logger, SILENT } from './logger.js';
+import { redactUrl } from './redact.js';
+
+/** The server refused the token (401/403): retrying with the same token cannot help. Exit code 1. */
+export class ServerRefusedError extends AgentctlError {
+  constructor(message: string) {
+    super('E_REFUSED', ExitCode.FAILED, message);
+  }
+}
+
+export interface HttpAgentOptions {
+  name: string;
+  /** The base URL of `agentctl serve` (http or https; a path prefix behind a reverse proxy is kept). */
+  server: string;
+  /** An agent token. Sent in a header or in a ping's path, never printed. */
+  token: string;
+  intervalMs: number;
+  staleMultiplier?: number | undefined;
+  offlineAfterMs?: number | undefined;
+  /** The child's pid, in the first beat's metadata with this host's name (never its own field: that is for local crash proofs). */
+  pid: number;
+  /** Longest wait between reconnect tries (default: the interval, at least 30 s, as the library agent). */
+  maxBackoffMs?: number;
+  /** How long reporting the exit may take in all, tries included, before it gives up loudly (default 30 s). */
+  exitDeadlineMs?: number;
+  /** One request's time limit (default 10 s). */
+  requestTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/** One answer from the server, or the network error that stood in for it. */
+type Outcome = { ok: true } | { ok: false; refused: boolean; why: string };
+
+/**
+ * `agentctl run --server`: the heartbeat agent of a wrapped child, over HTTP instead of the database. It beats
+ * through the JSON heartbeat endpoint (registering the agent and its contract with the first beat), with the same
+ * interval and the same reconnect backoff as the database agent: a failure is logged on every try and never stops
+ * the child. The child's exit goes to the exit-status ping with `?exited=1` (offline at once, the exit status or
+ * signal in the event), retried until the server acknowledges it or `exitDeadlineMs` passes.
+ */
+export class HttpHeartbeatAgent {
+  private readonly o: HttpAgentOptions;
+  private readonly log: Logger;
+  private readonly base: string;
+  private readonly shown: string;
+  private readonly maxBackoffMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  private running = false;
+  private failures = 0;
+  private registered = false;
+
+  constructor(o: HttpAgentOptions) {
+    this.o = o;
+    this.log = o.logger ?? SILENT;
+    this.base = o.server.replace(/\/+$/, '');
+    this.shown = redactUrl(this.base);
+    this.maxBackoffMs = o.maxBackoffMs ?? Math.max(o.intervalMs, 30_000);
+  }
+
+  /**
+   * Sends the first beat and starts the timer. Throws ServerRefusedError when the server refuses the token; a
+   * server that cannot be reached is logged and retried with backoff while the child runs.
+   */
+  async start(): Promise<void> {
+    this.running = true;
+    const first = await this.beatOnce(true);
+    if (!first.ok && first.refused) {
+      this.running = false;
+      throw new ServerRefusedError(`${this.shown} refused the token for ${this.o.name}: ${first.why} (check --token or AGENTCTL_TOKEN: an agent token that may act for this name)`);
+    }
+    this.schedule();
+  }
+
+  /**
+   * Stops beating and reports the child's exit. Resolves once the server acknowledged it, or after a bounded retry
+   * gave up (an error line: the server then convicts the agent by its heartbeat age alone). Never throws.
+   */
+  async stop(reason: string, opts: { evidence?: Record<string, unknown> } = {}): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    await this.inFlight;
+    const exit = { code: (opts.evidence?.exit_code as number | null) ?? null, signal: (opts.evidence?.signal as NodeJS.Signals | null) ?? null };
+    await this.reportExit(exit, reason);
+  }
+
+  private schedule(): void {
+    if (!this.running) return;
+    const delay = this.failures ? reconnectDelay(this.failures, this.o.intervalMs, this.maxBackoffMs) : this.o.intervalMs;
+    this.timer = setTimeout(() => {
+      this.inFlight = this.beatOnce().then(() => {
+        this.inFlight = undefined;
+        this.schedule();
+      });
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** One beat; failures are counted and logged (with the wait before the next try), never thrown. */
+  private async beatOnce(first = false): Promise<Outcome> {
+    const body: Record<string, unknown> = { status: 'ok' };
+    if (!this.registered) {
+      // The contract and where the process runs, once per child life (it registers in the same transaction).
+      body.interval = `${this.o.intervalMs}ms`;
+      if (this.o.staleMultiplier !== undefined) body.staleAfter = this.o.staleMultiplier;
+      if (this.o.offlineAfterMs !== undefined) body.offlineAfter = `${this.o.offlineAfterMs}ms`;
+      body.metadata = { run_host: hostName(), run_pid: this.o.pid };
+    }
+    const outcome = await this.request(`/api/v1/agents/${encodeURIComponent(this.o.name)}/heartbeat?create=1`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.o.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (outcome.ok) {
+      this.registered = true;
+      if (this.failures) this.log.info?.(`agentctl run: heartbeats to ${this.shown} recovered after ${this.failures} failure(s)`);
+      this.failures = 0;
+    } else {
+      this.failures++;
+      const retryInMs = reconnectDelay(this.failures, this.o.intervalMs, this.maxBackoffMs);
+      // A refusal of the first beat ends the run (start() says so); any other failure is said on every try.
+      if (this.running && !(first && outcome.refused)) this.log.warn?.(`agentctl run: heartbeat of ${this.o.name} to ${this.shown} failed (${this.failures} in a row), retrying in ${retryInMs} ms: ${outcome.why}`);
+    }
+    return outcome;
+  }
+
+  /** The exit-status ping with ?exited=1, retried with backoff until acknowledged or the deadline. */
+  private async reportExit(exit: ExitStatus, reason: string): Promise<void> {
+    const status = exitCodeOf(exit, constants.signals as Record<string, number>);
+    const q = `?exited=1${exit.signal ? `&signal=${exit.signal}` : ''}`;
+    const path = `/ping/${encodeURIComponent(this.o.token)}/${encodeURIComponent(this.o.name)}/${Math.min(255, status)}${q}`;
+    const deadline = Date.now() + (this.o.exitDeadlineMs ?? 30_000);
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.request(path, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: reason });
+      if (outcome.ok) return;
+      const wait = reconnectDelay(attempt, Math.min(this.o.intervalMs, 1000), 5_000);
+      if (outcome.refused || Date.now() + wait > deadline) {
+        this.log.error?.(`agentctl run: could not report that ${this.o.name} ${reason} to ${this.shown} (${attempt} tries): ${outcome.why}; the server will judge it by its heartbeat age alone`);
+        return;
+      }
+      this.log.warn?.(`agentctl run: reporting the exit of ${this.o.name} to ${this.shown} failed (try ${attempt}), retrying in ${wait} ms: ${outcome.why}`);
+      await sleep(wait);
+    }
+  }
+
+  private async request(path: string, init: RequestInit): Promise<Outcome> {
+    try {
+      const res = await fetch(this.base + path, { ...init, signal: AbortSignal.timeout(this.o.requestTimeoutMs ?? 10_000) });
+      const text = (await res.text()).slice(0, 200);
+      if (res.ok) return { ok: true };
+      let why = text;
+      try {
+        why = String((JSON.parse(text) as { error?: unknown }).error ?? text);
+      } catch {
+        // a plain-text answer (pings)
+      }
+      return { ok: false, refused: res.status === 401 || res.status === 403, why: `${res.status} ${why.replace(/\s+/g, ' ').trim()}` };
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string; message?: string } };
+      // fetch says 'fetch failed' and keeps the reason in its cause; the URL (with a ping's key) is never in it.
+      const why = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.code ?? e.cause?.message ?? e.message);
+      return { ok: false, refused: false, why: String(why) };
+    }
+  }
+}
