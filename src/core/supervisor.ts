@@ -28,7 +28,7 @@ export interface SuperviseOptions {
    * Beat over HTTP to `agentctl serve` at `url` with an agent token instead of writing the database. The interval
    * is always sent; the stale multiplier and offline threshold only when given here (else the server's stay).
    */
-  server?: { url: string; token: string; staleMultiplier?: number | undefined; offlineAfterMs?: number | undefined };
+  server?: { url: string; token: string; staleMultiplier?: number | undefined; offlineAfterMs?: number | undefined; reportTimeoutMs?: number };
   argv: string[];
   cwd: string;
   intervalMs: number;
@@ -156,7 +156,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
 async function runOnce(o: SuperviseOptions, c: ChildProcess, how: StartHow, supervisor: StartHow['supervision'], exited: Promise<ExitStatus>, clock: () => number, log: Logger, stopping: () => NodeJS.Signals | null): Promise<{ exit: ExitStatus; uptimeMs: number }> {
   const startedAt = clock();
   const agent = o.server
-    ? new HttpHeartbeatAgent({ name: o.name, server: o.server.url, token: o.server.token, intervalMs: o.intervalMs, staleMultiplier: o.server.staleMultiplier, offlineAfterMs: o.server.offlineAfterMs, pid: c.pid!, logger: log })
+    ? new HttpHeartbeatAgent({ name: o.name, server: o.server.url, token: o.server.token, intervalMs: o.intervalMs, staleMultiplier: o.server.staleMultiplier, offlineAfterMs: o.server.offlineAfterMs, pid: c.pid!, logger: log, ...(o.server.reportTimeoutMs !== undefined ? { exitDeadlineMs: o.server.reportTimeoutMs } : {}) })
     : new HeartbeatAgent({
     name: o.name, db: o.db, interval: o.intervalMs, staleAfter: o.staleMultiplier, offlineAfter: o.offlineAfterMs,
     handleSignals: false, pid: c.pid!, launch: { argv: o.argv, cwd: o.cwd }, logger: log, clock,

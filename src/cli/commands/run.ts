@@ -24,6 +24,7 @@ interface Flags {
   restarted?: string;
   server?: string;
   token?: string;
+  reportTimeout: string; // commander's default fills it in
 }
 
 /**
@@ -76,6 +77,7 @@ export function define(program: Command): void {
     .option('--log-max-size <bytes>', 'rotate --log at this size', String(LOG_MAX_BYTES))
     .option('--server <url>', 'heartbeat over HTTP to agentctl serve at URL instead of the database (none is opened)')
     .option('--token <token>', 'with --server: an agent token (default: $AGENTCTL_TOKEN, which keeps it out of ps)')
+    .option('--report-timeout <dur>', "with --server: how long to keep trying to report the child's exit before giving up", '30s')
     .addOption(hidden(program, '--restarted <json>', 'set by agentctl restart: the evidence of the restart'))
     .addHelpText('after', `${CONTRACT_HELP}\n\nExamples:\n  agentctl run --name ingest --interval 10s -- python3 ingest.py --queue a\n  agentctl run --name crawler --restart on-failure --max-restarts 5 --log /var/log/crawler.log -- ./crawler\n  AGENTCTL_TOKEN=$KEY agentctl run --server https://monitor.example.org --name nightly -- ./nightly.sh\n\nIn a crontab (started once, kept alive):  @reboot agentctl run --name backup --restart always -- /usr/local/bin/backup-daemon`)
     .action(async (command: string[], flags: Flags, cmd: Command) => {
@@ -91,6 +93,7 @@ export function define(program: Command): void {
       const logMaxBytes = parseCount(flags.logMaxSize ?? String(LOG_MAX_BYTES), '--log-max-size', { min: 1024 });
       const contract = parseContract(flags);
       const server = parseServer(flags, process.env);
+      const reportTimeoutMs = parseDuration(flags.reportTimeout, '--report-timeout');
       let start: { reason: string; evidence: Record<string, unknown> } | undefined;
       if (flags.restarted !== undefined) {
         const evidence = JSON.parse(flags.restarted) as Record<string, unknown>;
@@ -116,7 +119,7 @@ export function define(program: Command): void {
         offlineAfterMs: contract.offlineAfterMs ?? existing?.offlineAfterMs ?? ctx.config.contract.offlineAfterMs,
         policy,
         maxRestarts,
-        ...(server ? { server: { ...server, staleMultiplier: contract.staleMultiplier, offlineAfterMs: contract.offlineAfterMs } } : {}),
+        ...(server ? { server: { ...server, staleMultiplier: contract.staleMultiplier, offlineAfterMs: contract.offlineAfterMs, reportTimeoutMs } } : {}),
         ...(flags.log !== undefined ? { logFile: flags.log, logMaxBytes } : {}),
         backoff: { ...RESTART_BACKOFF, initialMs },
         ...(start ? { start } : {}),
