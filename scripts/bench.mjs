@@ -321,6 +321,7 @@ try {
   readScale();
   await agentBeats(rawPrepared);
   await runOverhead(nodeStart);
+  await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
   }
   const missed = results.filter((r) => !r.ok).length;
   console.log(`\n${results.length - missed} of ${results.length} goals met`);
