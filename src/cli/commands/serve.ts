@@ -61,9 +61,10 @@ export function define(program: Command): void {
     .description(
       'Serve the database over HTTP: the read API (/api/v1/agents, /api/v1/events), the live stream of events\n' +
         '(/api/v1/events/stream, Server-Sent Events), pings in healthchecks\' slug form (/ping/<key>/<name>), JSON\n' +
-        'heartbeats, the operator\'s controls, /metrics and /healthz. Listens on 127.0.0.1:8080 unless --listen says\n' +
-        "otherwise. Access needs a token ('agentctl token create'); when none exists, a one-time operator login link is\n" +
-        'printed on stderr. Stops cleanly on SIGINT/SIGTERM.',
+        'heartbeats, the operator\'s controls, badges (/badge/<name>.svg), /metrics and /healthz. Listens on\n' +
+        '127.0.0.1:8080 unless --listen says otherwise; HTTPS with --tls-cert and --tls-key. Access needs a token\n' +
+        "('agentctl token create'); when none exists, a one-time operator login link is printed on stderr. Stops\n" +
+        'cleanly on SIGINT/SIGTERM.',
     )
     .option('--listen <host:port>', 'address to listen on; port 0 takes any free port, printed on stderr', '127.0.0.1:8080')
     .option('--headers-timeout <dur>', 'time a client has to send its request headers', '10s')
@@ -76,7 +77,7 @@ export function define(program: Command): void {
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .addHelpText(
       'after',
-      '\nExamples:\n  agentctl serve\n  agentctl serve --listen 0.0.0.0:8080\n' +
+      '\nExamples:\n  agentctl serve\n  agentctl serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n' +
         "  agentctl token create cron-hosts --role agent && curl -fsS http://127.0.0.1:8080/ping/$KEY/backup\n" +
         '  HC_API_URL=http://127.0.0.1:8080/ping HC_PING_KEY=$KEY runitor -slug backup -- ./backup.sh',
     )
