@@ -93,9 +93,50 @@ export async function benchHttp({ dir, root, goal, fmt, pct }, total = 20_000) {
     goal('every HTTP ping answered OK is counted in the database', counted === sent, `${fmt(counted)} of ${fmt(sent)}`);
     goal('HTTP pings/s ≥ 1/3 of in-process Store.heartbeat', rate / inproc >= 1 / 3, `${fmt(rate / inproc, 2)}×`);
     goal('HTTP ping p99 ≤ 20 ms with 64 concurrent clients', p99 <= 20, `${fmt(p99, 2)} ms`);
+    await exitToOffline({ bin, db, base, fmt, pct, goal });
   } finally {
     agent.destroy();
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
   }
+}
+
+/** GET a JSON document with a bearer token. */
+async function getJson(url, token) {
+  const r = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+  if (!r.ok) throw new Error(`${url} answered ${r.status}`);
+  return r.json();
+}
+
+/**
+ * `agentctl run --server` wrapping a sleeping child: the time from SIGKILL to the child until the read API shows
+ * the agent offline (the wrapper sees the exit and sends the exit-status ping with ?exited=1), over 10 runs.
+ */
+async function exitToOffline({ bin, db, base, fmt, pct, goal }) {
+  const viewer = spawnSync(process.execPath, [bin, '--db', db, 'token', 'create', 'bench-viewer', '--role', 'viewer'], { encoding: 'utf8' }).stdout.trim();
+  const key = spawnSync(process.execPath, [bin, '--db', db, 'token', 'create', 'bench-run', '--role', 'agent'], { encoding: 'utf8' }).stdout.trim();
+  const times = [];
+  for (let i = 0; i < 10; i++) {
+    const run = spawn(process.execPath, [bin, 'run', '--server', base, '--name', 'exit-bench', '--interval', '1s', '--', 'sleep', '600'], { stdio: 'ignore', env: { ...process.env, AGENTCTL_TOKEN: key } });
+    const done = new Promise((r) => run.once('exit', r));
+    let pid;
+    for (let t = 0; t < 2000 && !pid; t++) {
+      const a = await getJson(`${base}/api/v1/agents/exit-bench`, viewer).catch(() => null);
+      if (a?.agent.state === 'active' && a.agent.metadata?.run_pid && a.events.at(-1)?.toState === 'active') pid = a.agent.metadata.run_pid;
+      else await new Promise((r) => setTimeout(r, 10));
+    }
+    if (!pid) throw new Error('run --server never became active on the server');
+    const t0 = performance.now();
+    process.kill(pid, 'SIGKILL');
+    for (;;) {
+      const a = await getJson(`${base}/api/v1/agents/exit-bench`, viewer);
+      if (a.agent.state === 'offline') break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    times.push(performance.now() - t0);
+    await done;
+  }
+  const sorted = times.sort((a, b) => a - b);
+  console.log(`run --server: child killed → offline in the read API: p50 ${fmt(pct(sorted, 50), 1)} ms, max ${fmt(sorted.at(-1), 1)} ms over ${times.length}`);
+  goal('run --server: the agent is offline on the server ≤ 1 s after its child dies (every one of 10)', sorted.at(-1) <= 1000, `max ${fmt(sorted.at(-1), 1)} ms`);
 }
