@@ -1,3 +1,5 @@
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentctlError } from '../errors.js';
@@ -88,6 +90,7 @@ export class HttpHeartbeatAgent {
     await this.inFlight;
     const exit = { code: (opts.evidence?.exit_code as number | null) ?? null, signal: (opts.evidence?.signal as NodeJS.Signals | null) ?? null };
     await this.reportExit(exit, reason);
+    this.closeConnections();
   }
 
   private schedule(): void {
@@ -149,23 +152,51 @@ export class HttpHeartbeatAgent {
     }
   }
 
-  private async request(path: string, init: RequestInit): Promise<Outcome> {
-    try {
-      const res = await fetch(this.base + path, { ...init, signal: AbortSignal.timeout(this.o.requestTimeoutMs ?? 10_000) });
-      const text = (await res.text()).slice(0, 200);
-      if (res.ok) return { ok: true };
-      let why = text;
-      try {
-        why = String((JSON.parse(text) as { error?: unknown }).error ?? text);
-      } catch {
-        // a plain-text answer (pings)
-      }
-      return { ok: false, refused: res.status === 401 || res.status === 403, why: `${res.status} ${why.replace(/\s+/g, ' ').trim()}` };
-    } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      // fetch says 'fetch failed' and keeps the reason in its cause; the URL (with a ping's key) is never in it.
-      const why = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.code ?? e.cause?.message ?? e.message);
-      return { ok: false, refused: false, why: String(why) };
-    }
+  /**
+   * One request through node:http(s) on a keep-alive connection (not fetch, which refuses ports such as 6000 or
+   * 10080 that a server may well listen on). Any answer but 2xx is a failure; 401/403 a refusal.
+   */
+  private request(path: string, init: { method: string; headers: Record<string, string>; body: string }): Promise<Outcome> {
+    const url = new URL(this.base + path);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise<Outcome>((resolve) => {
+      const req = send(url, { method: init.method, headers: { ...init.headers, 'Content-Length': Buffer.byteLength(init.body) }, agent: this.agent(url.protocol), timeout: this.o.requestTimeoutMs ?? 10_000 }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => {
+          if (text.length < 200) text += d;
+        });
+        res.once('end', () => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve({ ok: true });
+          let why = text.slice(0, 200);
+          try {
+            why = String((JSON.parse(text) as { error?: unknown }).error ?? why);
+          } catch {
+            // a plain-text answer (pings)
+          }
+          resolve({ ok: false, refused: status === 401 || status === 403, why: `${status} ${why.replace(/\s+/g, ' ').trim()}` });
+        });
+        res.once('error', (err) => resolve({ ok: false, refused: false, why: err.message }));
+      });
+      // The error's text names the host and port at most, never the path (which holds a ping's key).
+      req.once('timeout', () => req.destroy(Object.assign(new Error('no answer in time'), { code: 'ETIMEDOUT_ANSWER' })));
+      req.once('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, refused: false, why: err.code === 'ETIMEDOUT_ANSWER' ? 'no answer in time' : (err.code ?? err.message) }));
+      req.end(init.body);
+    });
+  }
+
+  private agents: { http?: HttpAgent; https?: HttpsAgent } = {};
+
+  /** One keep-alive agent per scheme, for the life of this wrapper's child. */
+  private agent(protocol: string): HttpAgent {
+    if (protocol === 'https:') return (this.agents.https ??= new HttpsAgent({ keepAlive: true, maxSockets: 2 }));
+    return (this.agents.http ??= new HttpAgent({ keepAlive: true, maxSockets: 2 }));
+  }
+
+  /** Closes the kept-alive connections (after the exit is reported). */
+  private closeConnections(): void {
+    this.agents.http?.destroy();
+    this.agents.https?.destroy();
+    this.agents = {};
   }
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, exited, killGroupAfter, startCli, tempDb, tempDir, waitFor } from '../helpers.js';
@@ -136,5 +137,48 @@ describe('agentctl run --server', () => {
       expect(r.stderr).not.toContain('secret');
     }
     expect(existsSync(localDb)).toBe(false);
+  });
+
+  it('over HTTPS, trusting the certificate through NODE_EXTRA_CA_CERTS; and on a port that fetch() refuses to use', async () => {
+    const db = tempDb();
+    const key = createToken(db, 'remote', 'agent');
+    const dir = tempDir();
+    const cert = join(dir, 'cert.pem');
+    const tlsKey = join(dir, 'key.pem');
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', tlsKey, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    expect(made.status).toBe(0);
+    const tls = startCli(['serve', '--listen', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', tlsKey], { db });
+    let base = '';
+    await waitFor(() => (base = /serving (https:\/\/127\.0\.0\.1:\d+)/.exec(tls.errors())?.[1] ?? '') !== '', 'serve to print its https address', 60_000);
+    const localDb = join(tempDir(), 'never.db');
+    const run = startCli(['run', '--server', base, '--name', 'secure', '--interval', '100ms', '--', 'sh', '-c', 'echo child=$$; sleep 0.5; exit 5'], { db: localDb, env: { AGENTCTL_TOKEN: key, NODE_EXTRA_CA_CERTS: cert } });
+    await childPid(run);
+    expect((await exited(run)).code).toBe(5);
+    expect(agentOf(db, 'secure')).toMatchObject({ state: 'offline', stateReason: 'exited with code 5' });
+    expect(run.errors()).toBe('');
+    tls.kill('SIGTERM');
+    expect((await exited(tls)).code).toBe(0);
+
+    // fetch() refuses "bad ports" such as 10080 and 6665-6669 (the Fetch standard's list); run --server does not.
+    // (serve-helpers' serve() asks /healthz with fetch, so this one waits for the printed address only.)
+    let odd: ReturnType<typeof startCli> | undefined;
+    let oddBase = '';
+    for (const port of [10080, 6665, 6666, 6667, 6668, 6669, 6000]) {
+      const c = startCli(['serve', '--listen', `127.0.0.1:${port}`], { db });
+      await waitFor(() => c.exitCode !== null || /serving http:/.test(c.errors()), 'serve to listen or exit', 60_000);
+      if (c.exitCode === null) {
+        odd = c;
+        oddBase = `http://127.0.0.1:${port}`;
+        break;
+      }
+    }
+    if (!odd) throw new Error('none of the ports fetch refuses is free here');
+    await expect(fetch(`${oddBase}/healthz`)).rejects.toThrow();
+    const r = runRemote(oddBase, key, ['--name', 'odd-port', '--interval', '100ms'], 'echo child=$$; exit 0');
+    expect((await exited(r.run)).code).toBe(0);
+    expect(agentOf(db, 'odd-port')).toMatchObject({ state: 'offline', stateReason: 'exited with code 0' });
+    expect(r.run.errors()).toBe('');
+    odd.kill('SIGTERM');
+    expect((await exited(odd)).code).toBe(0);
   });
 });
