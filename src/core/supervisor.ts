@@ -70,6 +70,8 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   const backoff = o.backoff ?? RESTART_BACKOFF;
   const sink = o.logFile ? new RotatingLog(o.logFile, o.logMaxBytes) : undefined;
   const supervisor = { pid: process.pid, startTime: processStartTime(process.pid), policy: o.policy, maxRestarts: o.maxRestarts };
+  // The wrapper's token is the wrapper's: the command it runs does not inherit it.
+  const env = o.server ? Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'AGENTCTL_TOKEN')) : process.env;
   let child: ChildProcess | undefined;
   let stopping: NodeJS.Signals | null = null;
   let wake: (() => void) | undefined;
@@ -94,7 +96,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   let failed = false;
   try {
     for (;;) {
-      const c = spawn(o.argv[0]!, o.argv.slice(1), { cwd: o.cwd, detached: true, stdio: sink ? ['inherit', 'pipe', 'pipe'] : 'inherit' });
+      const c = spawn(o.argv[0]!, o.argv.slice(1), { cwd: o.cwd, env, detached: true, stdio: sink ? ['inherit', 'pipe', 'pipe'] : 'inherit' });
       child = c;
       const closed = new Promise<void>((r) => c.once('close', () => r()));
       const exited = new Promise<ExitStatus>((r) => c.once('exit', (code, signal) => r({ code, signal })));

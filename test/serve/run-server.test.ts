@@ -41,7 +41,7 @@ describe('agentctl run --server', () => {
     const key = createToken(db, 'remote', 'agent', 'job-*');
     const viewer = createToken(db, 'v', 'viewer');
     const s = await serve(db);
-    const r = runRemote(s.base, key, ['--name', 'job-1', '--interval', '100ms', '--offline-after', '10m'], 'echo child=$$; exec sleep 600');
+    const r = runRemote(s.base, key, ['--name', 'job-1', '--interval', '100ms', '--offline-after', '10m'], 'echo child=$$ token=${AGENTCTL_TOKEN:-none}; exec sleep 600');
     const pid = await childPid(r.run);
     await waitFor(() => (agentOf(db, 'job-1')?.heartbeatSeq ?? 0) >= 3, 'three beats to reach the server');
     // The contract the wrapper was given is the server's now; where the child runs is in the metadata, not in pid.
@@ -61,6 +61,8 @@ describe('agentctl run --server', () => {
     // No database on the wrapper's side, and the token in none of its output.
     expect(existsSync(r.localDb)).toBe(false);
     expect(r.run.errors() + r.run.output()).not.toContain(key);
+    // Nor does the child inherit it.
+    expect(r.run.output()).toContain('token=none');
   });
 
   it('with the server down the child keeps running and every failed try is said; beats resume when it is back', async () => {
