@@ -88,8 +88,9 @@ export class HttpHeartbeatAgent {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     await this.inFlight;
-    const exit = { code: (opts.evidence?.exit_code as number | null) ?? null, signal: (opts.evidence?.signal as NodeJS.Signals | null) ?? null };
-    await this.reportExit(exit, reason);
+    const ev = opts.evidence ?? {};
+    const exit = { code: (ev.exit_code as number | null) ?? null, signal: (ev.signal as NodeJS.Signals | null) ?? null };
+    await this.reportExit(exit, reason, ev);
     this.closeConnections();
   }
 
@@ -134,10 +135,13 @@ export class HttpHeartbeatAgent {
   }
 
   /** The exit-status ping with ?exited=1, retried with backoff until acknowledged or the deadline. */
-  private async reportExit(exit: ExitStatus, reason: string): Promise<void> {
+  private async reportExit(exit: ExitStatus, reason: string, evidence: Record<string, unknown>): Promise<void> {
     const status = exitCodeOf(exit, constants.signals as Record<string, number>);
-    const q = `?exited=1${exit.signal ? `&signal=${exit.signal}` : ''}`;
-    const path = `/ping/${encodeURIComponent(this.o.token)}/${encodeURIComponent(this.o.name)}/${Math.min(255, status)}${q}`;
+    const q = new URLSearchParams({ exited: '1' });
+    if (exit.signal) q.set('signal', exit.signal);
+    // The rest of what `agentctl run` records on the database: the child's pid, its uptime, a signal it forwarded.
+    for (const k of ['pid', 'uptime_ms', 'forwarded_signal']) if (evidence[k] !== undefined && evidence[k] !== null) q.set(k, String(evidence[k]));
+    const path = `/ping/${encodeURIComponent(this.o.token)}/${encodeURIComponent(this.o.name)}/${Math.min(255, status)}?${q}`;
     const deadline = Date.now() + (this.o.exitDeadlineMs ?? 30_000);
     for (let attempt = 1; ; attempt++) {
       const outcome = await this.request(path, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: reason });

@@ -177,8 +177,8 @@ describe('pings (healthchecks slug form)', () => {
     // The next beat brings it back; a signal is named in the event.
     expect((await fetch(url('job'))).status).toBe(200);
     expect(agentOf(db, 'job')).toMatchObject({ state: 'active' });
-    expect((await fetch(url('job/137?exited=1&signal=SIGKILL'))).status).toBe(200);
-    expect(historyJson(db, 'job').at(-1)).toMatchObject({ toState: 'offline', reason: 'killed by SIGKILL', evidence: { exit_status: 137, exit_code: null, signal: 'SIGKILL' } });
+    expect((await fetch(url('job/143?exited=1&signal=SIGTERM&forwarded_signal=SIGTERM&pid=4242&uptime_ms=2113'))).status).toBe(200);
+    expect(historyJson(db, 'job').at(-1)).toMatchObject({ toState: 'offline', reason: 'killed by SIGTERM', evidence: { exit_status: 143, exit_code: null, signal: 'SIGTERM', forwarded_signal: 'SIGTERM', pid: 4242, uptime_ms: 2113 } });
     // Unknown: 404 as every form, 201 with ?create=1 (registered, then offline).
     expect((await fetch(url('gone/1?exited=1'))).status).toBe(404);
     expect((await fetch(url('gone/1?exited=1&create=1'))).status).toBe(201);
@@ -191,6 +191,10 @@ describe('pings (healthchecks slug form)', () => {
       ['job/1?exited=yes', 'invalid exited: use exited=1'],
       ['job/1?exited=1&signal=KILL%3Cx%3E', 'invalid signal: a name such as SIGKILL'],
       ['job/1?signal=SIGKILL', 'signal= goes with exited=1'],
+      ['job/1?pid=7', 'pid, uptime_ms and forwarded_signal go with exited=1'],
+      ['job/1?exited=1&pid=-7', 'invalid pid: a whole number'],
+      ['job/1?exited=1&uptime_ms=1e3', 'invalid uptime_ms: a whole number'],
+      ['job/1?exited=1&forwarded_signal=TERM', 'invalid forwarded_signal: a name such as SIGTERM'],
     ]) {
       r = await fetch(url(suffix!));
       expect({ suffix, status: r.status, text: await r.text() }).toEqual({ suffix, status: 400, text });

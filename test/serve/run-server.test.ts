@@ -54,7 +54,10 @@ describe('agentctl run --server', () => {
     const { code } = await exited(r.run);
     expect(code).toBe(137);
     const event = historyJson(db, 'job-1').at(-1);
-    expect(event).toMatchObject({ toState: 'offline', reason: 'killed by SIGKILL', evidence: { rule: 'exit', detected_by: 'agentctl run --server', token: 'remote', exit_status: 137, exit_code: null, signal: 'SIGKILL' } });
+    expect(event).toMatchObject({ toState: 'offline', reason: 'killed by SIGKILL', evidence: { rule: 'exit', detected_by: 'agentctl run --server', token: 'remote', exit_status: 137, exit_code: null, signal: 'SIGKILL', pid } });
+    // As `agentctl run` records it on the database: the child's pid and uptime, no forwarded signal.
+    expect(event.evidence.uptime_ms).toBeGreaterThan(0);
+    expect(event.evidence).not.toHaveProperty('forwarded_signal');
     expect(seen.events.at(-1)).toMatchObject({ id: event.id, toState: 'offline' });
     // The order: the server had recorded the exit before the wrapper exited.
     expect(r.exitedAt()).toBeGreaterThanOrEqual(event.at);
@@ -82,7 +85,7 @@ describe('agentctl run --server', () => {
     await waitFor(() => /heartbeats to http:\/\/127\.0\.0\.1:\d+ recovered after \d+ failure/.test(r.run.errors()), 'the recovery said');
     r.run.kill('SIGTERM');
     expect((await exited(r.run)).code).toBe(143);
-    expect(agentOf(db, 'w')).toMatchObject({ state: 'offline', stateReason: 'killed by SIGTERM' });
+    expect(agentOf(db, 'w')).toMatchObject({ state: 'offline', stateReason: 'killed by SIGTERM', stateEvidence: { signal: 'SIGTERM', forwarded_signal: 'SIGTERM', pid } });
     expect(r.run.errors()).not.toContain(key);
     await s.stop();
   });

@@ -77,6 +77,18 @@ async function ping(ctx: RouteContext): Promise<void> {
 interface Exited {
   code: number;
   signal: string | null;
+  /** What the wrapper adds, as `agentctl run` records it on the database: the child's pid (on its host), its uptime, the signal it forwarded. */
+  extra: { pid?: number; uptime_ms?: number; forwarded_signal?: string };
+}
+
+const SIGNAL_RE = /^SIG[A-Z0-9]{1,12}$/;
+
+/** A whole-number query parameter of an exit report, or undefined (400 if malformed). */
+function countParam(q: URLSearchParams, key: string): number | undefined {
+  const v = q.get(key);
+  if (v === null) return undefined;
+  if (!/^\d{1,15}$/.test(v)) throw new HttpError(400, `invalid ${key}: a whole number`);
+  return Number(v);
 }
 
 /**
@@ -88,12 +100,17 @@ function parseExited(q: URLSearchParams, action: Action): Exited | null {
   const signal = q.get('signal');
   if (exited === null || exited === '0') {
     if (signal !== null) throw new HttpError(400, 'signal= goes with exited=1');
+    if (q.has('pid') || q.has('uptime_ms') || q.has('forwarded_signal')) throw new HttpError(400, 'pid, uptime_ms and forwarded_signal go with exited=1');
     return null;
   }
   if (exited !== '1') throw new HttpError(400, 'invalid exited: use exited=1');
   if (action.kind !== 'exit') throw new HttpError(400, 'exited=1 goes with an exit status: /ping/<key>/<name>/<exit-status>?exited=1');
-  if (signal !== null && !/^SIG[A-Z0-9]{1,12}$/.test(signal)) throw new HttpError(400, 'invalid signal: a name such as SIGKILL');
-  return { code: action.code, signal };
+  if (signal !== null && !SIGNAL_RE.test(signal)) throw new HttpError(400, 'invalid signal: a name such as SIGKILL');
+  const forwarded = q.get('forwarded_signal');
+  if (forwarded !== null && !SIGNAL_RE.test(forwarded)) throw new HttpError(400, 'invalid forwarded_signal: a name such as SIGTERM');
+  const pid = countParam(q, 'pid');
+  const uptime = countParam(q, 'uptime_ms');
+  return { code: action.code, signal, extra: { ...(pid !== undefined ? { pid } : {}), ...(uptime !== undefined ? { uptime_ms: uptime } : {}), ...(forwarded !== null ? { forwarded_signal: forwarded } : {}) } };
 }
 
 /**
@@ -112,7 +129,7 @@ function processGone(ctx: RouteContext, name: string, exited: Exited, create: bo
   const reason = exited.signal ? `killed by ${exited.signal}` : `exited with code ${exited.code}`;
   const evidence = {
     rule: 'exit', detected_by: 'agentctl run --server', via: 'ping', token: ctx.principal!.token.name,
-    exit_status: exited.code, exit_code: exited.signal ? null : exited.code, signal: exited.signal, ...(rid !== null ? { rid } : {}),
+    exit_status: exited.code, exit_code: exited.signal ? null : exited.code, signal: exited.signal, ...exited.extra, ...(rid !== null ? { rid } : {}),
   };
   markExited(store, name, agent.incarnation, reason, evidence, now);
   return created;
