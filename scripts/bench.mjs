@@ -323,6 +323,7 @@ try {
   await agentBeats(rawPrepared);
   await runOverhead(nodeStart);
   await benchDashboard(dir, join(root, 'bin/agentctl'), goal);
+  await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
   }
   const missed = results.filter((r) => !r.ok).length;
   console.log(`\n${results.length - missed} of ${results.length} goals met`);

@@ -1,4 +1,5 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Store } from '../store/store.js';
@@ -7,6 +8,7 @@ import { HttpError, SECURITY_HEADERS, decodeSegment, sendJson, sendText, statusO
 import { EventStream } from './sse.js';
 import { apiRoutes } from './routes/api.js';
 import { dashboardRoutes, sendLoginHint } from './routes/dashboard.js';
+import { badgeRoutes } from './routes/badge.js';
 import { pingRoutes } from './routes/ping.js';
 import { sessionRoutes } from './routes/session.js';
 import type { App, Route } from './routes/types.js';
@@ -28,17 +30,21 @@ export interface ServeOptions {
   pollMs: number;
   keepAliveMs: number;
   auth?: AuthOptions;
+  /** HTTPS with this certificate chain and key (PEM); plain HTTP without. */
+  tls?: { cert: Buffer; key: Buffer };
   /** Called with one line for each request that failed on the server's side (a 5xx). */
   log?: (line: string) => void;
   now?: () => number;
 }
 
-const ROUTES: Route[] = [...pingRoutes, ...sessionRoutes, ...apiRoutes, ...dashboardRoutes];
+const ROUTES: Route[] = [...pingRoutes, ...sessionRoutes, ...apiRoutes, ...badgeRoutes, ...dashboardRoutes];
 
 /** A running `agentctl serve`: its address, and close() that stops it cleanly. */
 export interface RunningServer {
   server: Server;
   address: { host: string; port: number };
+  /** 'https' when serving TLS. */
+  scheme: 'http' | 'https';
   close(): Promise<void>;
 }
 
@@ -69,7 +75,8 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     }
     let principal;
     if (route.access !== 'public') {
-      principal = app.auth.authenticate(req, route.pingKey?.(params));
+      const queryKey = route.queryToken ? (url.searchParams.get('token') ?? undefined) : undefined;
+      principal = app.auth.authenticate(req, route.pingKey?.(params), queryKey);
       app.auth.authorize(req, principal, route.access, route.agent?.(params));
     }
     await route.handle({ req, res, url, params, principal, app });
@@ -98,13 +105,14 @@ function logPath(req: IncomingMessage): string {
 /** Starts serving on host:port (port 0: any free one) and resolves once it listens. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const now = opts.now ?? Date.now;
-  const auth = new Auth(opts.store, { ...opts.auth, now });
+  const auth = new Auth(opts.store, { ...opts.auth, now, secure: opts.tls !== undefined });
   const stream = new EventStream(opts.store, { pollMs: opts.pollMs, keepAliveMs: opts.keepAliveMs });
   const app: App = { store: opts.store, auth, stream, dbPath: opts.dbPath, logDir: opts.logDir ?? join(dirname(opts.dbPath), 'logs'), allowSharedDb: Boolean(opts.allowSharedDb), now };
   const log = opts.log ?? (() => {});
-  const server = createServer({ headersTimeout: opts.headersTimeoutMs, requestTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs), maxHeaderSize: 16_384 }, (req, res) => {
-    void handle(app, ROUTES, req, res, log);
-  });
+  const settings = { headersTimeout: opts.headersTimeoutMs, requestTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs), maxHeaderSize: 16_384 };
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(app, ROUTES, req, res, log);
+  // A certificate or key that does not parse throws here, before anything listens.
+  const server: Server = opts.tls ? createTlsServer({ ...settings, cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createServer(settings, onRequest);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -117,6 +125,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return {
     server,
     address: { host: a.address, port: a.port },
+    scheme: opts.tls ? 'https' : 'http',
     close: () =>
       new Promise<void>((resolve) => {
         stream.close();

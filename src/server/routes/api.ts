@@ -9,6 +9,7 @@ import { agentJson } from '../../cli/render.js';
 import { statusJsonText } from '../../cli/commands/status.js';
 import { eventJson } from '../../cli/commands/history.js';
 import { TARGETS } from '../../cli/commands/set-status.js';
+import { parseContract } from '../../cli/commands/options.js';
 import { VERSION } from '../../version.js';
 import { restartByToken, sendByToken } from '../../core/controls.js';
 import { commandJson } from '../../cli/commands/commands.js';
@@ -71,14 +72,21 @@ function stream(ctx: RouteContext): void {
 }
 
 /**
- * POST /api/v1/agents/<name>/heartbeat {status, message, metadata, progress}: one heartbeat, validated as the CLI's
- * `heartbeat` validates it. An unknown name is 404 unless ?create=1 (then 201).
+ * POST /api/v1/agents/<name>/heartbeat {status, message, metadata, progress, interval, staleAfter, offlineAfter}:
+ * one heartbeat, validated as the CLI's `heartbeat` validates it (a contract given registers it in the same
+ * transaction). An unknown name is 404 unless ?create=1 (then 201).
  */
 async function heartbeat(ctx: RouteContext): Promise<void> {
   const name = validateName(ctx.params[0]);
   const body = await readJsonObject(ctx.req);
-  onlyKeys(body, ['status', 'message', 'metadata', 'progress']);
+  onlyKeys(body, ['status', 'message', 'metadata', 'progress', 'interval', 'staleAfter', 'offlineAfter']);
   const status = optionalString(body, 'status');
+  // The contract, as `heartbeat --interval/--stale-after/--offline-after` takes it (what `run --server` sends first).
+  const contract = parseContract({
+    interval: optionalString(body, 'interval'),
+    staleAfter: typeof body.staleAfter === 'number' ? String(body.staleAfter) : optionalString(body, 'staleAfter'),
+    offlineAfter: optionalString(body, 'offlineAfter'),
+  });
   const message = optionalString(body, 'message');
   const progress = body.progress;
   if (progress !== undefined && progress !== null && typeof progress !== 'number') throw new HttpError(400, 'progress must be a whole number');
@@ -86,6 +94,7 @@ async function heartbeat(ctx: RouteContext): Promise<void> {
   if (metadata !== undefined && (typeof metadata !== 'object' || Array.isArray(metadata))) throw new HttpError(400, 'metadata must be a JSON object');
   const prepared = prepareHeartbeat({
     name,
+    ...contract,
     status: status as 'ok' | 'busy' | 'error' | undefined, // prepareHeartbeat checks it
     message,
     metadata: metadata as Record<string, unknown> | undefined,

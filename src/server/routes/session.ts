@@ -16,7 +16,7 @@ function login(ctx: RouteContext): void {
 /** POST /logout: ends the session (with its CSRF token, like every change made by cookie). */
 function logout(ctx: RouteContext): void {
   ctx.app.auth.logout(ctx.principal!);
-  sendJson(ctx.res, 200, { loggedOut: true }, { 'Set-Cookie': 'agentctl_session=; HttpOnly; Path=/; SameSite=Strict; Max-Age=0' });
+  sendJson(ctx.res, 200, { loggedOut: true }, { 'Set-Cookie': `agentctl_session=; HttpOnly; ${ctx.app.auth.cookieAttributes}; Max-Age=0` });
 }
 
 export const sessionRoutes: Route[] = [

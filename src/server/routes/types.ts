@@ -36,6 +36,8 @@ export interface Route {
   pingKey?: (params: string[]) => string;
   /** A dashboard page: a browser without a session gets the login hint (HTML) instead of a plain 401. */
   page?: boolean;
+  /** Badges: the token may also come as `?token=` (an `<img>` sends no Authorization header). */
+  queryToken?: boolean;
   /** The agent the request acts for, checked against an agent token's pattern before the handler runs. */
   agent?: (params: string[]) => string;
   handle(ctx: RouteContext): void | Promise<void>;
