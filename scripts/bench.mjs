@@ -10,6 +10,7 @@ import { HeartbeatAgent, checkHealth, openStore } from '../dist/index.js';
 import { HEARTBEAT_SQL } from '../dist/store/protocol.js';
 import { registerBindings } from '../dist/store/store.js';
 import { benchDiagnostics } from './bench-diagnostics.mjs';
+import { benchDashboard } from './bench-dashboard.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -321,6 +322,8 @@ try {
   readScale();
   await agentBeats(rawPrepared);
   await runOverhead(nodeStart);
+  await benchDashboard(dir, join(root, 'bin/agentctl'), goal);
+  await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
   }
   const missed = results.filter((r) => !r.ok).length;
   console.log(`\n${results.length - missed} of ${results.length} goals met`);

@@ -1,5 +1,6 @@
-// Copies the non-TypeScript files the compiled code reads at run time (SQL migrations, JSON schemas) into dist/.
-import { cpSync, existsSync } from 'node:fs';
+// Copies the non-TypeScript files the compiled code reads at run time (SQL migrations, JSON schemas, the dashboard's
+// HTML, CSS and icon) into dist/.
+import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -8,3 +9,7 @@ for (const dir of ['store/sqlite/migrations', 'schemas']) {
   const from = join(root, 'src', dir);
   if (existsSync(from)) cpSync(from, join(root, 'dist', dir), { recursive: true });
 }
+// The dashboard's scripts are compiled by tsconfig.web.json; its static files are copied beside them.
+const web = join(root, 'src', 'web');
+mkdirSync(join(root, 'dist', 'web'), { recursive: true });
+for (const f of readdirSync(web)) if (/\.(html|css|svg)$/.test(f)) cpSync(join(web, f), join(root, 'dist', 'web', f));

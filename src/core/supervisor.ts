@@ -7,6 +7,7 @@ import type { RestartPolicy } from '../store/rows.js';
 import { type Store, openStore } from '../store/store.js';
 import { type ExitStatus, RESTART_BACKOFF, type RestartBackoff, exitCodeOf, nextRestart, policyRestarts } from './backoff.js';
 import { HeartbeatAgent, type StartHow } from './heartbeat-agent.js';
+import { HttpHeartbeatAgent } from './http-agent.js';
 import { processStartTime } from './host.js';
 import { type Logger, SILENT } from './logger.js';
 import { RotatingLog } from './log-file.js';
@@ -21,7 +22,13 @@ export class CommandNotStartedError extends AgentctlError {
 
 export interface SuperviseOptions {
   name: string;
+  /** The database (unused with `server`: then no database is opened). */
   db: string;
+  /**
+   * Beat over HTTP to `agentctl serve` at `url` with an agent token instead of writing the database. The interval
+   * is always sent; the stale multiplier and offline threshold only when given here (else the server's stay).
+   */
+  server?: { url: string; token: string; staleMultiplier?: number | undefined; offlineAfterMs?: number | undefined; reportTimeoutMs?: number };
   argv: string[];
   cwd: string;
   intervalMs: number;
@@ -63,6 +70,8 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   const backoff = o.backoff ?? RESTART_BACKOFF;
   const sink = o.logFile ? new RotatingLog(o.logFile, o.logMaxBytes) : undefined;
   const supervisor = { pid: process.pid, startTime: processStartTime(process.pid), policy: o.policy, maxRestarts: o.maxRestarts };
+  // The wrapper's token is the wrapper's: the command it runs does not inherit it.
+  const env = o.server ? Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'AGENTCTL_TOKEN')) : process.env;
   let child: ChildProcess | undefined;
   let stopping: NodeJS.Signals | null = null;
   let wake: (() => void) | undefined;
@@ -87,7 +96,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   let failed = false;
   try {
     for (;;) {
-      const c = spawn(o.argv[0]!, o.argv.slice(1), { cwd: o.cwd, detached: true, stdio: sink ? ['inherit', 'pipe', 'pipe'] : 'inherit' });
+      const c = spawn(o.argv[0]!, o.argv.slice(1), { cwd: o.cwd, env, detached: true, stdio: sink ? ['inherit', 'pipe', 'pipe'] : 'inherit' });
       child = c;
       const closed = new Promise<void>((r) => c.once('close', () => r()));
       const exited = new Promise<ExitStatus>((r) => c.once('exit', (code, signal) => r({ code, signal })));
@@ -110,7 +119,8 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
       unstable = next.unstable;
       if (next.action === 'fail') {
         failed = true;
-        await withStore(o, async (store) =>
+        // Over HTTP the exit ping has made it offline already; `failed` is a state only the database records.
+        if (!o.server) await withStore(o, async (store) =>
           await markFailed(store, o.name, `restart attempts exhausted: ${unstable} unstable exits in a row`, { rule: 'restart', policy: o.policy, unstable_exits: unstable, max_restarts: o.maxRestarts, last_exit_code: exit.code, last_signal: exit.signal }, clock()),
         );
         log.error?.(`agentctl run: ${o.name} failed: ${unstable} unstable exits in a row (limit ${o.maxRestarts})`);
@@ -136,7 +146,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
     for (const s of FORWARDED) process.off(s, onSignal);
     sink?.close();
     try {
-      await withStore(o, async (store) => await clearSupervisor(store, o.name, process.pid));
+      if (!o.server) await withStore(o, async (store) => await clearSupervisor(store, o.name, process.pid));
     } catch (err) {
       log.warn?.(`agentctl run: could not clear the supervisor of ${o.name}: ${(err as Error).message}`);
     }
@@ -147,7 +157,9 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
 /** One life of the child: register it, beat for it, and record its exit (offline, with code or signal) at once. */
 async function runOnce(o: SuperviseOptions, c: ChildProcess, how: StartHow, supervisor: StartHow['supervision'], exited: Promise<ExitStatus>, clock: () => number, log: Logger, stopping: () => NodeJS.Signals | null): Promise<{ exit: ExitStatus; uptimeMs: number }> {
   const startedAt = clock();
-  const agent = new HeartbeatAgent({
+  const agent = o.server
+    ? new HttpHeartbeatAgent({ name: o.name, server: o.server.url, token: o.server.token, intervalMs: o.intervalMs, staleMultiplier: o.server.staleMultiplier, offlineAfterMs: o.server.offlineAfterMs, pid: c.pid!, logger: log, ...(o.server.reportTimeoutMs !== undefined ? { exitDeadlineMs: o.server.reportTimeoutMs } : {}) })
+    : new HeartbeatAgent({
     name: o.name, db: o.db, interval: o.intervalMs, staleAfter: o.staleMultiplier, offlineAfter: o.offlineAfterMs,
     handleSignals: false, pid: c.pid!, launch: { argv: o.argv, cwd: o.cwd }, logger: log, clock,
     ...(o.busyTimeoutMs !== undefined ? { busyTimeout: Math.min(o.busyTimeoutMs, 1000) } : {}),
@@ -155,7 +167,7 @@ async function runOnce(o: SuperviseOptions, c: ChildProcess, how: StartHow, supe
   try {
     await agent.start({ ...how, supervision: supervisor });
   } catch (err) {
-    // The database is unusable: do not leave the child running unsupervised.
+    // The database is unusable, or the server refused the token: do not leave the child running unsupervised.
     process.kill(-c.pid!, 'SIGTERM');
     await exited;
     throw err;

@@ -21,7 +21,7 @@ export const CSRF_HEADER = 'x-csrf-token';
 /** Who made a request, and how they proved it. */
 export interface Principal {
   token: TokenRecord;
-  via: 'bearer' | 'cookie' | 'ping-key';
+  via: 'bearer' | 'cookie' | 'ping-key' | 'query';
   session?: Session;
 }
 
@@ -39,6 +39,8 @@ export interface AuthOptions {
   failWindowMs?: number;
   /** How long a browser session lasts (default 12 h). */
   sessionMs?: number;
+  /** Served over TLS: cookies get `Secure`. */
+  secure?: boolean;
   now?: () => number;
 }
 
@@ -75,6 +77,8 @@ export class Auth {
   private readonly failWindowMs: number;
   private readonly sessionMs: number;
   private readonly now: () => number;
+  /** The attributes every cookie of ours carries (Secure under TLS). */
+  readonly cookieAttributes: string;
 
   constructor(store: Store, opts: AuthOptions = {}) {
     this.store = store;
@@ -82,6 +86,7 @@ export class Auth {
     this.failWindowMs = opts.failWindowMs ?? 60_000;
     this.sessionMs = opts.sessionMs ?? 12 * 3_600_000;
     this.now = opts.now ?? Date.now;
+    this.cookieAttributes = `Path=/; SameSite=Strict${opts.secure ? '; Secure' : ''}`;
   }
 
   /** 429 with Retry-After while `addr` is over its failed-attempt limit. */
@@ -118,10 +123,10 @@ export class Auth {
   }
 
   /**
-   * Who made `req`: the ping key in the path (`pingKey`), else `Authorization: Bearer`, else the session cookie.
-   * 401 when none is given or what is given is wrong.
+   * Who made `req`: the ping key in the path (`pingKey`), else `Authorization: Bearer`, else the session cookie,
+   * else a badge's `?token=` (`queryKey`). 401 when none is given or what is given is wrong.
    */
-  async authenticate(req: IncomingMessage, pingKey?: string): Promise<Principal> {
+  async authenticate(req: IncomingMessage, pingKey?: string, queryKey?: string): Promise<Principal> {
     const addr = req.socket.remoteAddress ?? 'unknown';
     if (pingKey !== undefined) return { token: await this.token(addr, pingKey), via: 'ping-key' };
     const auth = req.headers.authorization;
@@ -142,6 +147,7 @@ export class Auth {
       }
       return { token: t, via: 'cookie', session: s };
     }
+    if (queryKey !== undefined) return { token: await this.token(addr, queryKey), via: 'query' };
     throw new HttpError(401, 'authentication required: send Authorization: Bearer TOKEN', { 'WWW-Authenticate': 'Bearer realm="agentctl"' });
   }
 
@@ -176,7 +182,7 @@ export class Auth {
     this.sessions.set(s.id, s);
     // Bounded: past this many live sessions, the oldest is logged out.
     if (this.sessions.size > 10_000) this.sessions.delete(this.sessions.keys().next().value!);
-    const common = `Path=/; SameSite=Strict; Max-Age=${Math.floor(this.sessionMs / 1000)}`;
+    const common = `${this.cookieAttributes}; Max-Age=${Math.floor(this.sessionMs / 1000)}`;
     return { token: t, csrf: s.csrf, cookies: [`${SESSION_COOKIE}=${s.id}; HttpOnly; ${common}`, `${CSRF_COOKIE}=${s.csrf}; ${common}`] };
   }
 

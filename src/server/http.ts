@@ -19,6 +19,8 @@ export class HttpError extends Error {
   }
 }
 
+const CONFLICTS = new Set(['E_AGENT_UNAVAILABLE', 'E_NO_LAUNCH', 'E_REFUSED']);
+
 /** The HTTP status of an error raised by core or store: usage 400, not found 404, the rest 500/503. */
 export function statusOf(err: unknown): { status: number; message: string; headers: Record<string, string> } {
   if (err instanceof HttpError) return { status: err.status, message: err.message, headers: err.headers };
@@ -26,6 +28,8 @@ export function statusOf(err: unknown): { status: number; message: string; heade
   if (err instanceof AgentNotFoundError) return { status: 404, message: 'not found', headers: {} };
   if (err instanceof AgentctlError && err.code === 'E_NOT_FOUND') return { status: 404, message: 'not found', headers: {} };
   if (err instanceof AgentctlError && (err.code === 'E_BUSY' || err.code === 'E_LOCKED')) return { status: 503, message: err.message, headers: { 'Retry-After': '1' } };
+  // An operator's control that cannot be done in the agent's present state (offline, no launch command, refused).
+  if (err instanceof AgentctlError && CONFLICTS.has(err.code)) return { status: 409, message: err.message, headers: {} };
   return { status: 500, message: 'internal error', headers: {} };
 }
 
@@ -37,6 +41,13 @@ export const SECURITY_HEADERS: Record<string, string> = {
   'Referrer-Policy': 'no-referrer',
   'Cache-Control': 'no-store',
 };
+
+/**
+ * The dashboard's pages replace SECURITY_HEADERS' CSP with this one: scripts, styles and connections from this origin
+ * only, no inline script or style attribute, no plugins, no framing, forms only back to this origin.
+ */
+export const PAGE_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 export function sendText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { ...headers, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });

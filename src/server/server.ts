@@ -1,10 +1,14 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { Auth, type AuthOptions } from './auth.js';
 import { HttpError, SECURITY_HEADERS, decodeSegment, sendJson, sendText, statusOf } from './http.js';
 import { EventStream } from './sse.js';
 import { apiRoutes } from './routes/api.js';
+import { dashboardRoutes, sendLoginHint } from './routes/dashboard.js';
+import { badgeRoutes } from './routes/badge.js';
 import { pingRoutes } from './routes/ping.js';
 import { sessionRoutes } from './routes/session.js';
 import type { App, Route } from './routes/types.js';
@@ -12,6 +16,10 @@ import type { App, Route } from './routes/types.js';
 export interface ServeOptions {
   store: Store;
   dbPath: string;
+  /** Where a restarted agent's NAME.log goes (default: logs/ beside the database). */
+  logDir?: string;
+  /** As root, restart even though others may write the database. */
+  allowSharedDb?: boolean;
   host: string;
   port: number;
   /** Time a client has to send the request headers (server.headersTimeout). */
@@ -22,17 +30,21 @@ export interface ServeOptions {
   pollMs: number;
   keepAliveMs: number;
   auth?: AuthOptions;
+  /** HTTPS with this certificate chain and key (PEM); plain HTTP without. */
+  tls?: { cert: Buffer; key: Buffer };
   /** Called with one line for each request that failed on the server's side (a 5xx). */
   log?: (line: string) => void;
   now?: () => number;
 }
 
-const ROUTES: Route[] = [...pingRoutes, ...sessionRoutes, ...apiRoutes];
+const ROUTES: Route[] = [...pingRoutes, ...sessionRoutes, ...apiRoutes, ...badgeRoutes, ...dashboardRoutes];
 
 /** A running `agentctl serve`: its address, and close() that stops it cleanly. */
 export interface RunningServer {
   server: Server;
   address: { host: string; port: number };
+  /** 'https' when serving TLS. */
+  scheme: 'http' | 'https';
   close(): Promise<void>;
 }
 
@@ -42,9 +54,9 @@ export interface RunningServer {
  */
 async function handle(app: App, routes: Route[], req: IncomingMessage, res: ServerResponse, log: (line: string) => void): Promise<void> {
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+  let route: Route | undefined;
   try {
     const url = new URL(req.url ?? '/', 'http://agentctl.invalid');
-    let route: Route | undefined;
     let params: string[] = [];
     const allowed: string[] = [];
     for (const r of routes) {
@@ -63,7 +75,8 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     }
     let principal;
     if (route.access !== 'public') {
-      principal = await app.auth.authenticate(req, route.pingKey?.(params));
+      const queryKey = route.queryToken ? (url.searchParams.get('token') ?? undefined) : undefined;
+      principal = await app.auth.authenticate(req, route.pingKey?.(params), queryKey);
       app.auth.authorize(req, principal, route.access, route.agent?.(params));
     }
     await route.handle({ req, res, url, params, principal, app });
@@ -76,6 +89,8 @@ async function handle(app: App, routes: Route[], req: IncomingMessage, res: Serv
     }
     // Whatever the handler left unread is drained, so that a keep-alive connection stays in step.
     if (!req.complete) req.resume();
+    // A browser that opens a page without a session is told how to log in.
+    if (route?.page && status === 401) return sendLoginHint(res, headers);
     // The API answers in JSON, errors included; pings (for curl and runitor) and the rest in plain text.
     if ((req.url ?? '').startsWith('/api/')) sendJson(res, status, { error: message, status }, headers);
     else sendText(res, status, message, headers);
@@ -90,13 +105,14 @@ function logPath(req: IncomingMessage): string {
 /** Starts serving on host:port (port 0: any free one) and resolves once it listens. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const now = opts.now ?? Date.now;
-  const auth = new Auth(opts.store, { ...opts.auth, now });
+  const auth = new Auth(opts.store, { ...opts.auth, now, secure: opts.tls !== undefined });
   const stream = new EventStream(opts.store, { pollMs: opts.pollMs, keepAliveMs: opts.keepAliveMs });
-  const app: App = { store: opts.store, auth, stream, dbPath: opts.dbPath, now };
+  const app: App = { store: opts.store, auth, stream, dbPath: opts.dbPath, logDir: opts.logDir ?? join(dirname(opts.dbPath), 'logs'), allowSharedDb: Boolean(opts.allowSharedDb), now };
   const log = opts.log ?? (() => {});
-  const server = createServer({ headersTimeout: opts.headersTimeoutMs, requestTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs), maxHeaderSize: 16_384 }, (req, res) => {
-    void handle(app, ROUTES, req, res, log);
-  });
+  const settings = { headersTimeout: opts.headersTimeoutMs, requestTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs), maxHeaderSize: 16_384 };
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(app, ROUTES, req, res, log);
+  // A certificate or key that does not parse throws here, before anything listens.
+  const server: Server = opts.tls ? createTlsServer({ ...settings, cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createServer(settings, onRequest);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -109,6 +125,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return {
     server,
     address: { host: a.address, port: a.port },
+    scheme: opts.tls ? 'https' : 'http',
     close: () =>
       new Promise<void>((resolve) => {
         stream.close();

@@ -132,7 +132,11 @@ describe('serve: writes over HTTP', () => {
       [{ progress: 1.5 }, 400],
       [{ progress: '7' }, 400],
       [{ pid: 1 }, 400],
-      [{ interval: '1s' }, 400],
+      [{ interval: 'soon' }, 400],
+      [{ interval: 1000 }, 400],
+      [{ interval: '1ms' }, 400],
+      [{ staleAfter: 0.5 }, 400],
+      [{ offlineAfter: '-1s' }, 400],
       ['[1]', 400],
       ['{"status":', 400],
       ['null', 400],
@@ -145,6 +149,13 @@ describe('serve: writes over HTTP', () => {
     }
     expect((await beat('bad%20name', {})).status).toBe(400);
     expect(agentOf(db, 'job').heartbeatSeq).toBe(2);
+    // The contract, as heartbeat --interval/--stale-after/--offline-after take it (run --server sends it first);
+    // the state is kept, and what is not given stays as it was.
+    r = await beat('job', { interval: '250ms', staleAfter: 4, offlineAfter: '2m' });
+    expect(r.status).toBe(200);
+    expect(agentOf(db, 'job')).toMatchObject({ state: 'active', intervalMs: 250, staleMultiplier: 4, offlineAfterMs: 120_000, heartbeatSeq: 3, progress: 7 });
+    expect((await beat('job', { interval: '1s' })).status).toBe(200);
+    expect(agentOf(db, 'job')).toMatchObject({ intervalMs: 1000, staleMultiplier: 4, offlineAfterMs: 120_000, heartbeatSeq: 4 });
     expect(await s.stop()).toEqual({ code: 0, signal: null });
   });
 

@@ -148,4 +148,58 @@ describe('pings (healthchecks slug form)', () => {
     expect(agentOf(db, 'job').message).toBe(hostile);
     expect(await s.stop()).toEqual({ code: 0, signal: null });
   });
+
+  it('?exited=1 on an exit status means the process is gone (offline at once); without it an exit status is a job\'s result', async () => {
+    const db = tempDb();
+    const key = createToken(db, 'pinger', 'agent');
+    const s = await serve(db);
+    const url = (suffix: string) => `${s.base}/ping/${key}/${suffix}`;
+    // runitor's exit-status ping: a job finished; 0 ok, anything else an error. The agent stays up.
+    expect((await fetch(url('job?create=1'))).status).toBe(201);
+    expect((await fetch(url('job/0'))).status).toBe(200);
+    expect(agentOf(db, 'job')).toMatchObject({ state: 'active' });
+    expect((await fetch(url('job/2'))).status).toBe(200);
+    expect(agentOf(db, 'job')).toMatchObject({ state: 'error', message: 'exit status 2' });
+
+    // What `run --server` sends when its child exits: offline with the status, as `run` on the database records it.
+    let r = await fetch(url('job/0?exited=1'), { method: 'POST', body: 'exited with code 0' });
+    expect([r.status, await r.text()]).toEqual([200, 'OK']);
+    expect(agentOf(db, 'job')).toMatchObject({ state: 'offline', stateReason: 'exited with code 0' });
+    expect(historyJson(db, 'job').at(-1)).toMatchObject({
+      fromState: 'error', toState: 'offline', reason: 'exited with code 0',
+      evidence: { rule: 'exit', detected_by: 'agentctl run --server', via: 'ping', token: 'pinger', exit_status: 0, exit_code: 0, signal: null },
+    });
+    // Told twice (a lost answer retried): still OK, one event.
+    const events = historyJson(db, 'job').length;
+    r = await fetch(url('job/0?exited=1'));
+    expect([r.status, await r.text()]).toEqual([200, 'OK']);
+    expect(historyJson(db, 'job')).toHaveLength(events);
+    // The next beat brings it back; a signal is named in the event.
+    expect((await fetch(url('job'))).status).toBe(200);
+    expect(agentOf(db, 'job')).toMatchObject({ state: 'active' });
+    expect((await fetch(url('job/143?exited=1&signal=SIGTERM&forwarded_signal=SIGTERM&pid=4242&uptime_ms=2113'))).status).toBe(200);
+    expect(historyJson(db, 'job').at(-1)).toMatchObject({ toState: 'offline', reason: 'killed by SIGTERM', evidence: { exit_status: 143, exit_code: null, signal: 'SIGTERM', forwarded_signal: 'SIGTERM', pid: 4242, uptime_ms: 2113 } });
+    // Unknown: 404 as every form, 201 with ?create=1 (registered, then offline).
+    expect((await fetch(url('gone/1?exited=1'))).status).toBe(404);
+    expect((await fetch(url('gone/1?exited=1&create=1'))).status).toBe(201);
+    expect(agentOf(db, 'gone')).toMatchObject({ state: 'offline', stateReason: 'exited with code 1' });
+    // Bad input: 400, nothing written.
+    const before = historyJson(db, 'job').length;
+    for (const [suffix, text] of [
+      ['job?exited=1', 'exited=1 goes with an exit status: /ping/<key>/<name>/<exit-status>?exited=1'],
+      ['job/fail?exited=1', 'exited=1 goes with an exit status: /ping/<key>/<name>/<exit-status>?exited=1'],
+      ['job/1?exited=yes', 'invalid exited: use exited=1'],
+      ['job/1?exited=1&signal=KILL%3Cx%3E', 'invalid signal: a name such as SIGKILL'],
+      ['job/1?signal=SIGKILL', 'signal= goes with exited=1'],
+      ['job/1?pid=7', 'pid, uptime_ms and forwarded_signal go with exited=1'],
+      ['job/1?exited=1&pid=-7', 'invalid pid: a whole number'],
+      ['job/1?exited=1&uptime_ms=1e3', 'invalid uptime_ms: a whole number'],
+      ['job/1?exited=1&forwarded_signal=TERM', 'invalid forwarded_signal: a name such as SIGTERM'],
+    ]) {
+      r = await fetch(url(suffix!));
+      expect({ suffix, status: r.status, text: await r.text() }).toEqual({ suffix, status: 400, text });
+    }
+    expect(historyJson(db, 'job')).toHaveLength(before);
+    expect(await s.stop()).toEqual({ code: 0, signal: null });
+  });
 });

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { ensureLoginToken } from '../../core/tokens.js';
 import { safeText } from '../../core/text.js';
 import { parseCount } from '../../core/validate.js';
-import { UsageError } from '../../errors.js';
+import { OperationError, UsageError } from '../../errors.js';
 import { HeartbeatHealthAgent } from '../../core/health/agent.js';
 import { dailyFileLogger } from '../../core/health/log.js';
 import { LockHeldError } from '../../errors.js';
@@ -19,7 +20,9 @@ interface Flags {
   keepAlive: string;
   poll: string;
   monitor?: boolean;
-  every: string; // commander's default fills it in
+  every: string;
+  tlsCert?: string;
+  tlsKey?: string; // commander's default fills it in
 }
 
 /** Parses HOST:PORT (IPv6 in brackets: [::1]:8080); port 0 means any free port. */
@@ -31,31 +34,50 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 /** The origin a browser uses for host:port. */
-function origin(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+function origin(scheme: string, host: string, port: number): string {
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** --tls-cert and --tls-key: both or neither (a usage error otherwise); a file that cannot be read is one line, exit 1. */
+export function readTls(certPath: string | undefined, keyPath: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined || keyPath === undefined) throw new UsageError('--tls-cert and --tls-key go together: give both (PEM files) or neither');
+  const read = (path: string, flag: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'it is a directory' : e.message;
+      throw new OperationError(`cannot read ${flag} ${safeText(path)}: ${why}`, { cause: err });
+    }
+  };
+  return { cert: read(certPath, '--tls-cert'), key: read(keyPath, '--tls-key') };
 }
 
 export function define(program: Command): void {
   program
     .command('serve')
-    .summary('serve the HTTP API, the live event stream, healthchecks-compatible pings and /metrics')
+    .summary('serve the dashboard, the HTTP API, the live event stream, healthchecks-compatible pings and /metrics')
     .description(
-      'Serve the database over HTTP: the read API (/api/v1/agents, /api/v1/events), the live stream of events\n' +
-        '(/api/v1/events/stream, Server-Sent Events), pings in healthchecks\' slug form (/ping/<key>/<name>), JSON\n' +
-        'heartbeats, the operator\'s controls, /metrics and /healthz. Listens on 127.0.0.1:8080 unless --listen says\n' +
-        "otherwise. Access needs a token ('agentctl token create'); when none exists, a one-time operator login link is\n" +
-        'printed on stderr. Stops cleanly on SIGINT/SIGTERM.',
+      'Serve the database over HTTP: the dashboard (/, for browsers), the read API (/api/v1/agents, /api/v1/events),\n' +
+        'the live stream of events (/api/v1/events/stream, Server-Sent Events), pings in healthchecks\' slug form\n' +
+        '(/ping/<key>/<name>), JSON heartbeats, the operator\'s controls, badges (/badge/<name>.svg), /metrics and\n' +
+        '/healthz. Listens on 127.0.0.1:8080 unless --listen says otherwise; HTTPS with --tls-cert and --tls-key.\n' +
+        "Access needs a token ('agentctl token create'); when none exists, a one-time operator login link is printed\n" +
+        'on stderr. Stops cleanly on SIGINT/SIGTERM.',
     )
     .option('--listen <host:port>', 'address to listen on; port 0 takes any free port, printed on stderr', '127.0.0.1:8080')
     .option('--headers-timeout <dur>', 'time a client has to send its request headers', '10s')
     .option('--request-timeout <dur>', 'time a client has to send its whole request', '30s')
     .option('--keep-alive <dur>', 'interval of the comment that keeps an event stream open', '15s')
-    .option('--poll <dur>', 'how often the event stream looks for new events', '250ms')
+    .option('--poll <dur>', 'how often the event stream looks for new events: a transition reaches the page within about this long', '50ms')
     .option('--monitor', "also run the health loop in this process (as 'agentctl monitor' does, without alerts)")
     .option('--every <dur>', 'with --monitor: time between passes', '30s')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key')
+    .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .addHelpText(
       'after',
-      '\nExamples:\n  agentctl serve\n  agentctl serve --listen 0.0.0.0:8080\n' +
+      '\nExamples:\n  agentctl serve\n  agentctl serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n' +
         "  agentctl token create cron-hosts --role agent && curl -fsS http://127.0.0.1:8080/ping/$KEY/backup\n" +
         '  HC_API_URL=http://127.0.0.1:8080/ping HC_PING_KEY=$KEY runitor -slug backup -- ./backup.sh',
     )
@@ -68,12 +90,15 @@ export function define(program: Command): void {
       const keepAliveMs = parseDuration(flags.keepAlive, '--keep-alive');
       const pollMs = parseDuration(flags.poll, '--poll');
       const everyMs = parseDuration(flags.every, '--every');
+      const tls = readTls(flags.tlsCert, flags.tlsKey);
       const store = await ctx.open('create');
       const stop = untilSignal(['SIGINT', 'SIGTERM']);
       try {
         const running = await startServer({
           store,
           dbPath: ctx.config.dbPath,
+          logDir: ctx.config.logDir,
+          allowSharedDb: ctx.config.allowSharedDb,
           host,
           port,
           headersTimeoutMs,
@@ -81,10 +106,15 @@ export function define(program: Command): void {
           keepAliveMs,
           pollMs,
           log: (line) => ctx.err(safeText(line)),
+          ...(tls ? { tls } : {}),
         }).catch((err: NodeJS.ErrnoException) => {
+          // A certificate or key that OpenSSL refuses (not PEM, not a pair) fails before listening.
+          if (tls && (err.code?.startsWith('ERR_OSSL') || /PEM|key values mismatch|certificate/i.test(err.message))) {
+            throw new OperationError(`cannot serve HTTPS with --tls-cert ${safeText(flags.tlsCert!)} and --tls-key ${safeText(flags.tlsKey!)}: ${err.message}`);
+          }
           throw new UsageError(`cannot listen on ${flags.listen}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.message}`);
         });
-        const at = origin(running.address.host, running.address.port);
+        const at = origin(running.scheme, running.address.host, running.address.port);
         const loop = flags.monitor ? await startHealthLoop(ctx, everyMs) : undefined;
         const login = await ensureLoginToken(store, ctx.now());
         if (login) ctx.err(`agentctl: no access token exists yet; log in once at ${at}/login?token=${login}`);

@@ -9,9 +9,13 @@ import { agentJson } from '../../cli/render.js';
 import { statusJsonText } from '../../cli/commands/status.js';
 import { eventJson } from '../../cli/commands/history.js';
 import { TARGETS } from '../../cli/commands/set-status.js';
+import { parseContract } from '../../cli/commands/options.js';
 import { VERSION } from '../../version.js';
 import { joinPieces } from '../../core/json-text.js';
-import { HttpError, onlyKeys, optionalString, readJsonObject, sendJson } from '../http.js';
+import { restartByToken, sendByToken } from '../../core/controls.js';
+import { commandJson } from '../../cli/commands/commands.js';
+import { HttpError, onlyKeys, optionalString, readJsonObject, sendJson, statusOf } from '../http.js';
+import { AgentctlError } from '../../errors.js';
 import type { Route, RouteContext } from './types.js';
 
 const EVENTS_PAGE_MAX = 10_000;
@@ -69,14 +73,21 @@ async function stream(ctx: RouteContext): Promise<void> {
 }
 
 /**
- * POST /api/v1/agents/<name>/heartbeat {status, message, metadata, progress}: one heartbeat, validated as the CLI's
- * `heartbeat` validates it. An unknown name is 404 unless ?create=1 (then 201).
+ * POST /api/v1/agents/<name>/heartbeat {status, message, metadata, progress, interval, staleAfter, offlineAfter}:
+ * one heartbeat, validated as the CLI's `heartbeat` validates it (a contract given registers it in the same
+ * transaction). An unknown name is 404 unless ?create=1 (then 201).
  */
 async function heartbeat(ctx: RouteContext): Promise<void> {
   const name = validateName(ctx.params[0]);
   const body = await readJsonObject(ctx.req);
-  onlyKeys(body, ['status', 'message', 'metadata', 'progress']);
+  onlyKeys(body, ['status', 'message', 'metadata', 'progress', 'interval', 'staleAfter', 'offlineAfter']);
   const status = optionalString(body, 'status');
+  // The contract, as `heartbeat --interval/--stale-after/--offline-after` takes it (what `run --server` sends first).
+  const contract = parseContract({
+    interval: optionalString(body, 'interval'),
+    staleAfter: typeof body.staleAfter === 'number' ? String(body.staleAfter) : optionalString(body, 'staleAfter'),
+    offlineAfter: optionalString(body, 'offlineAfter'),
+  });
   const message = optionalString(body, 'message');
   const progress = body.progress;
   if (progress !== undefined && progress !== null && typeof progress !== 'number') throw new HttpError(400, 'progress must be a whole number');
@@ -84,6 +95,7 @@ async function heartbeat(ctx: RouteContext): Promise<void> {
   if (metadata !== undefined && (typeof metadata !== 'object' || Array.isArray(metadata))) throw new HttpError(400, 'metadata must be a JSON object');
   const prepared = prepareHeartbeat({
     name,
+    ...contract,
     status: status as 'ok' | 'busy' | 'error' | undefined, // prepareHeartbeat checks it
     message,
     metadata: metadata as Record<string, unknown> | undefined,
@@ -116,6 +128,36 @@ async function setStatus(ctx: RouteContext): Promise<void> {
   sendJson(ctx.res, 200, { name, from: viewAgent(r.before, now).state, agent: agentJson(viewAgent(r.after, now)) });
 }
 
+/**
+ * POST /api/v1/agents/<name>/restart {}: `agentctl restart NAME` (same core function, same checks: strict mode,
+ * signals only to what may be signalled, the maintenance lock); an event names the token.
+ */
+async function restart(ctx: RouteContext): Promise<void> {
+  const name = validateName(ctx.params[0]);
+  onlyKeys(await readJsonObject(ctx.req), []);
+  const r = await restartByToken(ctx.app.store, name, ctx.principal!.token.name, { logDir: ctx.app.logDir, now: ctx.app.now, allowSharedDb: ctx.app.allowSharedDb });
+  // A restart that could not be done (the agent runs on another host, did not come back) is said, not a 500.
+  if (r.error) throw r.error instanceof AgentctlError && statusOf(r.error).status === 500 ? new HttpError(409, r.error.message) : r.error;
+  sendJson(ctx.res, 200, { name, action: r.action, steps: r.steps, pid: r.pid ?? null });
+}
+
+/**
+ * POST /api/v1/agents/<name>/commands {payload, timeout, queue}: `agentctl send NAME -- PAYLOAD` (same core
+ * function and limits; 409 for an offline or failed agent unless queue); an event names the token. 201 with the command.
+ */
+async function sendToAgent(ctx: RouteContext): Promise<void> {
+  const name = validateName(ctx.params[0]);
+  const body = await readJsonObject(ctx.req);
+  onlyKeys(body, ['payload', 'timeout', 'queue']);
+  const payload = optionalString(body, 'payload');
+  if (payload === undefined || payload === '') throw new HttpError(400, 'payload must be a non-empty string');
+  const timeout = optionalString(body, 'timeout');
+  if (body.queue !== undefined && typeof body.queue !== 'boolean') throw new HttpError(400, 'queue must be true or false');
+  const timeoutMs = timeout !== undefined ? parseDuration(timeout, 'timeout') : undefined;
+  const c = await sendByToken(ctx.app.store, name, payload, ctx.principal!.token.name, ctx.app.now(), { timeoutMs, queue: body.queue === true });
+  sendJson(ctx.res, 201, commandJson(c));
+}
+
 function session(ctx: RouteContext): void {
   const p = ctx.principal!;
   sendJson(ctx.res, 200, { token: p.token.name, role: p.token.role, via: p.via, csrfToken: p.session?.csrf ?? null });
@@ -132,6 +174,8 @@ export const apiRoutes: Route[] = [
   { methods: ['GET'], path: /^\/api\/v1\/events\/stream$/, access: 'viewer', handle: stream },
   { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/heartbeat$/, access: 'agent', agent: (p) => p[0]!, handle: heartbeat },
   { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/status$/, access: 'operator', handle: setStatus },
+  { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/restart$/, access: 'operator', handle: restart },
+  { methods: ['POST'], path: /^\/api\/v1\/agents\/([^/]+)\/commands$/, access: 'operator', handle: sendToAgent },
 ];
 
 /** GET /healthz, without authentication: 200 while the database answers, 503 otherwise. */

@@ -9,6 +9,10 @@ export interface App {
   auth: Auth;
   stream: EventStream;
   dbPath: string;
+  /** Where a restarted agent's NAME.log goes (the CLI's log directory). */
+  logDir: string;
+  /** As root, act even though others may write the database (restart's --allow-shared-db). */
+  allowSharedDb: boolean;
   now(): number;
 }
 
@@ -30,6 +34,10 @@ export interface Route {
   access: Access;
   /** For pings: the key is in the path, not in a header. */
   pingKey?: (params: string[]) => string;
+  /** A dashboard page: a browser without a session gets the login hint (HTML) instead of a plain 401. */
+  page?: boolean;
+  /** Badges: the token may also come as `?token=` (an `<img>` sends no Authorization header). */
+  queryToken?: boolean;
   /** The agent the request acts for, checked against an agent token's pattern before the handler runs. */
   agent?: (params: string[]) => string;
   handle(ctx: RouteContext): void | Promise<void>;

@@ -1,0 +1,142 @@
+// Pings over HTTP: a real `agentctl serve` on loopback, 64 concurrent keep-alive clients (node:http's Agent, no load
+// tool to install), every ping checked as counted in the database; against the in-process Store.heartbeat rate
+// measured in the same run, just before, on the same machine.
+import { spawn, spawnSync } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import { openStore } from '../dist/index.js';
+
+const CLIENTS = 64;
+const AGENTS = 64;
+
+/** Store.heartbeat in this process over AGENTS agents: the rate pings are measured against. */
+function inProcessRate(db, n) {
+  const store = openStore({ path: db });
+  try {
+    for (let i = 0; i < AGENTS; i++) store.heartbeat({ name: `inproc-${i}` }, Date.now());
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) store.heartbeat({ name: `inproc-${i % AGENTS}`, progress: i }, Date.now());
+    return (n / (performance.now() - t0)) * 1000;
+  } finally {
+    store.close();
+  }
+}
+
+/** Starts `agentctl serve` on a free loopback port; resolves with its base URL and the child. */
+function startServe(bin, db) {
+  const child = spawn(process.execPath, [bin, '--db', db, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+      err += d;
+      const m = /serving (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
+      if (m) resolve({ child, base: m[1] });
+    });
+    child.once('exit', (code) => reject(new Error(`agentctl serve exited ${code}: ${err}`)));
+  });
+}
+
+/** One ping on a keep-alive connection; resolves with its latency in ms, rejects unless 200/201. */
+function ping(agent, url) {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent }, (res) => {
+      res.resume();
+      res.once('end', () => (res.statusCode === 200 || res.statusCode === 201 ? resolve(performance.now() - t0) : reject(new Error(`ping answered ${res.statusCode}`))));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Runs the HTTP ping bench and reports through `goal(label, ok, detail)` as the other figures do.
+ * `ctx`: { dir (a temp dir), root (the checkout), goal, fmt, pct }.
+ */
+export async function benchHttp({ dir, root, goal, fmt, pct }, total = 20_000) {
+  const bin = join(root, 'bin/agentctl');
+  const inproc = inProcessRate(join(dir, 'http-inproc.db'), 20_000);
+  const db = join(dir, 'http.db');
+  const made = spawnSync(process.execPath, [bin, '--db', db, 'token', 'create', 'bench', '--role', 'agent'], { encoding: 'utf8' });
+  if (made.status !== 0) throw new Error(`token create exited ${made.status}: ${made.stderr}`);
+  const key = made.stdout.trim();
+  const { child, base } = await startServe(bin, db);
+  const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
+  try {
+    const url = (i, q = '') => `${base}/ping/${key}/ping-${i % AGENTS}${q}`;
+    for (let i = 0; i < AGENTS; i++) await ping(agent, url(i, '?create=1'));
+    // Warm-up: connections open, the JIT settled.
+    let next = 0;
+    const drive = async (n, lat) => {
+      next = 0;
+      await Promise.all(Array.from({ length: CLIENTS }, async () => {
+        for (let i = next++; i < n; i = next++) {
+          const ms = await ping(agent, url(i));
+          lat?.push(ms);
+        }
+      }));
+    };
+    await drive(2_000);
+    const lat = [];
+    const t0 = performance.now();
+    await drive(total, lat);
+    const rate = (total / (performance.now() - t0)) * 1000;
+    // Every ping answered OK is a heartbeat in the database: the sequence numbers add up.
+    const store = openStore({ path: db, mode: 'existing' });
+    const counted = store.db.prepare("SELECT SUM(heartbeat_seq) AS n FROM agents WHERE name LIKE 'ping-%'").get().n;
+    store.close();
+    const sent = AGENTS + 2_000 + total;
+    const sorted = lat.sort((a, b) => a - b);
+    const p50 = pct(sorted, 50);
+    const p99 = pct(sorted, 99);
+    console.log(`HTTP pings, ${CLIENTS} keep-alive clients on loopback: ${fmt(rate)}/s over ${fmt(total)} (p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms); ${fmt(counted)} of ${fmt(sent)} counted; in-process Store.heartbeat ${fmt(inproc)}/s`);
+    goal('every HTTP ping answered OK is counted in the database', counted === sent, `${fmt(counted)} of ${fmt(sent)}`);
+    goal('HTTP pings/s ≥ 1/3 of in-process Store.heartbeat', rate / inproc >= 1 / 3, `${fmt(rate / inproc, 2)}×`);
+    goal('HTTP ping p99 ≤ 20 ms with 64 concurrent clients', p99 <= 20, `${fmt(p99, 2)} ms`);
+    await exitToOffline({ bin, db, base, fmt, pct, goal });
+  } finally {
+    agent.destroy();
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+  }
+}
+
+/** GET a JSON document with a bearer token. */
+async function getJson(url, token) {
+  const r = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+  if (!r.ok) throw new Error(`${url} answered ${r.status}`);
+  return r.json();
+}
+
+/**
+ * `agentctl run --server` wrapping a sleeping child: the time from SIGKILL to the child until the read API shows
+ * the agent offline (the wrapper sees the exit and sends the exit-status ping with ?exited=1), over 10 runs.
+ */
+async function exitToOffline({ bin, db, base, fmt, pct, goal }) {
+  const viewer = spawnSync(process.execPath, [bin, '--db', db, 'token', 'create', 'bench-viewer', '--role', 'viewer'], { encoding: 'utf8' }).stdout.trim();
+  const key = spawnSync(process.execPath, [bin, '--db', db, 'token', 'create', 'bench-run', '--role', 'agent'], { encoding: 'utf8' }).stdout.trim();
+  const times = [];
+  for (let i = 0; i < 10; i++) {
+    const run = spawn(process.execPath, [bin, 'run', '--server', base, '--name', 'exit-bench', '--interval', '1s', '--', 'sleep', '600'], { stdio: 'ignore', env: { ...process.env, AGENTCTL_TOKEN: key } });
+    const done = new Promise((r) => run.once('exit', r));
+    let pid;
+    for (let t = 0; t < 2000 && !pid; t++) {
+      const a = await getJson(`${base}/api/v1/agents/exit-bench`, viewer).catch(() => null);
+      if (a?.agent.state === 'active' && a.agent.metadata?.run_pid && a.events.at(-1)?.toState === 'active') pid = a.agent.metadata.run_pid;
+      else await new Promise((r) => setTimeout(r, 10));
+    }
+    if (!pid) throw new Error('run --server never became active on the server');
+    const t0 = performance.now();
+    process.kill(pid, 'SIGKILL');
+    for (;;) {
+      const a = await getJson(`${base}/api/v1/agents/exit-bench`, viewer);
+      if (a.agent.state === 'offline') break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    times.push(performance.now() - t0);
+    await done;
+  }
+  const sorted = times.sort((a, b) => a - b);
+  console.log(`run --server: child killed → offline in the read API: p50 ${fmt(pct(sorted, 50), 1)} ms, max ${fmt(sorted.at(-1), 1)} ms over ${times.length}`);
+  goal('run --server: the agent is offline on the server ≤ 1 s after its child dies (every one of 10)', sorted.at(-1) <= 1000, `max ${fmt(sorted.at(-1), 1)} ms`);
+}
