@@ -60,9 +60,9 @@ function watchRows() {
 /** 100 transitions committed here, each timed until its row shows the new state. */
 async function commitToDom(bin, dir) {
   const db = join(dir, 'dash-latency.db');
-  const store = openStore({ path: db });
+  const store = await openStore({ path: db });
   const names = Array.from({ length: 20 }, (_, i) => `live-${String(i).padStart(2, '0')}`);
-  for (const name of names) store.heartbeat({ name, intervalMs: 3_600_000 }, Date.now());
+  for (const name of names) await store.heartbeat({ name, intervalMs: 3_600_000 }, Date.now());
   const serve = await startServe(bin, db);
   const { context, page } = await browser(dir);
   try {
@@ -75,8 +75,8 @@ async function commitToDom(bin, dir) {
       const name = names[i % names.length];
       const to = Math.floor(i / names.length) % 2 === 0 ? 'offline' : 'active';
       const t0 = Date.now();
-      if (to === 'offline') updateAgentState(store, name, 'offline', t0);
-      else store.heartbeat({ name }, t0);
+      if (to === 'offline') await updateAgentState(store, name, 'offline', t0);
+      else await store.heartbeat({ name }, t0);
       await until(() => page.evaluate(([n, s]) => window.__seen[n]?.[0] === s, [name, to]), `row ${name} to show ${to}`, 10_000);
       const [, seenAt] = await page.evaluate((n) => window.__seen[n], name);
       lat.push(seenAt - t0);
@@ -86,7 +86,7 @@ async function commitToDom(bin, dir) {
   } finally {
     await context.close();
     await serve.stop();
-    store.close();
+    await store.close();
   }
 }
 
@@ -106,7 +106,7 @@ function timeFirstRow() {
  */
 async function firstPaint(bin, dir) {
   const db = join(dir, 'dash-10k.db');
-  const store = openStore({ path: db });
+  const store = await openStore({ path: db });
   const now = Date.now();
   const insert = store.db.prepare(
     `INSERT INTO agents (name, group_name, state, state_since, state_reason, created_at, started_at, updated_at, last_heartbeat_at, heartbeat_seq, message)
@@ -115,7 +115,7 @@ async function firstPaint(bin, dir) {
   store.db.transaction(() => {
     for (let i = 0; i < 10_000; i++) insert.run(`agent-${String(i).padStart(5, '0')}`, `group-${i % 50}`, now, now, now, now, now, `processed batch ${i}`);
   })();
-  store.close();
+  await store.close();
   const serve = await startServe(bin, db);
   const { context, page } = await browser(dir);
   try {

@@ -10,15 +10,15 @@ const CLIENTS = 64;
 const AGENTS = 64;
 
 /** Store.heartbeat in this process over AGENTS agents: the rate pings are measured against. */
-function inProcessRate(db, n) {
-  const store = openStore({ path: db });
+async function inProcessRate(db, n) {
+  const store = await openStore({ path: db });
   try {
-    for (let i = 0; i < AGENTS; i++) store.heartbeat({ name: `inproc-${i}` }, Date.now());
+    for (let i = 0; i < AGENTS; i++) await store.heartbeat({ name: `inproc-${i}` }, Date.now());
     const t0 = performance.now();
-    for (let i = 0; i < n; i++) store.heartbeat({ name: `inproc-${i % AGENTS}`, progress: i }, Date.now());
+    for (let i = 0; i < n; i++) await store.heartbeat({ name: `inproc-${i % AGENTS}`, progress: i }, Date.now());
     return (n / (performance.now() - t0)) * 1000;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -55,7 +55,7 @@ function ping(agent, url) {
  */
 export async function benchHttp({ dir, root, goal, fmt, pct }, total = 20_000) {
   const bin = join(root, 'bin/agentctl');
-  const inproc = inProcessRate(join(dir, 'http-inproc.db'), 20_000);
+  const inproc = await inProcessRate(join(dir, 'http-inproc.db'), 20_000);
   const db = join(dir, 'http.db');
   const made = spawnSync(process.execPath, [bin, '--db', db, 'token', 'create', 'bench', '--role', 'agent'], { encoding: 'utf8' });
   if (made.status !== 0) throw new Error(`token create exited ${made.status}: ${made.stderr}`);
@@ -82,9 +82,9 @@ export async function benchHttp({ dir, root, goal, fmt, pct }, total = 20_000) {
     await drive(total, lat);
     const rate = (total / (performance.now() - t0)) * 1000;
     // Every ping answered OK is a heartbeat in the database: the sequence numbers add up.
-    const store = openStore({ path: db, mode: 'existing' });
+    const store = await openStore({ path: db, mode: 'existing' });
     const counted = store.db.prepare("SELECT SUM(heartbeat_seq) AS n FROM agents WHERE name LIKE 'ping-%'").get().n;
-    store.close();
+    await store.close();
     const sent = AGENTS + 2_000 + total;
     const sorted = lat.sort((a, b) => a - b);
     const p50 = pct(sorted, 50);
