@@ -105,7 +105,7 @@ export interface ReadAgent {
  * prints a few columns of a large fleet neither reads nor holds the rest. They come in batches (an agent per row
  * of each), read as they are consumed; the store is busy while it iterates.
  */
-export async function* readAgents(store: Store, now: number, q: AgentQuery, columns: readonly string[]): AsyncGenerator<ReadAgent[]> {
+export async function* readAgents(store: Store, now: number, q: AgentQuery, columns: readonly string[], batch?: number): AsyncGenerator<ReadAgent[]> {
   const all = [...CLOCK_COLUMNS, ...columns, ...(q.group !== undefined && q.names?.length ? ['group_name'] : [])];
   let batches: AsyncIterable<unknown[][]> | Iterable<unknown[][]>;
   if (q.names && q.names.length) {
@@ -118,7 +118,7 @@ export async function* readAgents(store: Store, now: number, q: AgentQuery, colu
     }
     batches = [found];
   } else {
-    batches = store.agentRowBatches(all, { includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}), ...(q.nameContains ? { nameContains: q.nameContains } : {}) });
+    batches = store.agentRowBatches(all, { includeDeregistered: q.includeDeregistered ?? false, ...(q.group !== undefined ? { group: q.group } : {}), ...(q.nameContains ? { nameContains: q.nameContains } : {}) }, batch);
   }
   for await (const rows of batches) {
     const out: ReadAgent[] = [];

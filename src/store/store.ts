@@ -80,6 +80,12 @@ export interface EventQuery {
   limit?: number;
 }
 
+/**
+ * Rows per batch of a whole-fleet read: small enough that a batch's output (a status --json row is over 1 KB) stays
+ * in the young generation, large enough that its await costs nothing per row. Readers with small rows ask for more.
+ */
+export const ROW_BATCH = 32;
+
 export const DEFAULT_CONTRACT = { intervalMs: DEFAULTS.intervalMs, staleMultiplier: DEFAULTS.staleMultiplier, offlineAfterMs: DEFAULTS.offlineAfterMs };
 
 /** The shared state database: one connection with the pragmas, retries and statements every agentctl process uses. */
@@ -342,9 +348,9 @@ export class Store {
    * from the database as they are consumed: a reader of the whole fleet holds one batch at a time. The store is busy
    * until the iteration ends, so read anything else first.
    */
-  agentRowBatches(columns: readonly string[], opts: AgentFilter = {}): AsyncIterable<unknown[][]> {
+  agentRowBatches(columns: readonly string[], opts: AgentFilter = {}, batch?: number): AsyncIterable<unknown[][]> {
     const { where, args } = agentWhere(opts, this.sql.dialect);
-    return this.arrayBatches(`SELECT ${columnList(columns)} FROM agents${where} ORDER BY name`, args, columns);
+    return this.arrayBatches(`SELECT ${columnList(columns)} FROM agents${where} ORDER BY name`, args, columns, batch);
   }
 
   /** One agent's row as an array of `columns`, or undefined. */
@@ -357,7 +363,7 @@ export class Store {
    * Rows of `sql` as arrays of `columns`, in batches. On SQLite they are read in raw mode (no
    * object per row: a reader of 100,000 agents makes 100,000 fewer objects); any other executor maps its rows.
    */
-  private async *arrayBatches(sql: string, args: SqlArgs, columns: readonly string[], batch = 32): AsyncIterable<unknown[][]> {
+  private async *arrayBatches(sql: string, args: SqlArgs, columns: readonly string[], batch = ROW_BATCH): AsyncIterable<unknown[][]> {
     const raw = this.sqlite.batchesOf<unknown[]>(this.sql, this.rawStatement(sql), args, batch);
     if (raw) {
       yield* raw;

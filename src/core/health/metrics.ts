@@ -20,6 +20,8 @@ const labels = (l: Record<string, string | null>) =>
 const num = (n: number) => (Number.isFinite(n) ? String(Math.round(n * 1000) / 1000) : 'NaN');
 
 const K = CLOCK_COLUMNS.length;
+/** A metrics sample is a line of some 100 bytes: batches of this many rows (see ROW_BATCH). */
+const SMALL_ROWS = 256;
 
 /**
  * The fleet in Prometheus text exposition format (version 0.0.4) at `now`: agents per state, per-agent up and
@@ -48,7 +50,7 @@ async function* metricsPieces(store: Store, now: number): AsyncGenerator<string 
   const perState = { ...countStates([]), ...(await countDerivedStates(store, now, {})) };
   yield family('agentctl_agents', 'gauge', 'Registered agents per state, derived at read time.', AGENT_STATES.map((s) => [{ state: s }, perState[s]]));
   yield head('agentctl_agent_up', 'gauge', 'Whether the agent is up (active or error: it heartbeats on time).');
-  for await (const batch of readAgents(store, now, {}, ['name', 'group_name'])) {
+  for await (const batch of readAgents(store, now, {}, ['name', 'group_name'], SMALL_ROWS)) {
     const piece: string[] = [];
     for (const { row, derived } of batch) {
       const group = row[K + 1] === null ? '' : String(row[K + 1]);
@@ -58,7 +60,7 @@ async function* metricsPieces(store: Store, now: number): AsyncGenerator<string 
   }
   yield head('agentctl_agent_heartbeat_age_seconds', 'gauge', 'Seconds the agent has been silent by its contract: since its last heartbeat, or since its current incarnation started if it has not beaten since.');
   // Silence needs no derived state: the rows of the same agents, without the clock columns.
-  for await (const rows of store.agentRowBatches(['name', 'group_name', 'last_heartbeat_at', 'started_at'])) {
+  for await (const rows of store.agentRowBatches(['name', 'group_name', 'last_heartbeat_at', 'started_at'], {}, SMALL_ROWS)) {
     const piece: string[] = [];
     for (const [name, group, last, started] of rows) {
       const age = heartbeatAgeMs({ lastHeartbeatAt: last === null ? null : Number(last), startedAt: Number(started) }, now);
