@@ -92,6 +92,9 @@ export function describePgError(err: unknown, url: string): unknown {
   if (/password authentication failed|no password supplied|SASL|SCRAM/i.test(message) && !code) {
     return new OperationError(`PostgreSQL at ${where} refused the credentials: ${message}`, { cause: err, code: 'E_DB_AUTH' });
   }
+  if (!/^[0-9A-Z]{5}$/.test(code) && /\bSSL\b|certificate|\bTLS\b/i.test(message)) {
+    return new OperationError(`cannot open a TLS connection to PostgreSQL at ${where}: ${message} (see sslmode in the URL, PGSSLMODE)`, { cause: err, code: 'E_DB_TLS' });
+  }
   if (isConnectionError(err)) {
     return new OperationError(`cannot reach PostgreSQL at ${where}: ${message}`, { cause: err, code: 'E_DB_UNREACHABLE' });
   }

@@ -262,10 +262,15 @@ CREATE TRIGGER agents_incarnation_event AFTER UPDATE OF incarnation ON agents
   EXECUTE FUNCTION agents_incarnation_event();
 
 -- agents_heartbeat_stamp (PostgreSQL only): a heartbeat is stamped by the server's clock, never the writer's; the
--- writer's own clock, when it reports it in writer_clock_at, is kept with its offset from the server's.
+-- writer's own clock, when the heartbeat reports it in writer_clock_at, is kept with its offset from the server's.
+-- A heartbeat that leaves writer_clock_at as it was reported no clock: both become NULL, so an offset is always
+-- the one of the last beat.
 CREATE FUNCTION agents_heartbeat_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   NEW.last_heartbeat_at := agentctl_now_ms();
+  IF NEW.writer_clock_at IS NOT DISTINCT FROM OLD.writer_clock_at THEN
+    NEW.writer_clock_at := NULL;
+  END IF;
   NEW.clock_offset_ms := NEW.writer_clock_at - NEW.last_heartbeat_at;
   RETURN NEW;
 END $$;
