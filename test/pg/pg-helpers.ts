@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { afterEach } from 'vitest';
 import pg from 'pg';
+import { agentctlTypes } from '../../src/store/postgres/executor.js';
 
 /** The run's cluster as its superuser (postgres://agentctl_test@127.0.0.1:PORT/postgres). */
 export function clusterUrl(): string {
@@ -46,9 +47,9 @@ afterEach(async () => {
   });
 });
 
-/** Runs SQL on a database as the superuser, outside any code under test. */
+/** Runs SQL on a database as the superuser, beside the code under test (numbers as numbers, JSON as text). */
 export async function query<T = Record<string, unknown>>(url: string, sql: string, args: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: url });
+  const c = new pg.Client({ connectionString: url, types: agentctlTypes() });
   await c.connect();
   try {
     return (await c.query(sql, args)).rows as T[];
