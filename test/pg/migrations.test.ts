@@ -63,7 +63,7 @@ describe('PostgreSQL migrations', () => {
     const pgIndexes = (await query<{ i: string }>(url, `SELECT indexname AS i FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT LIKE '%_pkey' AND indexname NOT LIKE '%_key' ORDER BY 1`)).map((r) => r.i);
     expect(pgIndexes).toEqual(liteIndexes);
     const pgTriggers = (await query<{ t: string }>(url, `SELECT tgname AS t FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1`)).map((r) => r.t);
-    expect(pgTriggers).toEqual([...liteTriggers, 'agents_heartbeat_stamp', 'events_notify'].sort());
+    expect(pgTriggers).toEqual([...liteTriggers, 'agents_heartbeat_stamp', 'events_in_commit_order', 'events_notify'].sort());
   });
 
   it('eight processes opening a new database at once all succeed, and exactly one migrates it', async () => {

@@ -2,6 +2,8 @@
 // statements writes the same events and settles the same commands.
 import { describe, expect, it } from 'vitest';
 import { type Engine, postgresEngine, sqliteEngine } from './engines.js';
+import { query } from './pg-helpers.js';
+import { waitFor } from '../helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -121,5 +123,77 @@ describe('the triggers, on both engines', () => {
     const expected = ['null>initializing:registered', 'initializing>active:first heartbeat', 'active>maintenance:operator', 'maintenance>active:maintenance window ended'];
     expect(histories.sqlite).toEqual(expected);
     expect(histories.postgres).toEqual(expected);
+  });
+});
+
+describe('what the clock made of a silent agent, recorded by its next heartbeat, on both engines', () => {
+  it('offline past the offline threshold, stale when stuck in initializing, nothing while a maintenance window holds', async () => {
+    const results: Record<string, Record<string, string[]>> = {};
+    for (const make of [sqliteEngine, postgresEngine]) {
+      const e = await make();
+      try {
+        await e.step('register', { name: 'gone', interval_ms: 100, stale_multiplier: 1, offline_after_ms: 200 });
+        await e.step('register', { name: 'stuck', interval_ms: 100, stale_multiplier: 1, offline_after_ms: 60_000 });
+        await e.step('register', { name: 'paused', interval_ms: 60_000 });
+        await e.all(`UPDATE agents SET state = 'maintenance', state_since = 978307200001, state_reason = 'operator', maintenance_until = NULL WHERE name = 'paused' RETURNING id`);
+        await sleep(400);
+        for (const name of ['gone', 'stuck', 'paused']) expect((await e.step('heartbeat', { name, status: 'ok', message: null })).changes).toBe(1);
+        const r: Record<string, string[]> = {};
+        for (const name of ['gone', 'stuck', 'paused']) r[name] = await e.history(name);
+        const paused = (await e.all(`SELECT state, heartbeat_seq FROM agents WHERE name = 'paused'`))[0]!;
+        r.pausedRow = [String(paused.state), String(paused.heartbeat_seq)];
+        results[e.name] = r;
+      } finally {
+        await e.close();
+      }
+    }
+    const expected = {
+      gone: ['null>initializing:registered', 'initializing>offline:no heartbeat within the offline threshold', 'offline>active:heartbeat'],
+      stuck: ['null>initializing:registered', 'initializing>stale:stuck in initializing', 'stale>active:heartbeat'],
+      paused: ['null>initializing:registered', 'initializing>maintenance:operator'],
+      pausedRow: ['maintenance', '1'],
+    };
+    expect(results.sqlite).toEqual(expected);
+    expect(results.postgres).toEqual(expected);
+  });
+});
+
+describe('events in commit order (PostgreSQL)', () => {
+  it('a reader never sees an event whose id is above that of an event still being committed', async () => {
+    const e = await postgresEngine();
+    const { openPg } = await import('../../src/store/postgres/executor.js');
+    const sql = openPg({ url: e.url });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    try {
+      await e.step('register', { name: 'slow' });
+      await e.step('register', { name: 'quick' });
+      let slowId = 0;
+      // A transaction writes an event (its id taken first) and stays open...
+      const slow = sql.tx(async (tx) => {
+        await tx.run(`UPDATE agents SET state = 'offline', state_since = agentctl_now_ms(), state_reason = 'test' WHERE name = 'slow'`);
+        slowId = Number((await tx.get<{ id: number }>(`SELECT max(id) AS id FROM events`))!.id);
+        await held;
+      });
+      await waitFor(() => slowId > 0, 'the first transaction to write its event');
+      // ...while another writes one and commits, or waits its turn.
+      let quickDone = false;
+      const quick = e.step('goodbye', { name: 'quick', message: null }).then(() => (quickDone = true));
+      await waitFor(
+        async () => quickDone || (await query(e.url, `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%goodbye%'`)).length > 0,
+        'the second writer to commit or wait',
+      );
+      const visible = (await query<{ id: number }>(e.url, 'SELECT id FROM events ORDER BY id')).map((r) => r.id);
+      expect(visible.filter((id) => id > slowId)).toEqual([]);
+      release();
+      await slow;
+      await quick;
+      const all = await query<{ id: number; agent_name: string; to_state: string }>(e.url, `SELECT id, agent_name, to_state FROM events WHERE to_state = 'offline' ORDER BY id`);
+      expect(all.map((r) => r.agent_name)).toEqual(['slow', 'quick']);
+    } finally {
+      release();
+      await sql.close();
+      await e.close();
+    }
   });
 });

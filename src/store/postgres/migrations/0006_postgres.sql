@@ -341,6 +341,20 @@ CREATE TRIGGER agents_heartbeat_transition AFTER UPDATE OF heartbeat_seq ON agen
     AND NEW.last_heartbeat_at - OLD.last_heartbeat_at < OLD.offline_after_ms))
   EXECUTE FUNCTION agents_heartbeat_transition();
 
+-- events_in_commit_order (PostgreSQL only): an event's id is taken under a transaction-long advisory lock, so ids
+-- follow commit order. Without it a transaction could take id 10, another take 11 and commit first: a reader of
+-- `id > last` (history --follow, the health loop's event cursor) that saw 11 would never see 10. SQLite has one
+-- writer at a time, so this only makes PostgreSQL's writers of events (transitions, not on-time heartbeats) take
+-- turns as SQLite's always do.
+CREATE FUNCTION events_in_commit_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(280368468993);  -- 0x4147435401: 'AGCT', 1
+  NEW.id := nextval(pg_get_serial_sequence('events', 'id'));
+  RETURN NEW;
+END $$;
+CREATE TRIGGER events_in_commit_order BEFORE INSERT ON events
+  FOR EACH ROW EXECUTE FUNCTION events_in_commit_order();
+
 -- events_notify (PostgreSQL only): every event is announced on the channel agentctl_events (the payload is its
 -- id), for live streams. Notifications are not durable: a listener re-reads the table after every reconnect.
 CREATE FUNCTION events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
