@@ -197,3 +197,25 @@ describe('events in commit order (PostgreSQL)', () => {
     }
   });
 });
+
+describe('many writers at once (PostgreSQL)', () => {
+  it('concurrent heartbeats of many agents, some reactivating with events, all commit with no error and every beat counted', async () => {
+    const e = await postgresEngine();
+    try {
+      const names = Array.from({ length: 20 }, (_, i) => `m${i}`);
+      for (const [i, name] of names.entries()) await e.step('register', { name, interval_ms: i % 2 ? 60_000 : 100, stale_multiplier: 1 });
+      for (const name of names) await e.step('heartbeat', { name, status: 'ok' });
+      await sleep(250);
+      // Half the fleet is overdue: their first beats now write events (stale, then active) while the rest beat on time.
+      const beats = names.flatMap((name) => Array.from({ length: 10 }, () => name));
+      const results = await Promise.all(beats.map((name) => e.step('heartbeat', { name, status: 'ok' })));
+      expect(results.every((r) => r.changes === 1)).toBe(true);
+      const rows = await e.all('SELECT name, heartbeat_seq, state FROM agents ORDER BY name');
+      for (const r of rows) expect(r).toMatchObject({ heartbeat_seq: 11, state: 'active' });
+      const ids = (await e.all('SELECT id FROM events ORDER BY id')).map((r) => Number(r.id));
+      expect(new Set(ids).size).toBe(ids.length);
+    } finally {
+      await e.close();
+    }
+  });
+});
