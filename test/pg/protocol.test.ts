@@ -83,18 +83,18 @@ describe('foreign writers on PostgreSQL', () => {
     await (await postgresEngine(url)).close();
     const script = writeExample('pg-example:python', 'agent.py');
     const py = pythonWithPsycopg();
-    const r = spawnSync(py, [script, 'py-worker', '3'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: url, INTERVAL_SECONDS: '0.05' }) });
+    const r = spawnSync(py, [script, 'py-worker', '3'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: url, INTERVAL_SECONDS: '0.3' }) });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const a = await agentRow(url, 'py-worker');
-    expect(a).toMatchObject({ state: 'offline', heartbeat_seq: 3, progress: 3, message: 'stopped', reported_status: 'ok', interval_ms: 50, host: expect.any(String), incarnation: 1 });
+    expect(a).toMatchObject({ state: 'offline', heartbeat_seq: 3, progress: 3, message: 'stopped', reported_status: 'ok', interval_ms: 300, host: expect.any(String), incarnation: 1 });
     expect(JSON.parse(String(a.metadata))).toEqual({ lang: 'python', beats: 3 });
     expect(a.pid_start_time).toBeGreaterThan(0);
     // Its own clock is this host's: no skew.
     expect(Math.abs(Number(a.clock_offset_ms))).toBeLessThan(1000);
     expect(await historyOf(url, 'py-worker')).toEqual(['null>initializing:registered', 'initializing>active:first heartbeat', 'active>offline:goodbye']);
     // Back again: a new process, a new incarnation, reactivated by its heartbeat.
-    const again = spawnSync(py, [script, 'py-worker', '1'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: url, INTERVAL_SECONDS: '0.05' }) });
+    const again = spawnSync(py, [script, 'py-worker', '1'], { encoding: 'utf8', env: cleanEnv({ AGENTCTL_DB: url, INTERVAL_SECONDS: '0.3' }) });
     expect(again.stderr).toBe('');
     expect(await agentRow(url, 'py-worker')).toMatchObject({ incarnation: 2, heartbeat_seq: 4 });
   });
@@ -103,11 +103,12 @@ describe('foreign writers on PostgreSQL', () => {
     const url = await freshDatabase();
     await (await postgresEngine(url)).close();
     const script = writeExample('pg-example:psql', 'agent.sh');
-    const r = spawnSync('sh', [script], { encoding: 'utf8', env: cleanEnv({ DB: url, NAME: 'sh-backup', BEATS: '3', INTERVAL: '0.05' }) });
+    // Each statement is a psql process of its own: an interval of 1 s (stale after 3 s) leaves them time on a busy machine.
+    const r = spawnSync('sh', [script], { encoding: 'utf8', env: cleanEnv({ DB: url, NAME: 'sh-backup', BEATS: '3', INTERVAL: '1' }) });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const a = await agentRow(url, 'sh-backup');
-    expect(a).toMatchObject({ state: 'offline', group_name: 'shell', interval_ms: 50, heartbeat_seq: 3, message: 'stopped', progress: 3, pid: null });
+    expect(a).toMatchObject({ state: 'offline', group_name: 'shell', interval_ms: 1000, heartbeat_seq: 3, message: 'stopped', progress: 3, pid: null });
     expect(JSON.parse(String(a.metadata))).toEqual({ lang: 'sh' });
     expect(Math.abs(Number(a.clock_offset_ms))).toBeLessThan(1000);
     expect(await historyOf(url, 'sh-backup')).toEqual(['null>initializing:registered', 'initializing>active:first heartbeat', 'active>offline:goodbye']);
