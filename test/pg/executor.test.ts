@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
 import pg from 'pg';
-import { openPg } from '../../src/store/postgres/executor.js';
+import { openPg, withTlsEnv } from '../../src/store/postgres/executor.js';
 import { rewrite } from '../../src/store/postgres/placeholders.js';
 import { OperationError } from '../../src/errors.js';
 import { ExitCode } from '../../src/exit-codes.js';
@@ -244,5 +244,23 @@ describe('connection failures: one line, exit 1, no password', () => {
     const plain = openPg({ url: `${clusterUrl()}?sslmode=disable` });
     expect(await plain.get('SELECT 1 AS one')).toEqual({ one: 1 });
     await plain.close();
+  });
+
+  it('PGSSLMODE and PGSSLROOTCERT apply where the URL says nothing (the URL wins where it does)', async () => {
+    expect(withTlsEnv('postgres://u:pw@h:5432/db', { PGSSLMODE: 'verify-full', PGSSLROOTCERT: '/etc/ca.pem' })).toBe('postgres://u:pw@h:5432/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem');
+    expect(withTlsEnv('postgres://h/db?sslmode=disable', { PGSSLMODE: 'verify-full' })).toBe('postgres://h/db?sslmode=disable');
+    expect(withTlsEnv('postgres://h/db', {})).toBe('postgres://h/db');
+    const saved = process.env.PGSSLMODE;
+    process.env.PGSSLMODE = 'verify-full';
+    try {
+      const err = await failure(clusterUrl());
+      expect(err).toMatchObject({ code: 'E_DB_TLS', exitCode: ExitCode.FAILED });
+      const plain = openPg({ url: `${clusterUrl()}?sslmode=disable` });
+      expect(await plain.get('SELECT 1 AS one')).toEqual({ one: 1 });
+      await plain.close();
+    } finally {
+      if (saved === undefined) delete process.env.PGSSLMODE;
+      else process.env.PGSSLMODE = saved;
+    }
   });
 });

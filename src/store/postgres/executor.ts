@@ -41,11 +41,37 @@ export function agentctlTypes(): pg.CustomTypesConfig {
   return types;
 }
 
+/** TLS settings pg reads only from the URL, as libpq reads them from the environment too. */
+const TLS_ENV = { sslmode: 'PGSSLMODE', sslrootcert: 'PGSSLROOTCERT', sslcert: 'PGSSLCERT', sslkey: 'PGSSLKEY' } as const;
+
+/**
+ * `url` with the TLS settings of the environment (PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY) added where the
+ * URL does not give its own, as libpq does: pg reads PGHOST, PGUSER, PGPASSWORD, ~/.pgpass and the others itself,
+ * but the certificate files only from the URL (and PGSSLMODE with its own meaning).
+ */
+export function withTlsEnv(url: string, env: NodeJS.ProcessEnv = process.env): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return url;
+  }
+  let changed = false;
+  for (const [param, name] of Object.entries(TLS_ENV)) {
+    const value = env[name];
+    if (value && !u.searchParams.has(param)) {
+      u.searchParams.set(param, value);
+      changed = true;
+    }
+  }
+  return changed ? u.toString() : url;
+}
+
 /** The pg connection settings for `url` (used by the pool and by dedicated clients such as the listener). */
 export function clientConfig(opts: PgOptions): pg.ClientConfig {
   const envTimeout = Number(process.env.PGCONNECT_TIMEOUT);
   return {
-    connectionString: opts.url,
+    connectionString: withTlsEnv(opts.url),
     types: agentctlTypes(),
     application_name: opts.applicationName ?? 'agentctl',
     connectionTimeoutMillis: opts.connectTimeoutMs ?? (envTimeout > 0 ? envTimeout * 1000 : 10_000),
