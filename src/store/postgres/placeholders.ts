@@ -2,6 +2,7 @@
  * The store's SQL uses SQLite's placeholders: positional `?`, or named `:name` / `@name`. PostgreSQL's protocol
  * knows only `$1…$n`. `rewrite` turns one into the other outside string literals, quoted identifiers, dollar
  * quotes and comments, leaving `::` casts alone; a name used twice is one parameter. Cached per SQL text.
+ * So a `?` in the store's SQL is always a parameter: use jsonb_exists() and friends, never the jsonb `?` operators.
  */
 
 export interface Rewritten {
