@@ -2,7 +2,7 @@
 // see, freezing and resuming a host as a whole, and closing one without leaving anything behind.
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { WORKER_MARK, waitFor } from '../helpers.js';
+import { BIN, WORKER_MARK, cli, cliJson, tempDb, waitFor } from '../helpers.js';
 import { listProcs } from '../processes.js';
 import { procStat } from '../../src/core/host.js';
 import { type Host, startHost } from './hosts.js';
@@ -140,6 +140,30 @@ describe('hosts on one machine', () => {
     host.kill(inner, 'SIGKILL');
     await waitFor(() => !existsSync(`/proc/${outer}`), 'the killed orphan to be reaped');
     expect(host.members().map((m) => m.innerPid)).not.toContain(inner);
+    await host.close();
+  });
+
+  it("agentctl on a host records the host's name and pids as the host sees them; only a health loop there proves a crash", async () => {
+    const db = tempDb();
+    const host = await startHost('agentctl-host-x');
+    const sleeper = await host.spawn(['sleep', '1000']);
+    const beat = await host.spawn([process.execPath, BIN, '--db', db, 'heartbeat', 'w1', '--pid', String(sleeper.innerPid)]);
+    expect(await beat.exited(), beat.errors()).toEqual({ code: 0, signal: null });
+    const agentOf = () => cliJson<{ agents: any[] }>(['status'], { db }).agents.find((a) => a.name === 'w1');
+    const a = agentOf();
+    expect(a).toMatchObject({ host: 'agentctl-host-x', pid: sleeper.innerPid, bootId: MACHINE_BOOT_ID, state: 'active' });
+    // One kernel, one boot clock: the start time read inside is the one this machine reads.
+    expect(a.pidStartTime).toBe(Number(procStat(sleeper.pid)![19]));
+
+    host.kill(sleeper.innerPid, 'SIGKILL');
+    await sleeper.exited();
+    // Here the agent is on another host: its pid says nothing, only its 30 s clock could convict it.
+    expect(cli(['monitor', '--once'], { db }).code).toBe(0);
+    expect(agentOf()).toMatchObject({ state: 'active' });
+    // On its own host, a health loop proves the crash in one pass.
+    const monitor = await host.spawn([process.execPath, BIN, '--db', db, 'monitor', '--once']);
+    expect(await monitor.exited(), monitor.errors()).toEqual({ code: 0, signal: null });
+    expect(agentOf()).toMatchObject({ state: 'offline', stateReason: 'process gone' });
     await host.close();
   });
 
