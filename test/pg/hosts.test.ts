@@ -6,6 +6,7 @@ import { BIN, WORKER_MARK, cli, cliJson, tempDb, waitFor } from '../helpers.js';
 import { listProcs } from '../processes.js';
 import { procStat } from '../../src/core/host.js';
 import { type Host, startHost } from './hosts.js';
+import { clusterUrl } from './pg-helpers.js';
 
 const MACHINE_BOOT_ID = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 const OUR_NS = readlinkSync('/proc/self/ns/pid');
@@ -65,6 +66,14 @@ describe('hosts on one machine', () => {
     // Renaming one host leaves the machine's name alone.
     expect(readFileSync('/proc/sys/kernel/hostname', 'utf8').trim()).not.toMatch(/^agentctl-[abc]$/);
     await Promise.all(hosts.map((h) => h.close()));
+  });
+
+  it("a host shares this machine's loopback: it reaches the run's PostgreSQL", async () => {
+    const host = await startHost('agentctl-host-db');
+    const p = await host.spawn(['psql', '-X', '-At', '-c', "SELECT 'connected ' || current_user", clusterUrl()]);
+    expect(await p.exited(), p.errors()).toEqual({ code: 0, signal: null });
+    expect(p.output().trim()).toMatch(/^connected agentctl_test$/);
+    await host.close();
   });
 
   it('a process that exits at once is still found, with its output and exit code; a missing command exits 127', async () => {
