@@ -48,7 +48,10 @@ export interface Host {
   bootId: string;
   /** The namespace's pid 1, outside. */
   initPid: number;
-  /** Starts `argv` on the host, with the test environment (cleanEnv: the leak mark, no AGENTCTL_*) plus `env`. */
+  /**
+   * Starts `argv` on the host, with the test environment (cleanEnv: the leak mark, no AGENTCTL_*) plus `env`;
+   * resolves once it runs. On a stopped host it starts when the host is resumed (the controller is stopped too).
+   */
   spawn(argv: string[], env?: Record<string, string | undefined>, opts?: { cwd?: string }): Promise<HostProcess>;
   /** Every process in the host's pid namespace (zombies included), found from outside by /proc/PID/ns/pid. */
   members(): Member[];
