@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-for (const dir of ['store/sqlite/migrations', 'schemas']) {
+for (const dir of ['store/sqlite/migrations', 'store/postgres/migrations', 'schemas']) {
   const from = join(root, 'src', dir);
   if (existsSync(from)) cpSync(from, join(root, 'dist', dir), { recursive: true });
 }

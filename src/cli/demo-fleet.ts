@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { processStartTime } from '../core/host.js';
-import { sleepSync } from '../store/sqlite/retry.js';
+import { sleepSync } from '../store/retry.js';
 import { fileURLToPath } from 'node:url';
 
 /** The CLI entry point this build runs from: the demo starts its children with the same node and the same agentctl. */

@@ -1,5 +1,5 @@
 import type { RestartPolicy } from '../store/rows.js';
-import { equalJitter } from '../store/sqlite/retry.js';
+import { equalJitter } from '../store/retry.js';
 
 /** Restart backoff (the issue's numbers): ×1.5 from 1 s, capped at 60 s, reset after 60 s of stable uptime; `failed` after 10 unstable exits. */
 export const RESTART_BACKOFF = { initialMs: 1000, factor: 1.5, maxMs: 60_000, stableAfterMs: 60_000, maxRestarts: 10 };

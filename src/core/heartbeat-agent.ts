@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { DatabaseReplacedError, DatabaseUnusableError, UsageError } from '../errors.js';
 import { type StartRowParams, markExited, startAgentRow } from '../store/lifecycle.js';
 import { type HeartbeatParams, type Store, openStore } from '../store/store.js';
-import { isBusyError } from '../store/sqlite/retry.js';
+import { isBusyError } from '../store/retry.js';
 import { type HeartbeatAgentOptions, type ResolvedAgentOptions, resolveAgentOptions } from './agent-options.js';
 import { reconnectDelay } from './backoff.js';
 import { type CommandHandler, CommandRunner } from './command-runner.js';

@@ -1,7 +1,7 @@
 import { DEFAULTS } from '../config.js';
 import { UsageError } from '../errors.js';
 import { openDatabase } from './sqlite/open.js';
-import type { RetryPolicy } from './sqlite/retry.js';
+import type { RetryPolicy } from './retry.js';
 import { DEFAULT_CONTRACT, Store, type StoreOptions } from './store.js';
 
 /**

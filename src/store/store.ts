@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { AgentNotFoundError, DatabaseReplacedError, DatabaseUnusableError } from '../errors.js';
 import { isSnapshot } from './sqlite/open.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
-import type { RetryPolicy } from './sqlite/retry.js';
+import type { RetryPolicy } from './retry.js';
 import { type AgentRecord, type AgentState, type Availability, EVENT_COLUMNS, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 import { DEFAULTS } from '../config.js';
 import { SqliteSql } from './sqlite/executor.js';

@@ -152,7 +152,8 @@ describe('property: durations', () => {
 function mergedOntoEmpty(value: unknown): unknown {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = mergedOntoEmpty(v);
+  // defineProperty: a key named __proto__ is data in JSON, not the prototype (plain assignment would drop it).
+  for (const [k, v] of Object.entries(value)) if (v !== null) Object.defineProperty(out, k, { value: mergedOntoEmpty(v), enumerable: true, writable: true, configurable: true });
   return out;
 }
 

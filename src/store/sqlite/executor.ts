@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { RunResult, Sql, SqlArgs } from '../sql.js';
 import { beginPromptly } from './open.js';
-import { type RetryPolicy, backoffDelay, isBusyError } from './retry.js';
+import { type RetryPolicy, backoffDelay, isBusyError } from '../retry.js';
 import { describeSqliteError } from './sqlite-errors.js';
 
 /** What the SQLite executor asks of the file it runs on, before it writes. */

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DatabaseMissingError, DatabaseUnusableError, MigrationNeededError, OperationError } from '../../errors.js';
 import { APPLICATION_ID, MIGRATIONS, READABLE_FROM_VERSION, SCHEMA_VERSION, migrationSql } from './migrations.js';
-import { type RetryPolicy, backoffDelay, isBusyError, sleepSync } from './retry.js';
+import { type RetryPolicy, backoffDelay, isBusyError, sleepSync } from '../retry.js';
 import { describeSqliteError } from './sqlite-errors.js';
 
 export interface OpenOptions {

@@ -1,7 +1,7 @@
 import { AgentctlError, DatabaseBusyError, DatabaseUnusableError, OperationError } from '../../errors.js';
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { isBusyError } from './retry.js';
+import { isBusyError } from '../retry.js';
 
 /**
  * True when the filesystem holding `path` has (next to) no room left. SQLite reports some writes that failed with

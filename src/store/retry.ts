@@ -1,4 +1,4 @@
-/** Options for retrying a whole transaction when SQLite reports SQLITE_BUSY*. */
+/** Options for retrying a whole transaction when the database reports contention (SQLITE_BUSY*, or a serialization failure on PostgreSQL). */
 export interface RetryPolicy {
   /** Total tries, at least 1 (seed default 3). */
   attempts: number;

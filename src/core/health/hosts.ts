@@ -1,0 +1,119 @@
+/**
+ * The host roll-up: which hosts went silent as a whole. When a machine freezes, loses its network or powers off,
+ * every agent on it goes overdue at once, and its own health loop stops passing too; that is one fact about the
+ * host, to be reported once ("host H unreachable: N agents"), not N facts about its agents. A pure function of what
+ * the store has already read (agents, the health loops last seen per host) and `now`: no store, no SQL, no clock.
+ *
+ * A host is silent at `now` when all of these hold:
+ *
+ *  1. It has at least `minAgents` (2) live agents: registered, and neither offline, failed nor in maintenance
+ *     (the agents a pass watches). One agent going quiet is far more often the agent than its host, and a host
+ *     alert for one agent would only rename that agent's own alert.
+ *  2. Every live agent of the host is overdue by its own contract (silent for interval × multiplier or more,
+ *     counted from its last heartbeat or its start, as core/state.ts counts it). One agent still within its window
+ *     proves the host reachable, so the others' silence is their own. This waits for the slowest contract on the
+ *     host: until its longest stale window has passed, its faster agents are judged alone.
+ *  3. No health loop seen on the host has passed within its period plus a grace (monitorSilentAfterMs). A host on
+ *     which no health loop was ever seen is judged by its agents alone.
+ *  4. Its agents went silent together: `silentSince`, the host's last sign of life, is the latest of its live
+ *     agents' heartbeats (or starts) and of its health loops' passes; the agents that were still within their own
+ *     stale window at that moment (silentSince − last heartbeat < interval × multiplier) stopped with the host.
+ *     At least `minAgents` of them must have. Live agents that were already overdue when the host last spoke went
+ *     quiet on their own, earlier (and a health loop passing on the host then could check their processes): they
+ *     are listed apart (`alreadyOverdue`), not counted in the host's alert, and stay judged by their own contracts.
+ *     Agents that died one by one, each after the other's window, never add up to a silent host.
+ *
+ * The host that runs the judgement (`observerHost`) is never silent: it is running, and its own loop proves its
+ * agents' crashes by their pids instead. Agents with no recorded host cannot be attributed to one and are skipped.
+ * Host names are the agents' own text: the reason is stored raw, like every reason, and escaped where shown.
+ */
+import type { AgentRecord, AgentState } from '../../store/rows.js';
+import { clockStart, staleAfterMs } from '../state.js';
+
+/** What the roll-up reads of an agent (an AgentRecord fits). */
+export type HostAgentFacts = Pick<AgentRecord, 'name' | 'host' | 'state' | 'deregisteredAt' | 'lastHeartbeatAt' | 'startedAt' | 'intervalMs' | 'staleMultiplier'>;
+
+/** A health loop last seen on a host: when it last completed a pass, and its period (null: a cron `--once` run). */
+export interface MonitorSighting {
+  host: string | null;
+  lastPassAt: number | null;
+  everyMs: number | null;
+}
+
+export interface HostRollupOptions {
+  /** The host making the judgement: never silent. */
+  observerHost?: string | null;
+  /** Fewest agents that must go silent together (default 2, and never fewer than 2). */
+  minAgents?: number;
+  /** Slack beyond a health loop's period before its silence counts (default 1 s; at least one period). */
+  monitorGraceMs?: number;
+}
+
+/** A host that went silent as a whole, with what its one event and alert say. */
+export interface SilentHost {
+  host: string;
+  /** The agents that went silent with the host, by name. */
+  agents: string[];
+  count: number;
+  /** The host's last sign of life: its latest heartbeat, start or health-loop pass. */
+  silentSince: number;
+  /** Its health loops' latest pass, or null if none was ever seen there. */
+  lastMonitorPassAt: number | null;
+  /** Its live agents already overdue before the host went silent: judged on their own, not part of its alert. */
+  alreadyOverdue: string[];
+  /** `host H unreachable: N agents` */
+  reason: string;
+}
+
+export const MIN_SILENT_AGENTS = 2;
+export const MONITOR_GRACE_MS = 1000;
+/** A cron `--once` loop that did not say how often it runs: the README's crontab line runs every minute. */
+const ASSUMED_CRON_MS = 60_000;
+const NOT_WATCHED: ReadonlySet<AgentState> = new Set(['offline', 'failed', 'maintenance']);
+
+/**
+ * How long after its last pass a health loop counts as silent: its period plus a grace of one more period, and
+ * never less than `graceMs` beyond it (a short period must not turn one slow pass on a busy machine into silence).
+ */
+export function monitorSilentAfterMs(everyMs: number | null, graceMs = MONITOR_GRACE_MS): number {
+  const every = everyMs ?? ASSUMED_CRON_MS;
+  return every + Math.max(every, graceMs);
+}
+
+/** The reason of a silent host's event and alert. */
+export function hostUnreachableReason(host: string, count: number): string {
+  return `host ${host} unreachable: ${count} agent${count === 1 ? '' : 's'}`;
+}
+
+/** The hosts silent as a whole at `now` (rules in this module's comment), sorted by host name, their agents by name. */
+export function silentHosts(agents: readonly HostAgentFacts[], monitors: readonly MonitorSighting[], now: number, opts: HostRollupOptions = {}): SilentHost[] {
+  const minAgents = Math.max(MIN_SILENT_AGENTS, opts.minAgents ?? MIN_SILENT_AGENTS);
+  const grace = opts.monitorGraceMs ?? MONITOR_GRACE_MS;
+  const byHost = new Map<string, HostAgentFacts[]>();
+  for (const a of agents) {
+    if (a.host === null || a.deregisteredAt !== null || NOT_WATCHED.has(a.state)) continue;
+    byHost.set(a.host, [...(byHost.get(a.host) ?? []), a]);
+  }
+  const out: SilentHost[] = [];
+  for (const [host, live] of byHost) {
+    if (host === opts.observerHost || live.length < minAgents) continue;
+    if (live.some((a) => now - clockStart(a) < staleAfterMs(a))) continue;
+    const passes = monitors.filter((m) => m.host === host && m.lastPassAt !== null);
+    if (passes.some((m) => now - m.lastPassAt! <= monitorSilentAfterMs(m.everyMs, grace))) continue;
+    const lastMonitorPassAt = passes.length ? Math.max(...passes.map((m) => m.lastPassAt!)) : null;
+    const silentSince = Math.max(...live.map(clockStart), lastMonitorPassAt ?? -Infinity);
+    const together = live.filter((a) => silentSince - clockStart(a) < staleAfterMs(a));
+    if (together.length < minAgents) continue;
+    const names = (list: HostAgentFacts[]) => list.map((a) => a.name).sort();
+    out.push({
+      host,
+      agents: names(together),
+      count: together.length,
+      silentSince,
+      lastMonitorPassAt,
+      alreadyOverdue: names(live.filter((a) => !together.includes(a))),
+      reason: hostUnreachableReason(host, together.length),
+    });
+  }
+  return out.sort((x, y) => (x.host < y.host ? -1 : x.host > y.host ? 1 : 0));
+}
