@@ -22,9 +22,13 @@ async function inProcessRate(db, n) {
   }
 }
 
-/** Starts `agentctl serve` on a free loopback port; resolves with its base URL and the child. */
+/**
+ * Starts `agentctl serve` on a free loopback port; resolves with its base URL and the child. BENCH_SERVE_NODE_ARGS
+ * (space-separated) are given to node for the server only, e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile it.
+ */
 function startServe(bin, db) {
-  const child = spawn(process.execPath, [bin, '--db', db, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const nodeArgs = (process.env.BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, bin, '--db', db, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   return new Promise((resolve, reject) => {
     child.stderr.setEncoding('utf8').on('data', (d) => {

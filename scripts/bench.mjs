@@ -309,6 +309,10 @@ try {
   if (process.argv[2] === 'reads') {
     readScale();
     process.exitCode = results.some((r) => !r.ok) ? 1 : 0;
+  } else if (process.argv[2] === 'http') {
+    // `node scripts/bench.mjs http`: only the HTTP ping bench.
+    await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
+    process.exitCode = results.some((r) => !r.ok) ? 1 : 0;
   } else {
   await healthPass();
   const rawPrepared = await inProcess();
