@@ -1,8 +1,8 @@
-// Pings over HTTP: a real `agentctl serve` on loopback, 64 concurrent keep-alive clients (node:http's Agent, no load
-// tool to install), every ping checked as counted in the database; against the in-process Store.heartbeat rate
+// Pings over HTTP: a real `agentctl serve` on loopback, 64 concurrent HTTP/1.1 keep-alive clients (a lean one written
+// here, no load tool to install), every ping checked as counted in the database; against the in-process Store.heartbeat rate
 // measured in the same run, just before, on the same machine.
 import { spawn, spawnSync } from 'node:child_process';
-import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { openStore } from '../dist/index.js';
 
@@ -40,17 +40,70 @@ function startServe(bin, db) {
   });
 }
 
-/** One ping on a keep-alive connection; resolves with its latency in ms, rejects unless 200/201. */
-function ping(agent, url) {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent }, (res) => {
-      res.resume();
-      res.once('end', () => (res.statusCode === 200 || res.statusCode === 201 ? resolve(performance.now() - t0) : reject(new Error(`ping answered ${res.statusCode}`))));
+/**
+ * One HTTP/1.1 keep-alive connection over loopback, as lean as a load tool's: requests written as prepared bytes,
+ * answers parsed just enough (status line, Content-Length, body skipped), one request in flight at a time. The
+ * load generator shares the machine's cores with the server, so node:http's client (a few times the server's cost
+ * per request) would measure mostly itself.
+ */
+class Connection {
+  constructor(host, port) {
+    this.socket = connect({ host, port, noDelay: true });
+    this.buf = Buffer.alloc(0);
+    this.pending = null;
+    this.socket.on('data', (d) => this.onData(d));
+    this.socket.on('error', (err) => this.fail(err));
+    this.socket.on('close', () => this.fail(new Error('the server closed a keep-alive connection')));
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('connect', resolve);
+      this.socket.once('error', reject);
     });
-    req.once('error', reject);
-    req.end();
-  });
+  }
+
+  /** Sends `head` (a whole GET request); resolves with { status, ms } once the answer has arrived whole. */
+  request(head) {
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject, t0: performance.now() };
+      this.socket.write(head);
+    });
+  }
+
+  onData(d) {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    const end = this.buf.indexOf('\r\n\r\n');
+    if (end < 0 || !this.pending) return;
+    const head = this.buf.toString('latin1', 0, end);
+    const m = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (!m) return this.fail(new Error(`an answer without Content-Length: ${head.slice(0, 200)}`));
+    const total = end + 4 + Number(m[1]);
+    if (this.buf.length < total) return;
+    if (this.buf.length > total) return this.fail(new Error('more bytes than one answer'));
+    this.buf = Buffer.alloc(0);
+    const { resolve, t0 } = this.pending;
+    this.pending = null;
+    resolve({ status: Number(head.slice(9, 12)), ms: performance.now() - t0 });
+  }
+
+  fail(err) {
+    const p = this.pending;
+    this.pending = null;
+    p?.reject(err);
+  }
+
+  close() {
+    this.socket.removeAllListeners('close');
+    this.socket.destroy();
+  }
+}
+
+/** A GET of `path` as bytes on the wire. */
+const getRequest = (host, path) => Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: agentctl-bench\r\nAccept: */*\r\n\r\n`, 'latin1');
+
+/** One ping; resolves with its latency in ms, rejects unless 200/201. */
+async function ping(conn, head) {
+  const { status, ms } = await conn.request(head);
+  if (status !== 200 && status !== 201) throw new Error(`ping answered ${status}`);
+  return ms;
 }
 
 /**
@@ -65,17 +118,21 @@ export async function benchHttp({ dir, root, goal, fmt, pct }, total = 20_000) {
   if (made.status !== 0) throw new Error(`token create exited ${made.status}: ${made.stderr}`);
   const key = made.stdout.trim();
   const { child, base } = await startServe(bin, db);
-  const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
+  const { hostname, port, host } = new URL(base);
+  const conns = Array.from({ length: CLIENTS }, () => new Connection(hostname, Number(port)));
   try {
-    const url = (i, q = '') => `${base}/ping/${key}/ping-${i % AGENTS}${q}`;
-    for (let i = 0; i < AGENTS; i++) await ping(agent, url(i, '?create=1'));
+    await Promise.all(conns.map((c) => c.ready));
+    const path = (i, q = '') => `/ping/${key}/ping-${i % AGENTS}${q}`;
+    // The requests, made once: the generator's own cost per ping is a write and a small parse.
+    const heads = Array.from({ length: AGENTS }, (_, i) => getRequest(host, path(i)));
+    for (let i = 0; i < AGENTS; i++) await ping(conns[0], getRequest(host, path(i, '?create=1')));
     // Warm-up: connections open, the JIT settled.
     let next = 0;
     const drive = async (n, lat) => {
       next = 0;
-      await Promise.all(Array.from({ length: CLIENTS }, async () => {
+      await Promise.all(conns.map(async (c) => {
         for (let i = next++; i < n; i = next++) {
-          const ms = await ping(agent, url(i));
+          const ms = await ping(c, heads[i % AGENTS]);
           lat?.push(ms);
         }
       }));
@@ -99,7 +156,7 @@ export async function benchHttp({ dir, root, goal, fmt, pct }, total = 20_000) {
     goal('HTTP ping p99 ≤ 20 ms with 64 concurrent clients', p99 <= 20, `${fmt(p99, 2)} ms`);
     await exitToOffline({ bin, db, base, fmt, pct, goal });
   } finally {
-    agent.destroy();
+    for (const c of conns) c.close();
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
   }
