@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AgentctlError, UsageError } from '../errors.js';
 import { ExitCode } from '../exit-codes.js';
 import type { Store } from '../store/store.js';
-import { TOKEN_ROLES, type TokenRecord, type TokenRole, insertToken, liveTokens, listTokens, revokeTokenRow, revokeUnusedOnceTokens } from '../store/tokens.js';
+import { TOKEN_ROLES, type TokenRecord, type TokenRole, insertToken, liveTokenIndex, liveTokens, listTokens, revokeTokenRow, revokeUnusedOnceTokens } from '../store/tokens.js';
 import { validateName } from './validate.js';
 
 export { TOKEN_ROLES, type TokenRecord, type TokenRole };
@@ -68,17 +68,15 @@ export async function revokeToken(store: Store, name: string, now: number): Prom
 }
 
 /**
- * The live token whose hash is `token`'s, or undefined. Compares the hash with every live token's in constant time
- * (crypto.timingSafeEqual, no early exit), so the time taken says nothing about how close a guess came.
+ * The live token whose hash is `token`'s, or undefined. Found by its SHA-256 in the index of live tokens (a guess's
+ * hash shares nothing with the real token's, so the lookup's time says nothing about how close a guess came); the
+ * hashes are then compared in constant time (crypto.timingSafeEqual) all the same.
  */
 export async function findToken(store: Store, token: string): Promise<TokenRecord | undefined> {
-  const wanted = Buffer.from(hashToken(token), 'hex');
-  let found: TokenRecord | undefined;
-  for (const t of await liveTokens(store)) {
-    const stored = Buffer.from(t.hash, 'hex');
-    if (stored.length === wanted.length && timingSafeEqual(stored, wanted) && !found) found = t;
-  }
-  return found;
+  const hash = hashToken(token);
+  const t = (await liveTokenIndex(store)).get(hash);
+  if (!t) return undefined;
+  return timingSafeEqual(Buffer.from(t.hash, 'hex'), Buffer.from(hash, 'hex')) ? t : undefined;
 }
 
 /**
