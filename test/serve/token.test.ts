@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { cli, cliJson, fileHash, tempDb, tempDir } from '../helpers.js';
+import { openStore } from '../../src/store/store.js';
+import { createToken, findToken, revokeToken } from '../../src/core/tokens.js';
+import { insertToken } from '../../src/store/tokens.js';
 
 describe('agentctl token', () => {
   it('create prints the token once and stores only its SHA-256; list never shows it; revoke ends it', () => {
@@ -60,5 +63,45 @@ describe('agentctl token', () => {
     expect(r.code).toBe(4);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(fileHash(file)).toBe(before);
+  });
+
+  it('the server keeps live tokens in memory, yet sees every change to them at once: its own, another connection\'s, another process\'s', async () => {
+    const db = tempDb();
+    const server = await openStore({ path: db });
+    const other = await openStore({ path: db, mode: 'existing' });
+    try {
+      const a = await createToken(server, { name: 'a', role: 'agent' }, 1);
+      const b = await createToken(server, { name: 'b', role: 'agent' }, 1);
+      expect((await findToken(server, a.token))?.name).toBe('a');
+      expect(await findToken(server, 'agentctl_wrong')).toBeUndefined();
+      // Revoked through another connection (a commit this connection did not make): refused on the next lookup.
+      await revokeToken(other, 'a', 2);
+      expect(await findToken(server, a.token)).toBeUndefined();
+      expect((await findToken(server, b.token))?.name).toBe('b');
+      // Revoked by another process.
+      expect(cli(['token', 'revoke', 'b'], { db }).code).toBe(0);
+      expect(await findToken(server, b.token)).toBeUndefined();
+      // Created elsewhere: found at once.
+      const c = cliJson(['token', 'create', 'c', '--role', 'viewer'], { db }).token as string;
+      expect((await findToken(server, c))?.role).toBe('viewer');
+      // Written by this very connection, whose own commits leave its data_version alone.
+      const d = await createToken(server, { name: 'd', role: 'agent' }, 3);
+      expect((await findToken(server, d.token))?.name).toBe('d');
+      await revokeToken(server, 'd', 4);
+      expect(await findToken(server, d.token)).toBeUndefined();
+      // Inside this connection's transaction, a lookup waits for it: it never answers from the transaction's snapshot.
+      const e = await createToken(server, { name: 'e', role: 'agent' }, 5);
+      expect((await findToken(server, e.token))?.name).toBe('e');
+      let lookup: Promise<unknown> | undefined;
+      await server.tx(async (s) => {
+        await insertToken(s, { name: 'f', role: 'agent', agents: null, hash: 'f'.repeat(64) }, 6);
+        lookup = findToken(server, e.token);
+        await revokeToken(s, 'e', 6);
+      });
+      expect(await lookup).toBeUndefined();
+    } finally {
+      await other.close();
+      await server.close();
+    }
   });
 });
