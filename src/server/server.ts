@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Store } from '../store/store.js';
 import { Auth, type AuthOptions } from './auth.js';
+import { BeatWriter } from './beats.js';
 import { HttpError, SECURITY_HEADERS, decodeSegment, sendJson, sendText, statusOf } from './http.js';
 import { EventStream } from './sse.js';
 import { apiRoutes } from './routes/api.js';
@@ -107,7 +108,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const now = opts.now ?? Date.now;
   const auth = new Auth(opts.store, { ...opts.auth, now, secure: opts.tls !== undefined });
   const stream = new EventStream(opts.store, { pollMs: opts.pollMs, keepAliveMs: opts.keepAliveMs });
-  const app: App = { store: opts.store, auth, stream, dbPath: opts.dbPath, logDir: opts.logDir ?? join(dirname(opts.dbPath), 'logs'), allowSharedDb: Boolean(opts.allowSharedDb), now };
+  const app: App = { store: opts.store, beats: new BeatWriter(opts.store), auth, stream, dbPath: opts.dbPath, logDir: opts.logDir ?? join(dirname(opts.dbPath), 'logs'), allowSharedDb: Boolean(opts.allowSharedDb), now };
   const log = opts.log ?? (() => {});
   const settings = { headersTimeout: opts.headersTimeoutMs, requestTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs), maxHeaderSize: 16_384 };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(app, ROUTES, req, res, log);

@@ -67,7 +67,7 @@ async function ping(ctx: RouteContext): Promise<void> {
   if (action.kind === 'fail' && message === undefined) message = 'failure reported by ping';
   const { beat } = prepareHeartbeat({ name, status: failed ? 'error' : action.kind === 'start' ? 'busy' : 'ok', message });
   let created = false;
-  if (!await store.heartbeatRow(beat, now)) {
+  if (!await ctx.app.beats.beat(beat, now)) {
     if (!create) throw new HttpError(404, 'not found', headers);
     created = (await store.heartbeat(beat, now)).registered;
   }

@@ -2,10 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Store } from '../../store/store.js';
 import type { Access, Auth, Principal } from '../auth.js';
 import type { EventStream } from '../sse.js';
+import type { BeatWriter } from '../beats.js';
 
 /** What the routes share: the one store connection, authentication, the event stream, the clock. */
 export interface App {
   store: Store;
+  /** Heartbeats of existing agents, committed together (see BeatWriter). */
+  beats: BeatWriter;
   auth: Auth;
   stream: EventStream;
   dbPath: string;
