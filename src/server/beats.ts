@@ -14,6 +14,9 @@ interface Pending {
  * answered before it is on disk. One beat alone is the plain autocommit UPDATE, as before. Should the transaction
  * fail (busy past the retries, a beat the database refuses), nothing of it was written, and each beat is tried
  * again on its own, so that one bad beat fails only its own request.
+ * SQLite only: there one writer holds the whole file, so a transaction of many rows waits for nobody's row lock. On
+ * PostgreSQL a transaction that beats row A and then waits for row B, which a health pass holds while it waits for
+ * A, deadlocks (see state_database.md); there every beat stays its own statement.
  */
 export class BeatWriter {
   private queue: Pending[] = [];
@@ -36,7 +39,7 @@ export class BeatWriter {
     const batch = this.queue;
     this.queue = [];
     this.scheduled = false;
-    if (batch.length > 1) {
+    if (batch.length > 1 && this.store.sql.dialect === 'sqlite') {
       try {
         const existed = await this.store.tx(async (s) => {
           const out: boolean[] = [];
