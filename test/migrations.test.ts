@@ -142,7 +142,8 @@ describe('migrations', () => {
     expect(at.length).toBeGreaterThan(1);
     for (const t of at) expect(t).toBeGreaterThanOrEqual(978_307_200_000);
     expect(s.db.prepare('SELECT * FROM commands ORDER BY id').all()).toEqual(before.commands);
-    expect(s.db.prepare('SELECT * FROM alerts ORDER BY id').all()).toEqual(before.alerts);
+    // Version 7 adds alerts.outage_id, NULL for every alert about an agent.
+    expect(s.db.prepare('SELECT * FROM alerts ORDER BY id').all()).toEqual(before.alerts.map((r) => ({ ...(r as object), outage_id: null })));
     const get = (name: string) => s.db.prepare('SELECT * FROM agents WHERE name = ?').get(name) as Record<string, unknown>;
     expect(get('seconds').last_heartbeat_at).toBe(Math.floor((T0 + 7_000) / 1000) * 1000);
     expect(get('half')).toMatchObject({ pid: null, pid_start_time: null });
@@ -158,6 +159,34 @@ describe('migrations', () => {
     s.db.prepare("DELETE FROM agents WHERE name = 'gone'").run();
     expect(counts(s.db)).toMatchObject({ alert_cooldowns: 0, events: (before.counts.events as number) + 1 - 3 });
     expect(s.db.prepare("SELECT agent_id FROM alerts").pluck().get()).toBeNull();
+    await s.close();
+  });
+});
+
+describe('version 7 (0007_hosts)', () => {
+  it('upgrades a version 6 database in place: every row kept, alerts gain a NULL outage_id, one open outage per host', async () => {
+    const path = tempDb();
+    const old = databaseAtVersion(path, 6);
+    register(old, 'kept', T0);
+    old.exec(`INSERT INTO monitor_state (id, pass_seq, last_pass_at, every_ms) VALUES (1, 3, ${T0}, 1000)`);
+    old.exec(`INSERT INTO alerts (agent_id, agent_name, kind, state, event_id, created_at, payload) SELECT id, name, 'alert', 'offline', NULL, ${T0}, '{}' FROM agents`);
+    const agents = old.prepare('SELECT * FROM agents').all();
+    old.close();
+
+    const s = await openStore({ path });
+    expect(s.db.pragma('user_version', { simple: true })).toBe(7);
+    expect(SCHEMA_VERSION).toBe(7);
+    expect(s.db.prepare('SELECT * FROM agents').all()).toEqual(agents);
+    expect(s.db.prepare('SELECT pass_seq FROM monitor_state').pluck().get()).toBe(3);
+    expect(s.db.prepare('SELECT agent_name, outage_id FROM alerts').all()).toEqual([{ agent_name: 'kept', outage_id: null }]);
+    expect(s.db.prepare('SELECT count(*) FROM health_loops').pluck().get()).toBe(0);
+    const open = s.db.prepare(`INSERT INTO host_outages (host, detected_at, silent_since, agents, agent_names) VALUES ('h', ?, ?, 2, '[]')
+      ON CONFLICT (host) WHERE ended_at IS NULL DO NOTHING RETURNING id`);
+    expect(open.all(T0, T0)).toHaveLength(1);
+    expect(open.all(T0 + 1, T0)).toEqual([]);
+    s.db.prepare('UPDATE host_outages SET ended_at = ?').run(T0 + 2);
+    expect(open.all(T0 + 3, T0)).toHaveLength(1);
+    expect(s.db.pragma('foreign_key_check')).toEqual([]);
     await s.close();
   });
 });

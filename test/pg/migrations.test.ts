@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { openPg } from '../../src/store/postgres/executor.js';
-import { PG_SCHEMA_VERSION, migratePg, readPgSchema } from '../../src/store/postgres/migrate.js';
+import { PG_SCHEMA_VERSION, migratePg, pgMigrationSql, readPgSchema } from '../../src/store/postgres/migrate.js';
 import { DatabaseUnusableError, MigrationNeededError } from '../../src/errors.js';
 import { ExitCode } from '../../src/exit-codes.js';
 import { SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
@@ -30,15 +30,31 @@ async function open(url: string, opts: { migrate?: boolean } = {}) {
 }
 
 describe('PostgreSQL migrations', () => {
-  it('a fresh database gets schema version 6, the one number both engines share, and the agentctl mark; a second open changes nothing', async () => {
+  it('a fresh database gets schema version 7, the one number both engines share, and the agentctl mark; a second open changes nothing', async () => {
     const url = await freshDatabase();
     expect(PG_SCHEMA_VERSION).toBe(SCHEMA_VERSION);
-    expect(await open(url)).toEqual({ from: 0, to: 6, applied: ['0006_postgres'] });
-    expect(await query(url, 'SELECT application, version FROM agentctl_schema')).toEqual([{ application: 'agentctl', version: 6 }]);
+    expect(await open(url)).toEqual({ from: 0, to: 7, applied: ['0006_postgres', '0007_hosts'] });
+    expect(await query(url, 'SELECT application, version FROM agentctl_schema')).toEqual([{ application: 'agentctl', version: 7 }]);
     expect(await query(url, `SELECT obj_description('agentctl_schema'::regclass) AS c`)).toEqual([{ c: expect.stringMatching(/^agentctl/) }]);
     const before = await catalog(url);
-    expect(await open(url)).toEqual({ from: 6, to: 6, applied: [] });
+    expect(await open(url)).toEqual({ from: 7, to: 7, applied: [] });
     expect(await catalog(url)).toEqual(before);
+  });
+
+  it('upgrades a version 6 database to 7 in place: only 0007_hosts is applied and every row is kept', async () => {
+    const url = await freshDatabase();
+    await query(url, pgMigrationSql('0006_postgres'));
+    await query(url, "INSERT INTO agentctl_schema (one, application, version, migrated_at) VALUES (true, 'agentctl', 6, agentctl_now_ms())");
+    await query(url, "INSERT INTO alerts (agent_name, kind, state, created_at, payload) VALUES ('kept', 'alert', 'offline', 1700000000000, '{}')");
+    expect(await open(url)).toEqual({ from: 6, to: 7, applied: ['0007_hosts'] });
+    expect(await query(url, 'SELECT agent_name, outage_id FROM alerts')).toEqual([{ agent_name: 'kept', outage_id: null }]);
+    expect(await query(url, 'SELECT count(*)::int AS n FROM health_loops')).toEqual([{ n: 0 }]);
+    // One open outage per host: a second open one for the same host is refused, an ended one is not.
+    await query(url, `INSERT INTO host_outages (host, detected_at, silent_since, agents, agent_names) VALUES ('h', 1, 1, 2, '[]')`);
+    const dup = await query(url, `INSERT INTO host_outages (host, detected_at, silent_since, agents, agent_names) VALUES ('h', 2, 2, 2, '[]') ON CONFLICT (host) WHERE ended_at IS NULL DO NOTHING RETURNING id`);
+    expect(dup).toEqual([]);
+    await query(url, `UPDATE host_outages SET ended_at = 3`);
+    expect(await query(url, `INSERT INTO host_outages (host, detected_at, silent_since, agents, agent_names) VALUES ('h', 4, 4, 2, '[]') ON CONFLICT (host) WHERE ended_at IS NULL DO NOTHING RETURNING host`)).toEqual([{ host: 'h' }]);
   });
 
   it('has every table, column and index of the SQLite schema (and only the documented additions)', async () => {
@@ -82,22 +98,22 @@ describe('PostgreSQL migrations', () => {
       results.push(JSON.parse(c.output().trim()) as { to: number; applied: string[] });
     }
     expect(results.filter((r) => r.applied.length > 0)).toHaveLength(1);
-    expect(results.every((r) => r.to === 6)).toBe(true);
-    expect(await query(url, 'SELECT version FROM agentctl_schema')).toEqual([{ version: 6 }]);
+    expect(results.every((r) => r.to === 7)).toBe(true);
+    expect(await query(url, 'SELECT version FROM agentctl_schema')).toEqual([{ version: 7 }]);
     expect(await query(url, `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'agents'`)).toEqual([{ n: 1 }]);
   });
 
   it('refuses a newer schema with exit 4 and leaves the database unchanged', async () => {
     const url = await freshDatabase();
     await open(url);
-    await query(url, 'UPDATE agentctl_schema SET version = 7');
+    await query(url, 'UPDATE agentctl_schema SET version = 8');
     const before = await catalog(url);
     const err = await open(url).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DatabaseUnusableError);
     expect(err).toMatchObject({ exitCode: ExitCode.DB_UNUSABLE });
-    expect((err as Error).message).toMatch(/schema version 7 is newer than this agentctl \(6\)/);
+    expect((err as Error).message).toMatch(/schema version 8 is newer than this agentctl \(7\)/);
     expect(await catalog(url)).toEqual(before);
-    expect(await query(url, 'SELECT version FROM agentctl_schema')).toEqual([{ version: 7 }]);
+    expect(await query(url, 'SELECT version FROM agentctl_schema')).toEqual([{ version: 8 }]);
   });
 
   it("refuses another application's database (tables, no agentctl mark) with exit 4 and leaves it unchanged", async () => {

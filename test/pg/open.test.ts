@@ -16,7 +16,7 @@ describe('openPostgres', () => {
     expect(await query(url, `SELECT to_regclass('agents') IS NULL AS none`)).toEqual([{ none: true }]);
 
     const w = await openPostgres(url, { mode: 'create' });
-    expect(w.migrated?.applied).toEqual(['0006_postgres']);
+    expect(w.migrated?.applied).toEqual(['0006_postgres', '0007_hosts']);
     await w.close();
     const again = await openPostgres(url, { mode: 'existing' });
     expect(again.migrated?.applied).toEqual([]);

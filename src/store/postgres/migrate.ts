@@ -10,7 +10,7 @@ import type { Sql } from '../sql.js';
  * engines: the first file creates at once what SQLite's 0001–0006 made and records version 6; a later change
  * lands as 0007 on both. A file's version is its number.
  */
-export const PG_MIGRATIONS = ['0006_postgres'] as const;
+export const PG_MIGRATIONS = ['0006_postgres', '0007_hosts'] as const;
 
 /** The schema version this build writes on PostgreSQL: the same as on SQLite. */
 export const PG_SCHEMA_VERSION = Number(PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.slice(0, 4));

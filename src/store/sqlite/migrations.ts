@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
  * The schema migrations, in order. Append-only: a landed migration is never edited; add the next number instead.
  * The schema version of a database is the number of migrations applied (PRAGMA user_version).
  */
-export const MIGRATIONS = ['0001_init', '0002_agents', '0003_monitor', '0004_deadline', '0005_refuse', '0006_tokens'] as const;
+export const MIGRATIONS = ['0001_init', '0002_agents', '0003_monitor', '0004_deadline', '0005_refuse', '0006_tokens', '0007_hosts'] as const;
 
 /** The schema version this build writes and understands. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
