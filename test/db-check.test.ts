@@ -177,8 +177,11 @@ describe('db-check and the health loop', () => {
     const ok = cli(['db-check'], { db });
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/ok {4}health loop: last pass \d+m?s ago by pid \d+/);
+    // The loops seen, from health_loops: this one, on this host.
+    expect(ok.stdout).toMatch(new RegExp(`1 health loop seen: pid \\d+ on ${hostname().replace(/[.]/g, '\\.')} \\(passing, last pass`));
     const raw = new Database(db);
     raw.prepare('UPDATE monitor_state SET last_pass_at = last_pass_at - 3600000').run();
+    raw.prepare('UPDATE health_loops SET last_pass_at = last_pass_at - 3600000').run();
     raw.close();
     const late = cli(['db-check'], { db });
     expect(late.code).toBe(1);

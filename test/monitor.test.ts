@@ -134,6 +134,7 @@ describe('agentctl monitor', () => {
     expect(cliJson(['status'], { db }).healthLoop).toMatchObject({ ran: true, overdue: false, everyMs: 60_000 });
     const raw = new Database(db);
     raw.prepare('UPDATE monitor_state SET last_pass_at = last_pass_at - 600000').run();
+    raw.prepare('UPDATE health_loops SET last_pass_at = last_pass_at - 600000').run();
     raw.close();
     expect(cli(['status'], { db }).stderr).toMatch(/warning: no health loop has passed for 10m/);
     const check = cli(['check'], { db });

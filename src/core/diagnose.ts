@@ -7,8 +7,9 @@ import { APPLICATION_ID, SCHEMA_VERSION } from '../store/sqlite/migrations.js';
 import { holderIsDead, inspectLock } from '../store/sqlite/lock.js';
 import { describeSqliteError } from '../store/sqlite/sqlite-errors.js';
 import { formatDuration } from './duration.js';
-import { loopStatusOf } from './health/loop-status.js';
-import { readMonitorFrom } from '../store/monitor.js';
+import { loopStatusOf, loopsStatusOf } from './health/loop-status.js';
+import { safeText } from './text.js';
+import { readLoopsFrom, readMonitorFrom } from '../store/monitor.js';
 
 /** One finding of db-check: `ok` findings are information, the rest are problems. */
 export interface Finding {
@@ -210,13 +211,18 @@ function walIndexFix(path: string): string {
 function loopFinding(db: Database.Database, now: number): Finding {
   const hasTable = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'monitor_state'").get();
   const record = hasTable ? readMonitorFrom(db) : null;
-  const s = loopStatusOf(record, now);
+  const loops = readLoopsFrom(db);
+  const s = loops.length ? loopsStatusOf(loops, now) : loopStatusOf(record, now);
   if (!s.ran) return { check: 'health loop', ok: true, detail: "no health loop has run on this database (run 'agentctl monitor')" };
-  const by = record?.monitorPid ? ` by pid ${record.monitorPid}${record.monitorHost ? ` on ${record.monitorHost}` : ''}` : '';
+  const by = record?.monitorPid ? ` by pid ${record.monitorPid}${record.monitorHost ? ` on ${safeText(record.monitorHost)}` : ''}` : '';
+  // The loops seen (health_loops, version 7): how many, on which hosts, and which of them keep up.
+  const seen = s.loops.length
+    ? `; ${s.loops.length} health loop${s.loops.length === 1 ? '' : 's'} seen: ${s.loops.slice(0, 10).map((l) => `pid ${l.pid} on ${safeText(l.host || '?')} (${l.stoppedAt !== null ? 'stopped' : l.overdue ? 'overdue' : 'passing'}, last pass ${formatDuration(Math.max(0, now - (l.lastPassAt ?? now)))} ago)`).join(', ')}${s.loops.length > 10 ? ', …' : ''}`
+    : '';
   return {
     check: 'health loop',
     ok: !s.overdue,
-    detail: `last pass ${formatDuration(s.ageMs ?? 0)} ago${by}, ${record?.passSeq ?? 0} passes${s.warning ? `: ${s.warning}` : ''}`,
+    detail: `last pass ${formatDuration(s.ageMs ?? 0)} ago${by}, ${record?.passSeq ?? 0} passes${seen}${s.warning ? `: ${s.warning}` : ''}`,
   };
 }
 

@@ -61,13 +61,15 @@ export interface NewAlert {
   eventId: number | null;
   createdAt: number;
   payload: Record<string, unknown>;
+  /** The host outage a host alert or its recovery notice reports (0007_hosts); absent for an agent's own alerts. */
+  outageId?: number | null;
 }
 
 /** Inserts an alert and a pending delivery to each target; returns its id. The payload gets `alert_id`. */
 export async function insertAlert(store: Store, a: NewAlert, targets: readonly string[]): Promise<number> {
   const row = await store.sql.get<{ id: number }>(
-    'INSERT INTO alerts (agent_id, agent_name, kind, state, event_id, created_at, payload) VALUES (:agent, :name, :kind, :state, :event, :at, :payload) RETURNING id',
-    { agent: a.agentId, name: a.agentName, kind: a.kind, state: a.state, event: a.eventId, at: a.createdAt, payload: '{}' },
+    'INSERT INTO alerts (agent_id, agent_name, kind, state, event_id, created_at, payload, outage_id) VALUES (:agent, :name, :kind, :state, :event, :at, :payload, :outage) RETURNING id',
+    { agent: a.agentId, name: a.agentName, kind: a.kind, state: a.state, event: a.eventId, at: a.createdAt, payload: '{}', outage: a.outageId ?? null },
   );
   const id = Number(row!.id);
   await store.sql.run('UPDATE alerts SET payload = :payload WHERE id = :id', { id, payload: JSON.stringify({ alert_id: id, ...a.payload }) });
@@ -89,7 +91,9 @@ export interface ClaimedDelivery {
 
 /**
  * Claims the open deliveries to `targets` (pending, or 'sending' whose claim ran out: its sender died) until
- * `claimUntil`, oldest first. Runs in BEGIN IMMEDIATE, so of two racing monitors only one gets each delivery. A
+ * `claimUntil`, oldest first. On SQLite it runs in BEGIN IMMEDIATE, so of two racing monitors only one gets each delivery; on PostgreSQL the
+ * rows are taken with FOR UPDATE OF d SKIP LOCKED (a delivery another monitor is claiming is skipped, and the
+ * NOT EXISTS below still sees it open, so that agent's later deliveries wait too). A
  * delivery waits while an older one about the same agent to the same receiver is open, so that a receiver never
  * gets an agent's recovery before its alert, however many deliveries are in flight. `skip`: alert ids not to claim
  * (those already tried in this round).
@@ -103,7 +107,7 @@ export async function claimDeliveries(store: Store, targets: readonly string[], 
          AND d.alert_id NOT IN (${jsonArrayValues(s.sql.dialect, ':skip')})
          AND NOT EXISTS (SELECT 1 FROM alert_deliveries e JOIN alerts b ON b.id = e.alert_id
                           WHERE e.target = d.target AND e.status IN ('pending', 'sending') AND e.alert_id < d.alert_id AND b.agent_name = a.agent_name)
-       ORDER BY d.alert_id LIMIT :limit`;
+       ORDER BY d.alert_id LIMIT :limit${s.sql.dialect === 'postgres' ? ' FOR UPDATE OF d SKIP LOCKED' : ''}`;
     const claim = "UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1 WHERE alert_id = :id AND target = :target";
     for (const target of new Set(targets)) {
       for (const r of await s.sql.all(pick, { target, now, limit, skip: JSON.stringify(skip) })) {

@@ -4,7 +4,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { Store } from './store.js';
-import { isSame } from './dialect.js';
+import { isSame, jsonArrayValues } from './dialect.js';
 import { type AgentRecord, type AgentState, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 
 const rows = (list: unknown[]): AgentRecord[] => (list as Record<string, unknown>[]).map(toAgentRecord);
@@ -107,8 +107,9 @@ function monitorRecord(row: unknown): MonitorRecord | null {
 /** Starts a pass: raises the pass number and returns it with the record as it was (call inside store.tx()). */
 export async function beginPass(store: Store): Promise<{ passSeq: number; before: MonitorRecord | null }> {
   const before = await readMonitor(store);
-  await store.sql.run('INSERT INTO monitor_state (id, pass_seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET pass_seq = monitor_state.pass_seq + 1');
-  return { passSeq: (before?.passSeq ?? 0) + 1, before };
+  // RETURNING: with several monitors (PostgreSQL), another pass may have raised it since `before` was read.
+  const row = await store.sql.get<{ pass_seq: number }>('INSERT INTO monitor_state (id, pass_seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET pass_seq = monitor_state.pass_seq + 1 RETURNING pass_seq');
+  return { passSeq: Number(row!.pass_seq), before };
 }
 
 /** Records a completed pass: the loop's own heartbeat, which `status` and `check` read. */
@@ -134,7 +135,8 @@ export async function eventsAfter(store: Store, afterId: number, limit: number):
 /** Adds to named counters (created at 0 on first use). */
 export async function bumpCounters(store: Store, deltas: Record<string, number>): Promise<void> {
   const sql = 'INSERT INTO monitor_counters (name, value) VALUES (:name, :d) ON CONFLICT (name) DO UPDATE SET value = monitor_counters.value + :d';
-  for (const [name, d] of Object.entries(deltas)) if (d) await store.sql.run(sql, { name, d });
+  // In name order: two monitors bumping the same counters at once then lock their rows in one order.
+  for (const [name, d] of Object.entries(deltas).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) if (d) await store.sql.run(sql, { name, d });
 }
 
 export async function readCounters(store: Store): Promise<Record<string, number>> {
@@ -153,10 +155,154 @@ export async function readHeld(store: Store): Promise<Map<number, AgentState>> {
 /** Replaces the held convictions with `held` (call inside store.tx()). */
 export async function replaceHeld(store: Store, held: { agentId: number; to: AgentState }[], now: number, passSeq: number): Promise<void> {
   await store.sql.run('DELETE FROM monitor_held');
-  for (const h of held) await store.sql.run('INSERT INTO monitor_held (agent_id, to_state, held_at, pass_seq) VALUES (:id, :to, :now, :pass)', { id: h.agentId, to: h.to, now, pass: passSeq });
+  // ON CONFLICT: on PostgreSQL another monitor's pass may have inserted a row since this DELETE's snapshot.
+  for (const h of held) {
+    await store.sql.run(
+      'INSERT INTO monitor_held (agent_id, to_state, held_at, pass_seq) VALUES (:id, :to, :now, :pass) ON CONFLICT (agent_id) DO UPDATE SET to_state = :to, held_at = :now, pass_seq = :pass',
+      { id: h.agentId, to: h.to, now, pass: passSeq },
+    );
+  }
 }
 
 export async function agentById(store: Store, id: number): Promise<AgentRecord | undefined> {
   const r = await store.sql.get('SELECT * FROM agents WHERE id = ?', [id]);
   return r ? toAgentRecord(r) : undefined;
+}
+
+/** One health-loop process, as health_loops (0007_hosts) names it: '' and 0 where a part is unknown. */
+export interface LoopIdentity {
+  host: string;
+  bootId: string;
+  pid: number;
+  pidStartTime: number;
+}
+
+/** A health loop seen on this database: its own row of health_loops. */
+export interface HealthLoopRecord extends LoopIdentity {
+  startedAt: number;
+  everyMs: number | null;
+  passes: number;
+  lastPassAt: number | null;
+  lastPassMs: number | null;
+  lastPassSeq: number | null;
+  suspect: string | null;
+  clockSkewMs: number | null;
+  version: string | null;
+  stoppedAt: number | null;
+}
+
+/** Health-loop rows whose last pass is older than this are deleted by any pass. */
+export const LOOP_ROW_KEEP_MS = 7 * 24 * 3600_000;
+
+/** Records one completed pass of loop `id` (its row created by its first pass). Call inside store.tx(). */
+export async function recordLoopPass(
+  store: Store,
+  id: LoopIdentity,
+  p: { at: number; durationMs: number; everyMs: number | null; passSeq: number; suspect: string | null; clockSkewMs: number | null; version: string },
+): Promise<void> {
+  await store.sql.run(
+    `INSERT INTO health_loops (host, boot_id, pid, pid_start_time, started_at, every_ms, passes, last_pass_at, last_pass_ms, last_pass_seq, suspect, clock_skew_ms, version, stopped_at)
+     VALUES (:host, :boot, :pid, :start, :at, :every, 1, :at, :ms, :seq, :suspect, :skew, :version, NULL)
+     ON CONFLICT (host, boot_id, pid, pid_start_time) DO UPDATE SET every_ms = :every, passes = health_loops.passes + 1, last_pass_at = :at,
+       last_pass_ms = :ms, last_pass_seq = :seq, suspect = :suspect, clock_skew_ms = :skew, version = :version, stopped_at = NULL`,
+    { host: id.host, boot: id.bootId, pid: id.pid, start: id.pidStartTime, at: p.at, every: p.everyMs, ms: p.durationMs, seq: p.passSeq, suspect: p.suspect, skew: p.clockSkewMs, version: p.version },
+  );
+}
+
+/** Marks loop `id` as stopped cleanly (its row stays, so `status` can say where loops ran). */
+export async function recordLoopStopped(store: Store, id: LoopIdentity, at: number): Promise<void> {
+  await store.sql.run('UPDATE health_loops SET stopped_at = :at WHERE host = :host AND boot_id = :boot AND pid = :pid AND pid_start_time = :start', {
+    at,
+    host: id.host,
+    boot: id.bootId,
+    pid: id.pid,
+    start: id.pidStartTime,
+  });
+}
+
+function loopRecord(r: Record<string, unknown>): HealthLoopRecord {
+  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    host: String(r.host),
+    bootId: String(r.boot_id),
+    pid: Number(r.pid),
+    pidStartTime: Number(r.pid_start_time),
+    startedAt: Number(r.started_at),
+    everyMs: n(r.every_ms),
+    passes: Number(r.passes),
+    lastPassAt: n(r.last_pass_at),
+    lastPassMs: n(r.last_pass_ms),
+    lastPassSeq: n(r.last_pass_seq),
+    suspect: r.suspect == null ? null : String(r.suspect),
+    clockSkewMs: n(r.clock_skew_ms),
+    version: r.version == null ? null : String(r.version),
+    stoppedAt: n(r.stopped_at),
+  };
+}
+
+const READ_LOOPS = 'SELECT * FROM health_loops ORDER BY last_pass_at DESC, host, pid';
+
+/** The health loops seen on this database, the latest pass first. */
+export async function readLoops(store: Store): Promise<HealthLoopRecord[]> {
+  return (await store.sql.all(READ_LOOPS)).map(loopRecord);
+}
+
+/** The same from any connection (db-check reads through a read-only one); [] on a database older than version 7. */
+export function readLoopsFrom(db: Database.Database): HealthLoopRecord[] {
+  const has = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'health_loops'").get();
+  return has ? (db.prepare(READ_LOOPS).all() as Record<string, unknown>[]).map(loopRecord) : [];
+}
+
+/**
+ * Deletes the health-loop rows that can no longer pass: on this host (same name), those from another boot and those
+ * whose process is proven gone (`startTime` says no such pid, or another process now has it); anywhere, those whose
+ * last pass is older than LOOP_ROW_KEEP_MS. Never `self`. Returns how many were deleted.
+ */
+export async function pruneLoops(store: Store, self: LoopIdentity, startTime: (pid: number) => number | null, now: number): Promise<number> {
+  let deleted = (await store.sql.run('DELETE FROM health_loops WHERE COALESCE(last_pass_at, started_at) < :cut', { cut: now - LOOP_ROW_KEEP_MS })).changes;
+  const mine = (await store.sql.all('SELECT * FROM health_loops WHERE host = :host', { host: self.host })).map(loopRecord);
+  for (const l of mine) {
+    if (l.bootId === self.bootId && l.pid === self.pid && l.pidStartTime === self.pidStartTime) continue;
+    let gone = l.bootId !== self.bootId;
+    if (!gone) {
+      const start = startTime(l.pid);
+      gone = start === null || (l.pidStartTime !== 0 && start !== l.pidStartTime);
+    }
+    if (!gone) continue;
+    deleted += (await store.sql.run('DELETE FROM health_loops WHERE host = :host AND boot_id = :boot AND pid = :pid AND pid_start_time = :start', {
+      host: l.host,
+      boot: l.bootId,
+      pid: l.pid,
+      start: l.pidStartTime,
+    })).changes;
+  }
+  return deleted;
+}
+
+/**
+ * Takes the alert cursor for this pass: on PostgreSQL the monitor_state row is locked with FOR UPDATE SKIP LOCKED,
+ * so that of several monitors passing at once only one turns the new events into alerts; the others get null and
+ * skip alert queueing (the next pass catches up from the cursor). On SQLite the pass's transaction already holds the
+ * write lock (BEGIN IMMEDIATE), so the cursor is simply read. Call inside store.tx().
+ */
+export async function takeEventCursor(store: Store): Promise<{ cursor: number } | null> {
+  const pg = store.sql.dialect === 'postgres';
+  const row = await store.sql.get<{ event_cursor: number | null }>(`SELECT event_cursor FROM monitor_state WHERE id = 1${pg ? ' FOR UPDATE SKIP LOCKED' : ''}`);
+  if (!row) {
+    if (pg && (await store.sql.get('SELECT 1 AS one FROM monitor_state WHERE id = 1'))) return null; // another monitor holds it
+    return { cursor: 0 };
+  }
+  return { cursor: Number(row.event_cursor ?? 0) };
+}
+
+/**
+ * Locks the agents a pass is about to write, in id order, skipping those another transaction holds (a heartbeat
+ * being written: that agent is alive, and the next pass judges it again). The deadlock rule on PostgreSQL: a
+ * transaction that writes several agents' transitions (each writes an event) must hold their rows before the
+ * first write. Returns the ids locked; on SQLite (one writer at a time) all of them.
+ */
+export async function lockAgents(store: Store, ids: readonly number[]): Promise<Set<number>> {
+  if (store.sql.dialect !== 'postgres' || !ids.length) return new Set(ids);
+  const rows = await store.sql.all<{ id: number }>(`SELECT id FROM agents WHERE id IN (${jsonArrayValues(store.sql.dialect, '?')}) ORDER BY id FOR UPDATE SKIP LOCKED`, [JSON.stringify([...new Set(ids)])]);
+  return new Set(rows.map((r) => Number(r.id)));
 }

@@ -17,7 +17,8 @@ import { restartConvicted } from './restart-stale.js';
 import type { Logger } from './log.js';
 import { buildHeartbeatMap } from './map.js';
 import { renderMetrics } from './metrics.js';
-import { type HealthPolicy, type HealthReport, checkHealth } from './pass.js';
+import { type HealthPolicy, type HealthReport, checkHealth, loopIdentity } from './pass.js';
+import { recordLoopStopped } from '../../store/monitor.js';
 
 /** The clock the loop reads: wall time for the pass, and a monotonic one to notice that the loop itself was paused. */
 export interface Clock {
@@ -129,6 +130,7 @@ export class HeartbeatHealthAgent extends EventEmitter {
         // Cut short what is still being delivered (it stays pending for the next monitor) before the lock goes.
         this.courier.abort();
         await this.courier.idle();
+        await this.recordStopped();
       }
       this.log.info(signal.aborted ? 'health loop stopped: it lost its lock' : 'health loop stopped');
     }).finally(() => {
@@ -204,6 +206,17 @@ export class HeartbeatHealthAgent extends EventEmitter {
   }
 
   /** Restarts what this pass convicted; a failure to restart one agent is logged, never stops the loop. */
+  /** Marks this loop's health_loops row as stopped cleanly; a database that cannot be reached is only logged. */
+  private async recordStopped(): Promise<void> {
+    try {
+      const loop = loopIdentity(this.opts.policy?.local ?? thisHost());
+      const at = await this.judgeTime();
+      await this.store.tx(async (s) => await recordLoopStopped(s, loop, at));
+    } catch (err) {
+      this.log.warn(`could not record that the health loop stopped: ${(err as Error).message}`);
+    }
+  }
+
   private async restartStale(opts: Omit<RestartOptions, 'respectBackoff' | 'dryRun'>): Promise<RestartResult[]> {
     try {
       const results = await restartConvicted(this.store, { ...opts, now: () => this.clock.now() });

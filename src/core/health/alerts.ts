@@ -2,6 +2,7 @@ import type { Store } from '../../store/store.js';
 import type { AgentRecord, AgentState, EventRecord } from '../../store/rows.js';
 import { type Cooldown, insertAlert, readCooldown, remindersDue, writeCooldown } from '../../store/alerts.js';
 import { agentById, eventsAfter } from '../../store/monitor.js';
+import { inOutage } from '../../store/outages.js';
 import { formatDuration, iso } from '../duration.js';
 import { inMaintenance, stateSeverity } from '../state.js';
 
@@ -83,8 +84,9 @@ export async function queueAlerts(store: Store, cursor: number, now: number, pol
     tally.events++;
     tally.lastEventId = e.id;
     const rule = typeof e.evidence?.rule === 'string' ? e.evidence.rule : null;
-    // A registration, a refused restart and a note (a log ping) keep the agent's state: no transition to count or alert on.
-    if (e.fromState === null || rule === 'refused' || rule === 'log') continue;
+    // A registration, a refused restart and a note (a log ping, a host's event) keep the agent's state: no transition
+    // to count or alert on. A host's event has its own alert, queued with the outage (outages.ts).
+    if (e.fromState === null || rule === 'refused' || rule === 'log' || rule === 'outage') continue;
     count(`transitions_total:${e.toState}`);
     if ((e.toState === 'stale' || e.toState === 'offline') && rule === 'clock') count('heartbeat_timeouts_total');
     if (rule === 'pid' || rule === 'boot-id') count('crash_proofs_total');
@@ -98,6 +100,18 @@ export async function queueAlerts(store: Store, cursor: number, now: number, pol
       continue;
     }
     if (inMaintenance(a, now)) continue;
+    if (policy.alertOn.includes(e.toState) && stateSeverity(a.state) && a.host !== null && (await inOutage(store, a.host, e.at))) {
+      // Its host is down as a whole and has had its one alert: record the agent as down, not told (its last alert
+      // before the spell), so no per-agent recovery follows it back, and a reminder comes a cooldown after it went
+      // down if it is still down once the outage is over.
+      if (!cd?.downState) {
+        tally.suppressed++;
+        count('alerts_suppressed_total');
+        count('alerts_suppressed_outage_total');
+        await writeCooldown(store, { agentId: a.id, lastAlertAt: Math.min(cd?.lastAlertAt ?? e.at - 1, e.at - 1), downState: e.toState, downSince: e.at });
+      }
+      continue;
+    }
     if (policy.alertOn.includes(e.toState)) {
       // A down spell that is already over (a heartbeat recorded the silence and the return together): history has
       // it; an alert and a recovery notice for it now would only be noise.
@@ -133,6 +147,8 @@ async function queueReminders(store: Store, now: number, policy: AlertPolicy, qu
       continue;
     }
     if (inMaintenance(a, now)) continue;
+    // While its host's outage is open, the host's alert stands for it.
+    if (a.host !== null && (await inOutage(store, a.host, now))) continue;
     queue('reminder', a, a.state, undefined, alertPayload('reminder', a, a.state, now, { previous: null, downSince: cd.downSince, host: policy.host }));
     await writeCooldown(store, { ...cd, lastAlertAt: now });
   }

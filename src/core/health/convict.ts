@@ -1,6 +1,6 @@
 import type { Store } from '../../store/store.js';
 import type { AgentState } from '../../store/rows.js';
-import { countWatched, dueAgents, readHeld, replaceHeld, writeGuardedTransition } from '../../store/monitor.js';
+import { countWatched, dueAgents, lockAgents, readHeld, replaceHeld, writeGuardedTransition } from '../../store/monitor.js';
 import { type LocalHost, type Verdict, judgeAgent, thisHost } from './judge.js';
 
 /** The mass-conviction rule: hold convictions when at least `minAgents` and more than `fraction` of the watched agents would be convicted at once. */
@@ -74,8 +74,11 @@ export async function convict(store: Store, now: number, opts: ConvictOptions = 
     }
     const holding = new Set(toHold.map((v) => v.agent.id));
     const applied: AppliedTransition[] = [];
+    // PostgreSQL's deadlock rule: hold every row this transaction writes before its first write (each writes an
+    // event); an agent whose row another transaction holds (a heartbeat, another monitor) is left to the next pass.
+    const locked = await lockAgents(store, verdicts.filter((v) => !holding.has(v.agent.id)).map((v) => v.agent.id));
     for (const v of verdicts) {
-      if (holding.has(v.agent.id)) continue;
+      if (holding.has(v.agent.id) || !locked.has(v.agent.id)) continue;
       const evidence = { ...v.evidence, ...(opts.passSeq !== undefined ? { pass: opts.passSeq } : {}), ...(wasHeld.has(v.agent.id) ? { held_one_pass: true } : {}) };
       if (await writeGuardedTransition(store, { agent: v.agent, to: v.to, since: v.since, reason: v.reason, evidence }, now)) {
         applied.push({ agent: v.agent.name, agentId: v.agent.id, from: v.agent.state, to: v.to, kind: v.kind, since: v.since, reason: v.reason, evidence });

@@ -1,11 +1,14 @@
 import type { Store } from '../../store/store.js';
 import type { AgentState } from '../../store/rows.js';
-import { beginPass, bumpCounters, readMonitor, recordPass, setEventCursor } from '../../store/monitor.js';
+import { type LoopIdentity, beginPass, bumpCounters, pruneLoops, recordLoopPass, recordPass, setEventCursor, takeEventCursor } from '../../store/monitor.js';
 import { expireCommands } from '../../store/commands.js';
 import { formatDuration } from '../duration.js';
 import { type AlertTally, DEFAULT_ALERT_ON, DEFAULT_COOLDOWN_MS, queueAlerts } from './alerts.js';
 import { type AppliedTransition, type HoldRule, convict } from './convict.js';
 import { type LocalHost, thisHost } from './judge.js';
+import { processStartTime } from '../host.js';
+import { VERSION } from '../../version.js';
+import { type OutageStepResult, hostOutageStep } from './outages.js';
 
 /** Everything a pass needs besides the store and the clock. Every field has the seeds' default. */
 export interface HealthPolicy {
@@ -26,6 +29,13 @@ export interface HealthPolicy {
    * convicts no one. The pass itself adds one suspicion: a clock earlier than the last recorded pass.
    */
   suspect?: string | null;
+  /** This loop process, as health_loops names it (default: this process on `local`'s host and boot). */
+  loop?: LoopIdentity;
+}
+
+/** This process as a health loop on `local`. */
+export function loopIdentity(local: LocalHost): LoopIdentity {
+  return { host: local.host ?? '', bootId: local.bootId ?? '', pid: process.pid, pidStartTime: processStartTime(process.pid) ?? 0 };
 }
 
 /** What one pass did. */
@@ -42,6 +52,10 @@ export interface HealthReport {
   alertsSuppressed: number;
   /** Commands whose deadline passed, settled by this pass (queued → cancelled, executing → failed). */
   commandsExpired: number;
+  /** Hosts this pass found silent as a whole (it opened their outage), and outages it ended. */
+  outages: OutageStepResult;
+  /** False when another monitor held the alert cursor: this pass queued no alerts (the next one catches up). */
+  alerted: boolean;
 }
 
 /** A wall clock this far behind the last recorded pass counts as a step back. */
@@ -67,27 +81,40 @@ export async function checkHealth(store: Store, now: number, policy: HealthPolic
   if (!suspect && before?.lastPassAt != null && now < before.lastPassAt - CLOCK_BACK_TOLERANCE_MS) {
     suspect = `the wall clock is ${formatDuration(before.lastPassAt - now)} behind the last pass`;
   }
+  // Hosts first: a host silent as a whole marks its agents stale with its own reason (once, by whichever monitor
+  // opens its outage), before the clock would convict them one by one. A suspect pass only ends outages.
+  const outages = await hostOutageStep(store, now, { observerHost: local.host, passSeq, targets: policy.targets ?? [], detect: !suspect });
   const convicted = suspect ? { applied: [], held: [], holdReason: null } : await convict(store, now, { local, passSeq, ...(policy.hold !== undefined ? { hold: policy.hold } : {}) });
   let commandsExpired = 0;
+  const loop = policy.loop ?? loopIdentity(local);
   const tally = await store.tx(async (store) => {
     // A suspect clock convicts no one and expires nothing: both judge by the wall clock.
     commandsExpired = suspect ? 0 : await expireCommands(store, null, now);
-    const cursor = (await readMonitor(store))?.eventCursor ?? 0;
-    const t = await queueAlerts(store, cursor, now, {
-      alertOn: policy.alertOn ?? DEFAULT_ALERT_ON,
-      cooldownMs: policy.alertCooldownMs ?? DEFAULT_COOLDOWN_MS,
-      targets: policy.targets ?? [],
-      host: local.host,
-    });
-    if (t.lastEventId !== cursor) await setEventCursor(store, t.lastEventId);
+    // Of several monitors passing at once, the one holding the cursor turns the new events into alerts.
+    const taken = await takeEventCursor(store);
+    let t: AlertTally | null = null;
+    if (taken) {
+      t = await queueAlerts(store, taken.cursor, now, {
+        alertOn: policy.alertOn ?? DEFAULT_ALERT_ON,
+        cooldownMs: policy.alertCooldownMs ?? DEFAULT_COOLDOWN_MS,
+        targets: policy.targets ?? [],
+        host: local.host,
+      });
+      if (t.lastEventId !== taken.cursor) await setEventCursor(store, t.lastEventId);
+      // The single-loop record, for readers of schema version 6 (its row is this pass's while it holds the cursor).
+      await recordPass(store, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, pid: process.pid, host: local.host });
+    }
     await bumpCounters(store, {
-      ...t.counters,
+      ...(t?.counters ?? {}),
       passes_total: 1,
       suspect_passes_total: suspect ? 1 : 0,
       convictions_held_total: convicted.held.length,
       commands_expired_total: commandsExpired,
+      host_outages_total: outages.opened.length,
+      ...Object.fromEntries(outages.opened.length || outages.ended.length ? [['alerts_queued_total:host', outages.opened.length + outages.ended.length]] : []),
     });
-    await recordPass(store, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, pid: process.pid, host: local.host });
+    await recordLoopPass(store, loop, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, passSeq, suspect, clockSkewMs: null, version: VERSION });
+    await pruneLoops(store, loop, local.startTime, now);
     return t;
   });
   return {
@@ -95,11 +122,17 @@ export async function checkHealth(store: Store, now: number, policy: HealthPolic
     at: now,
     durationMs: performance.now() - t0,
     suspect,
-    transitions: convicted.applied,
+    transitions: [...outages.transitions, ...convicted.applied],
     held: convicted.held,
     holdReason: convicted.holdReason,
-    alerts: tally.queued,
-    alertsSuppressed: tally.suppressed,
+    alerts: [
+      ...outages.opened.map((o) => ({ id: o.alertId, kind: 'alert', agent: `host ${o.host}`, state: 'stale' as AgentState })),
+      ...outages.ended.map((o) => ({ id: o.alertId, kind: 'recovery', agent: `host ${o.host}`, state: 'active' as AgentState })),
+      ...(tally?.queued ?? []),
+    ],
+    alertsSuppressed: tally?.suppressed ?? 0,
     commandsExpired,
+    outages,
+    alerted: tally !== null,
   };
 }
