@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { checkHealth, openStore, recentAlerts, readCounters, updateHeartbeat, type Store } from '../dist/index.js';
+import { recentOutages } from '../dist/store/outages.js';
+import { readLoops } from '../dist/store/monitor.js';
+import { tempDb } from './helpers.js';
+
+const T0 = 1_700_000_000_000;
+/** The monitor's host in these tests: agents on other hosts are rows with another host name, as a foreign writer records them. */
+const observer = { host: 'monitor-host', bootId: 'boot-m', startTime: () => null };
+const TARGETS = ['exec:true'];
+
+/** Registers `name` on `host` (1 s interval, stale after 3 s, offline after 10 s) and beats at `at`. */
+async function onHost(s: Store, host: string, name: string, at = T0): Promise<void> {
+  await s.register({ name, host, intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, at);
+  await updateHeartbeat(s, { name }, at);
+}
+
+const pass = (s: Store, now: number) => checkHealth(s, now, { local: observer, targets: TARGETS, hold: false });
+
+describe('a host silent as a whole', () => {
+  it('is one outage, one host event and one alert; its agents are stale with the reason and alert on their own only once it is over', async () => {
+    const s = await openStore({ path: tempDb() });
+    for (const n of ['c1', 'c2', 'c3']) await onHost(s, 'host-c', n);
+    const first = await pass(s, T0 + 3000);
+    expect(first.outages.opened).toMatchObject([{ host: 'host-c', count: 3, reason: 'host host-c unreachable: 3 agents' }]);
+    const [outage] = await recentOutages(s);
+    expect(outage).toMatchObject({ host: 'host-c', agents: 3, agentNames: ['c1', 'c2', 'c3'], endedAt: null, detectedBy: 'monitor-host' });
+    for (const n of ['c1', 'c2', 'c3']) {
+      const a = (await s.getAgent(n))!;
+      expect(a).toMatchObject({ state: 'stale', stateReason: 'host host-c unreachable: 3 agents' });
+      expect(a.stateEvidence).toMatchObject({ rule: 'host', outage_id: outage!.id });
+    }
+    // One host event (a note on the first agent), beside the agents' own transitions.
+    const hostEvents = (await s.listEvents({})).filter((e) => e.evidence?.rule === 'outage');
+    expect(hostEvents).toMatchObject([{ agentName: 'c1', fromState: 'stale', toState: 'stale', reason: 'host host-c unreachable: 3 agents' }]);
+    let alerts = await recentAlerts(s);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ agentName: 'host:host-c', kind: 'alert', payload: { kind: 'host', host: 'host-c', count: 3, outage_id: outage!.id } });
+    expect(alerts[0]!.deliveries).toMatchObject([{ target: 'exec:true', status: 'pending' }]);
+    // Offline by their own contracts while the outage is open: convicted, but no per-agent alert.
+    const off = await pass(s, T0 + 10_000);
+    expect(off.transitions.map((t) => `${t.agent}:${t.to}`).sort()).toEqual(['c1:offline', 'c2:offline', 'c3:offline']);
+    expect(await recentAlerts(s)).toHaveLength(1);
+    expect((await readCounters(s))['alerts_suppressed_outage_total']).toBe(3);
+    // Passes later open nothing more.
+    expect((await pass(s, T0 + 11_000)).outages.opened).toEqual([]);
+    // The host speaks again: one agent beats. The outage ends with one recovery notice; no per-agent recovery.
+    await updateHeartbeat(s, { name: 'c1' }, T0 + 12_000);
+    const back = await pass(s, T0 + 12_500);
+    expect(back.outages.ended).toMatchObject([{ host: 'host-c', reason: 'host host-c reachable again' }]);
+    expect((await recentOutages(s))[0]).toMatchObject({ id: outage!.id, endedAt: T0 + 12_500, endedReason: 'a heartbeat from the host arrived' });
+    for (const n of ['c2', 'c3']) await updateHeartbeat(s, { name: n }, T0 + 13_000);
+    await pass(s, T0 + 13_500);
+    alerts = await recentAlerts(s);
+    expect(alerts.map((a) => `${a.agentName}:${a.kind}`)).toEqual(['host:host-c:recovery', 'host:host-c:alert']);
+    expect(alerts[0]!.payload).toMatchObject({ kind: 'host-recovery', host: 'host-c', outage_id: outage!.id });
+    expect((await s.listEvents({})).filter((e) => e.evidence?.rule === 'outage').map((e) => e.reason)).toEqual(['host host-c unreachable: 3 agents', 'host host-c reachable again']);
+    await s.close();
+  });
+
+  it('a single dead agent on a live host is not an outage: it is judged and alerted on its own', async () => {
+    const s = await openStore({ path: tempDb() });
+    await onHost(s, 'host-d', 'alive');
+    await onHost(s, 'host-d', 'dead');
+    for (let t = 1000; t <= 10_000; t += 1000) {
+      await updateHeartbeat(s, { name: 'alive' }, T0 + t);
+      await pass(s, T0 + t);
+    }
+    expect(await recentOutages(s)).toEqual([]);
+    expect((await s.getAgent('dead'))!).toMatchObject({ state: 'offline', stateReason: 'no heartbeat within the offline threshold' });
+    expect((await recentAlerts(s)).map((a) => `${a.agentName}:${a.kind}`)).toEqual(['dead:alert']);
+    await s.close();
+  });
+
+  it('a host whose health loop still passes is not silent; one whose loop went quiet with it is', async () => {
+    const s = await openStore({ path: tempDb() });
+    for (const n of ['e1', 'e2']) await onHost(s, 'host-e', n);
+    // host-e's own loop passes (as its monitor records itself) until T0 + 2000.
+    const loopE = { host: 'host-e', bootId: 'boot-e', pid: 4242, pidStartTime: 1 };
+    await checkHealth(s, T0 + 1000, { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
+    await checkHealth(s, T0 + 2000, { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
+    expect((await readLoops(s)).map((l) => l.host)).toContain('host-e');
+    // At T0 + 3000 its agents are overdue but its loop passed 1 s ago (within its period and grace): no outage.
+    expect((await pass(s, T0 + 3000)).outages.opened).toEqual([]);
+    expect((await s.getAgent('e1'))!.stateReason).toBe('heartbeat overdue');
+    await s.close();
+  });
+
+  it('several monitors (real processes) passing at once over one database make each transition, outage and alert once', async () => {
+    const db = tempDb();
+    const s = await openStore({ path: db });
+    for (const n of ['x1', 'x2']) await onHost(s, 'host-x', n);
+    for (const n of ['solo1', 'solo2', 'solo3']) {
+      await s.register({ name: n, intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
+      await updateHeartbeat(s, { name: n }, T0);
+    }
+    await s.close();
+    const { spawn } = await import('node:child_process');
+    const { DIST } = await import('./helpers.js');
+    const script = `
+      const { openStore, checkHealth } = await import(${JSON.stringify(new URL(`file://${DIST}/index.js`).href)});
+      const { claimDeliveries } = await import(${JSON.stringify(new URL(`file://${DIST}/store/alerts.js`).href)});
+      const [db, me] = process.argv.slice(1);
+      const s = await openStore({ path: db });
+      const local = { host: 'monitor-' + me, bootId: 'b' + me, startTime: () => null };
+      const claimed = [];
+      for (const t of [3000, 3000, 10000, 10000, 10000, 12000]) {
+        await checkHealth(s, ${T0} + t, { local, targets: ['exec:true'], hold: false });
+        for (const d of await claimDeliveries(s, ['exec:true'], ${T0} + t, ${T0} + t + 3600000)) claimed.push(d.alertId);
+      }
+      console.log(JSON.stringify(claimed));
+      await s.close();`;
+    const children = [1, 2, 3].map((i) => {
+      const c = spawn(process.execPath, ['--input-type=module', '-e', script, db, String(i)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      c.stdout.on('data', (d) => (out += d));
+      c.stderr.on('data', (d) => (err += d));
+      return new Promise<{ code: number | null; out: string; err: string }>((resolve) => c.on('close', (code) => resolve({ code, out, err })));
+    });
+    const results = await Promise.all(children);
+    for (const r of results) expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: '' });
+    const claimed = results.flatMap((r) => JSON.parse(r.out.trim()) as number[]);
+    const raw = new Database(db, { readonly: true });
+    // Each transition once: per agent, no two events with the same from and to in a row.
+    const events = raw.prepare("SELECT agent_name, from_state, to_state FROM events WHERE from_state IS NOT to_state ORDER BY id").all() as { agent_name: string; from_state: string | null; to_state: string }[];
+    const per = new Map<string, string[]>();
+    for (const e of events) per.set(e.agent_name, [...(per.get(e.agent_name) ?? []), `${e.from_state}>${e.to_state}`]);
+    for (const n of ['solo1', 'solo2', 'solo3']) expect(per.get(n)).toEqual(['null>initializing', 'initializing>active', 'active>stale', 'stale>offline']);
+    for (const n of ['x1', 'x2']) expect(per.get(n)).toEqual(['null>initializing', 'initializing>active', 'active>stale', 'stale>offline']);
+    expect(raw.prepare("SELECT count(*) FROM events WHERE json_extract(evidence, '$.rule') = 'outage'").pluck().get()).toBe(1);
+    expect(raw.prepare('SELECT count(*) FROM host_outages').pluck().get()).toBe(1);
+    // Each alert once: one offline alert per lone agent, one host alert, none for the host's agents.
+    const alerts = raw.prepare('SELECT id, agent_name, kind FROM alerts ORDER BY agent_name').all() as { id: number; agent_name: string; kind: string }[];
+    expect(alerts.map((a) => `${a.agent_name}:${a.kind}`)).toEqual(['host:host-x:alert', 'solo1:alert', 'solo2:alert', 'solo3:alert']);
+    // Each delivery claimed by exactly one monitor.
+    expect([...claimed].sort((a, b) => a - b)).toEqual(alerts.map((a) => a.id).sort((a, b) => a - b));
+    // Every monitor recorded its own loop.
+    expect((raw.prepare('SELECT host FROM health_loops ORDER BY host').pluck().all() as string[])).toEqual(['monitor-1', 'monitor-2', 'monitor-3']);
+    raw.close();
+  });
+});
