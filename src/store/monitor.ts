@@ -242,8 +242,15 @@ function loopRecord(r: Record<string, unknown>): HealthLoopRecord {
 
 const READ_LOOPS = 'SELECT * FROM health_loops ORDER BY last_pass_at DESC, host, pid';
 
-/** The health loops seen on this database, the latest pass first. */
+/**
+ * The health loops seen on this database, the latest pass first; [] on a database older than version 7 (readers
+ * read versions 4 and later as they are).
+ */
 export async function readLoops(store: Store): Promise<HealthLoopRecord[]> {
+  const has = store.sql.dialect === 'postgres'
+    ? await store.sql.get<{ ok: boolean }>("SELECT to_regclass('health_loops') IS NOT NULL AS ok")
+    : await store.sql.get<{ ok: number }>("SELECT count(*) AS ok FROM sqlite_schema WHERE type = 'table' AND name = 'health_loops'");
+  if (!has?.ok) return [];
   return (await store.sql.all(READ_LOOPS)).map(loopRecord);
 }
 
