@@ -1,9 +1,11 @@
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { checkHealth, openStore, recentAlerts, readCounters, updateHeartbeat, type Store } from '../dist/index.js';
 import { recentOutages } from '../dist/store/outages.js';
 import { readLoops } from '../dist/store/monitor.js';
-import { tempDb } from './helpers.js';
+import { DIST, exited, start, tempDb } from './helpers.js';
 
 const T0 = 1_700_000_000_000;
 /** The monitor's host in these tests: agents on other hosts are rows with another host name, as a foreign writer records them. */
@@ -96,11 +98,9 @@ describe('a host silent as a whole', () => {
       await updateHeartbeat(s, { name: n }, T0);
     }
     await s.close();
-    const { spawn } = await import('node:child_process');
-    const { DIST } = await import('./helpers.js');
     const script = `
-      const { openStore, checkHealth } = await import(${JSON.stringify(new URL(`file://${DIST}/index.js`).href)});
-      const { claimDeliveries } = await import(${JSON.stringify(new URL(`file://${DIST}/store/alerts.js`).href)});
+      const { openStore, checkHealth } = await import(${JSON.stringify(pathToFileURL(join(DIST, 'index.js')).href)});
+      const { claimDeliveries } = await import(${JSON.stringify(pathToFileURL(join(DIST, 'store/alerts.js')).href)});
       const [db, me] = process.argv.slice(1);
       const s = await openStore({ path: db });
       const local = { host: 'monitor-' + me, bootId: 'b' + me, startTime: () => null };
@@ -111,15 +111,9 @@ describe('a host silent as a whole', () => {
       }
       console.log(JSON.stringify(claimed));
       await s.close();`;
-    const children = [1, 2, 3].map((i) => {
-      const c = spawn(process.execPath, ['--input-type=module', '-e', script, db, String(i)], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      c.stdout.on('data', (d) => (out += d));
-      c.stderr.on('data', (d) => (err += d));
-      return new Promise<{ code: number | null; out: string; err: string }>((resolve) => c.on('close', (code) => resolve({ code, out, err })));
-    });
-    const results = await Promise.all(children);
+    const children = [1, 2, 3].map((i) => start(process.execPath, ['--input-type=module', '-e', script, db, String(i)]));
+    const results = [];
+    for (const c of children) results.push({ code: (await exited(c)).code, out: c.output(), err: c.errors() });
     for (const r of results) expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: '' });
     const claimed = results.flatMap((r) => JSON.parse(r.out.trim()) as number[]);
     const raw = new Database(db, { readonly: true });

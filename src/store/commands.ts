@@ -1,5 +1,6 @@
 import { AgentNotFoundError } from '../errors.js';
 import { CLAIM_SQL, COMPLETE_SQL, EXPIRE_SQL, SEND_SQL } from './protocol.js';
+import { PG_EXPIRE_SQL } from './postgres/protocol.js';
 import { type CommandRecord, type CommandState, toCommandRecord } from './rows.js';
 import type { Store } from './store.js';
 import { jsonArrayValues } from './dialect.js';
@@ -42,12 +43,14 @@ export async function selectCommands(store: Store, q: { agent?: string; states?:
 // Agents poll for commands every second or so, and an UPDATE takes the write lock even when it changes nothing,
 // competing with every heartbeat. So each write below is preceded by a read that finds whether it has work.
 const EXPIRABLE = `SELECT 1 FROM commands WHERE state IN ('queued', 'executing') AND deadline_at <= :now
-  AND (:name IS NULL OR agent_id = (SELECT id FROM agents WHERE name = :name)) LIMIT 1`;
+  AND (CAST(:name AS text) IS NULL OR agent_id = (SELECT id FROM agents WHERE name = CAST(:name AS text))) LIMIT 1`;
 const CLAIMABLE = `SELECT 1 FROM commands WHERE agent_id = (SELECT id FROM agents WHERE name = :name) AND state = 'queued' LIMIT 1`;
 
 /** Settles commands past their deadline (of one agent, or all); returns how many. Writes only when there are some. */
 export async function expireCommands(store: Store, name: string | null, now: number): Promise<number> {
   if ((await store.sql.get(EXPIRABLE, { name, now })) === undefined) return 0;
+  // PostgreSQL's statement settles by the server's clock (state_database.md, "Time comes from the server").
+  if (store.sql.dialect === 'postgres') return (await store.sql.run(PG_EXPIRE_SQL, { name })).changes;
   return (await store.sql.run(EXPIRE_SQL, { name, now })).changes;
 }
 
