@@ -108,10 +108,12 @@ export async function claimDeliveries(store: Store, targets: readonly string[], 
          AND NOT EXISTS (SELECT 1 FROM alert_deliveries e JOIN alerts b ON b.id = e.alert_id
                           WHERE e.target = d.target AND e.status IN ('pending', 'sending') AND e.alert_id < d.alert_id AND b.agent_name = a.agent_name)
        ORDER BY d.alert_id LIMIT :limit${s.sql.dialect === 'postgres' ? ' FOR UPDATE OF d SKIP LOCKED' : ''}`;
-    const claim = "UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1 WHERE alert_id = :id AND target = :target";
+    // Guarded like the pick: a claim another monitor committed since the pick read the row is not taken again.
+    const claim = `UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1
+       WHERE alert_id = :id AND target = :target AND (status = 'pending' OR (status = 'sending' AND claimed_until < :now))`;
     for (const target of new Set(targets)) {
       for (const r of await s.sql.all(pick, { target, now, limit, skip: JSON.stringify(skip) })) {
-        await s.sql.run(claim, { until: claimUntil, id: r.alert_id, target });
+        if ((await s.sql.run(claim, { until: claimUntil, id: r.alert_id, target, now })).changes !== 1) continue;
         out.push({ alertId: Number(r.alert_id), target, attempts: Number(r.attempts) + 1, payload: JSON.parse(String(r.payload)), createdAt: Number(r.created_at), claimedUntil: claimUntil });
       }
     }
