@@ -2,10 +2,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { checkHealth, openStore, recentAlerts, readCounters, updateHeartbeat, type Store } from '../dist/index.js';
+import { HeartbeatHealthAgent, checkHealth, openStore, recentAlerts, readCounters, updateHeartbeat, type Store } from '../dist/index.js';
+import { hostname } from 'node:os';
 import { recentOutages } from '../dist/store/outages.js';
 import { readLoops } from '../dist/store/monitor.js';
-import { DIST, exited, start, tempDb } from './helpers.js';
+import { DIST, cli, cliJson, exited, start, tempDb, waitFor } from './helpers.js';
 
 const T0 = 1_700_000_000_000;
 /** The monitor's host in these tests: agents on other hosts are rows with another host name, as a foreign writer records them. */
@@ -133,5 +134,49 @@ describe('a host silent as a whole', () => {
     // Every monitor recorded its own loop.
     expect((raw.prepare('SELECT host FROM health_loops ORDER BY host').pluck().all() as string[])).toEqual(['monitor-1', 'monitor-2', 'monitor-3']);
     raw.close();
+  });
+});
+
+describe('health_loops', () => {
+  it('a pass records its loop; it deletes the rows of its host whose process is gone or from another boot, and rows older than 7 days', async () => {
+    const s = await openStore({ path: tempDb() });
+    const raw = new Database(s.path);
+    const row = (host: string, boot: string, pid: number, start: number, at: number) =>
+      raw.prepare('INSERT INTO health_loops (host, boot_id, pid, pid_start_time, started_at, passes, last_pass_at) VALUES (?, ?, ?, ?, ?, 1, ?)').run(host, boot, pid, start, at, at);
+    // On this (test) host: a loop whose process is alive, one that is gone, one whose pid is now another process, one from an older boot.
+    const alive = new Map([[101, 5], [103, 9]]);
+    const local = { host: 'here', bootId: 'boot-now', startTime: (pid: number) => alive.get(pid) ?? null };
+    row('here', 'boot-now', 101, 5, T0);
+    row('here', 'boot-now', 102, 5, T0);
+    row('here', 'boot-now', 103, 5, T0);
+    row('here', 'boot-old', 101, 5, T0);
+    // Elsewhere: a recent loop stays (this host cannot judge its process); one silent for more than 7 days goes.
+    row('there', 'boot-x', 7, 1, T0);
+    row('far', 'boot-y', 8, 1, T0 - 8 * 24 * 3600_000);
+    raw.close();
+    const me = { host: 'here', bootId: 'boot-now', pid: 999, pidStartTime: 42 };
+    await checkHealth(s, T0 + 1000, { local, loop: me, everyMs: 1000 });
+    const loops = await readLoops(s);
+    expect(loops.map((l) => `${l.host}/${l.bootId}/${l.pid}`).sort()).toEqual(['here/boot-now/101', 'here/boot-now/999', 'there/boot-x/7']);
+    expect(loops.find((l) => l.pid === 999)).toMatchObject({ passes: 1, lastPassAt: T0 + 1000, everyMs: 1000, startedAt: T0 + 1000 });
+    await checkHealth(s, T0 + 2000, { local, loop: me, everyMs: 1000 });
+    expect((await readLoops(s)).find((l) => l.pid === 999)).toMatchObject({ passes: 2, lastPassAt: T0 + 2000, startedAt: T0 + 1000 });
+    await s.close();
+  });
+
+  it("status --json lists the loops seen and their hosts; a loop's clean stop is recorded", async () => {
+    const db = tempDb();
+    expect(cli(['monitor', '--once', '--every', '1m'], { db }).code).toBe(0);
+    const loop = cliJson(['status'], { db }).healthLoop;
+    expect(loop).toMatchObject({ ran: true, overdue: false, hosts: [hostname()] });
+    expect(loop.loops).toMatchObject([{ host: hostname(), everyMs: 60_000, passes: 1, overdue: false, stoppedAt: null }]);
+    const s = await openStore({ path: db });
+    const agent = new HeartbeatHealthAgent({ store: s, everyMs: 50 });
+    const running = agent.start();
+    await waitFor(async () => (await readLoops(s)).some((l) => l.pid === process.pid && l.passes >= 1), 'the loop to pass');
+    await agent.stop();
+    await running;
+    expect((await readLoops(s)).find((l) => l.pid === process.pid)!.stoppedAt).not.toBeNull();
+    await s.close();
   });
 });
