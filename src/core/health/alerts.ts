@@ -105,8 +105,6 @@ export async function queueAlerts(store: Store, cursor: number, now: number, pol
       // before the spell), so no per-agent recovery follows it back, and a reminder comes a cooldown after it went
       // down if it is still down once the outage is over.
       if (!cd?.downState) {
-        tally.suppressed++;
-        count('alerts_suppressed_total');
         count('alerts_suppressed_outage_total');
         await writeCooldown(store, { agentId: a.id, lastAlertAt: Math.min(cd?.lastAlertAt ?? e.at - 1, e.at - 1), downState: e.toState, downSince: e.at });
       }

@@ -111,7 +111,10 @@ export async function checkHealth(store: Store, now: number, policy: HealthPolic
       convictions_held_total: convicted.held.length,
       commands_expired_total: commandsExpired,
       host_outages_total: outages.opened.length,
-      ...Object.fromEntries(outages.opened.length || outages.ended.length ? [['alerts_queued_total:host', outages.opened.length + outages.ended.length]] : []),
+      host_outages_ended_total: outages.ended.length,
+      // A host's alert and its recovery notice are alerts like any other.
+      'alerts_queued_total:alert': (t?.counters['alerts_queued_total:alert'] ?? 0) + outages.opened.length,
+      'alerts_queued_total:recovery': (t?.counters['alerts_queued_total:recovery'] ?? 0) + outages.ended.length,
     });
     await recordLoopPass(store, loop, { at: now, durationMs: performance.now() - t0, everyMs: policy.everyMs ?? null, passSeq, suspect, clockSkewMs: null, version: VERSION });
     await pruneLoops(store, loop, local.startTime, now);
