@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -136,7 +137,10 @@ describe('agentctl monitor', () => {
     raw.prepare('UPDATE monitor_state SET last_pass_at = last_pass_at - 600000').run();
     raw.prepare('UPDATE health_loops SET last_pass_at = last_pass_at - 600000').run();
     raw.close();
-    expect(cli(['status'], { db }).stderr).toMatch(/warning: no health loop has passed for 10m/);
+    const late = cli(['status'], { db }).stderr;
+    expect(late).toMatch(/warning: no health loop has passed for 10m/);
+    // Where loops were last seen (health_loops): this host.
+    expect(late).toContain(`(last seen on ${hostname()})`);
     const check = cli(['check'], { db });
     expect(check.code).toBe(1);
     expect(check.stdout).toMatch(/^WARNING: no health loop has passed for 10m/);
