@@ -62,6 +62,22 @@ describe('a host silent as a whole', () => {
     await s.close();
   });
 
+  it("ends when a health loop on the host passes again, with one recovery notice", async () => {
+    const s = await openStore({ path: tempDb() });
+    for (const n of ['f1', 'f2']) await onHost(s, 'host-f', n);
+    expect((await pass(s, T0 + 3000)).outages.opened).toHaveLength(1);
+    // host-f's own monitor comes back (its agents are still silent) and passes.
+    const hostF = { host: 'host-f', bootId: 'boot-f', startTime: () => null };
+    await checkHealth(s, T0 + 4000, { local: hostF, loop: { host: 'host-f', bootId: 'boot-f', pid: 77, pidStartTime: 1 }, hold: false });
+    const next = await pass(s, T0 + 4500);
+    expect(next.outages.ended).toMatchObject([{ host: 'host-f' }]);
+    expect((await recentOutages(s))[0]).toMatchObject({ endedAt: T0 + 4500, endedReason: 'a health loop on the host passed' });
+    expect((await recentAlerts(s)).map((a) => `${a.agentName}:${a.kind}`)).toEqual(['host:host-f:recovery', 'host:host-f:alert']);
+    // Its agents are still overdue, and its loop passes: judged one by one from now on, not a new outage.
+    expect((await pass(s, T0 + 5000)).outages.opened).toEqual([]);
+    await s.close();
+  });
+
   it('a single dead agent on a live host is not an outage: it is judged and alerted on its own', async () => {
     const s = await openStore({ path: tempDb() });
     await onHost(s, 'host-d', 'alive');
