@@ -67,7 +67,7 @@ export function contextFrom(g: GlobalOptions, extra: { logDir?: string; allowSha
         contract: config.contract,
         mode,
         // The per-user default location is ours to create; a path the user chose must already have its directory.
-        createDir: config.dbPathSource === 'default',
+        createDir: config.dbPathSource === 'default' && !config.dbIsUrl,
       });
     },
     now: () => Date.now(),

@@ -60,7 +60,7 @@ async function readTable(store: Store, q: AgentQuery, now: number, c: ChalkInsta
 }
 
 function nothingToShow(ctx: CliContext, store: Store | undefined, q: AgentQuery): string {
-  if (!store) return `No agents yet: ${ctx.config.dbPath} does not exist. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.`;
+  if (!store) return `No agents yet: ${ctx.config.dbLabel} does not exist. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.`;
   return q.states || q.group || q.names?.length ? 'No agents match.' : "No agents registered. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.";
 }
 
@@ -73,7 +73,7 @@ export async function renderStatus(ctx: CliContext, store: Store | undefined, q:
   const now = ctx.now();
   const c = painter(ctx.color);
   const lines: string[] = [];
-  if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${ctx.config.dbPath} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
+  if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${safeText(ctx.config.dbLabel)} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
   const loop = store ? await healthLoopStatus(store, now) : null;
   const t = store ? await readTable(store, q, now, c) : null;
   if (!store || !t || !t.columns.size) {

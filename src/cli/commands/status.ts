@@ -100,7 +100,7 @@ export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | u
 }
 
 async function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): AsyncGenerator<string | string[]> {
-  yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(ctx.config.dbPath)},\n  "agents": [`;
+  yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(ctx.config.dbLabel)},\n  "agents": [`;
   const counts = countStates([]);
   let total = 0;
   // Read first: the connection is busy while the agents are iterated.
