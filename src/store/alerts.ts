@@ -123,7 +123,7 @@ export async function finishDelivery(store: Store, d: { alertId: number; target:
   await store.sql.run(
     `UPDATE alert_deliveries SET status = :status, claimed_until = NULL, last_error = :error,
          sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END
-       WHERE alert_id = :id AND target = :target AND status = 'sending' AND (:claim IS NULL OR claimed_until = :claim)`,
+       WHERE alert_id = :id AND target = :target AND status = 'sending' AND (CAST(:claim AS BIGINT) IS NULL OR claimed_until = :claim)`,
     { status: outcome, error, now, id: d.alertId, target: d.target, claim: d.claimedUntil ?? null },
   );
 }

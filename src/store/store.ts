@@ -438,7 +438,7 @@ function eventsSql(select: string, q: EventQuery): { sql: string; args: Record<s
   const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
   if (q.limit !== undefined) args.limit = q.limit;
   const sql = q.limit !== undefined
-    ? `SELECT ${select} FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) ORDER BY id`
+    ? `SELECT ${select} FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) newest ORDER BY id`
     : `SELECT ${select} FROM events${filter} ORDER BY id`;
   return { sql, args };
 }
