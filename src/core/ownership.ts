@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { isPostgresUrl } from '../store/engine.js';
+import { redactUrl } from './redact.js';
 import { type Stats, lstatSync, realpathSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { AgentctlError } from '../errors.js';
@@ -56,6 +58,20 @@ export class SharedDatabaseError extends AgentctlError {
 
 /** Reads who owns the database at `path` (which must exist) and who else may write it. */
 export function databaseOwnership(path: string): Ownership {
+  if (isPostgresUrl(path)) {
+    // No file: whoever has the database's credentials writes its rows, so root treats it as shared (strict mode).
+    const root = process.geteuid?.() === 0;
+    const self = process.getuid?.() ?? -1;
+    return {
+      path: redactUrl(path),
+      realPath: path,
+      owner: { uid: self, gid: process.getgid?.() ?? -1 },
+      root,
+      uid: self,
+      runAs: null,
+      writableBy: root ? ['it is a PostgreSQL database, written by anyone with its credentials'] : [],
+    };
+  }
   const realPath = realpathSync(path);
   const st = statSync(realPath);
   const owner = { uid: st.uid, gid: st.gid };

@@ -42,7 +42,7 @@ export async function selectCommands(store: Store, q: { agent?: string; states?:
 // Agents poll for commands every second or so, and an UPDATE takes the write lock even when it changes nothing,
 // competing with every heartbeat. So each write below is preceded by a read that finds whether it has work.
 const EXPIRABLE = `SELECT 1 FROM commands WHERE state IN ('queued', 'executing') AND deadline_at <= :now
-  AND (:name IS NULL OR agent_id = (SELECT id FROM agents WHERE name = :name)) LIMIT 1`;
+  AND (CAST(:name AS TEXT) IS NULL OR agent_id = (SELECT id FROM agents WHERE name = :name)) LIMIT 1`;
 const CLAIMABLE = `SELECT 1 FROM commands WHERE agent_id = (SELECT id FROM agents WHERE name = :name) AND state = 'queued' LIMIT 1`;
 
 /** Settles commands past their deadline (of one agent, or all); returns how many. Writes only when there are some. */
