@@ -1,4 +1,5 @@
 import type { ChalkInstance } from 'chalk';
+import { MAX_CLOCK_OFFSET_MS, hostClockOffsets } from '../store/fleet.js';
 import { type AgentQuery, type ReadAgent, CLOCK_COLUMNS, readAgents, uptimeOf } from '../core/agents.js';
 import { formatDuration } from '../core/duration.js';
 import { healthLoopStatus } from '../core/health/loop-status.js';
@@ -86,6 +87,10 @@ export async function renderStatus(ctx: CliContext, store: Store | undefined, q:
     if (warn) warn(`warning: ${loop.warning}`);
     else lines.push(c.yellow(`warning: ${loop.warning}`));
   }
+  for (const w of store ? await clockWarnings(store) : []) {
+    if (warn) warn(w);
+    else lines.push(c.yellow(w));
+  }
   return lines.join('\n');
 }
 
@@ -110,6 +115,14 @@ export async function printStatus(ctx: CliContext, store: Store | undefined, q: 
   void w.write(`${summaryLine(t.counts, (s) => paintState(c, s))}\n`);
   await w.flush();
   if (loop?.warning) ctx.err(c.yellow(`warning: ${loop.warning}`));
+  for (const w of await clockWarnings(store)) ctx.err(c.yellow(w));
+}
+
+/** One warning line per host whose clock is off the database server's by more than a second (PostgreSQL only). */
+async function clockWarnings(store: Store): Promise<string[]> {
+  return (await hostClockOffsets(store, MAX_CLOCK_OFFSET_MS)).map(
+    (h) => `warning: the clock of host ${safeText(h.host)} is off by ${formatDuration(h.maxOffsetMs)} (${h.agents === 1 ? '1 agent' : `${h.agents} agents`}); the database server's clock judges its agents, but fix its time sync`,
+  );
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Store } from './store.js';
 import type { AgentState } from './rows.js';
 import type { Dialect } from './sql.js';
 import { greatest, truncInt } from './dialect.js';
+import { PG_CLOCK_SKEW_SQL } from './postgres/protocol.js';
 
 /**
  * The state core/state.ts deriveState gives an agents row at :now, as an SQL expression, for queries that count or
@@ -77,3 +78,23 @@ function scopeWhere(scope: FleetScope): { where: string; args: Record<string, un
   }
   return { where: ` WHERE ${where.join(' AND ')}`, args };
 }
+
+/** A host whose writers' clocks were off at their last heartbeat, by the largest offset among its agents. */
+export interface HostClockOffset {
+  host: string;
+  maxOffsetMs: number;
+  agents: number;
+}
+
+/**
+ * Hosts whose writers' clocks are off the database server's by more than `minOffsetMs` (-1: every host that sent its
+ * clock). Only a database server records the writer's clock: on SQLite every writer shares this host's, so none.
+ */
+export async function hostClockOffsets(store: Store, minOffsetMs: number): Promise<HostClockOffset[]> {
+  if (store.sql.dialect !== 'postgres') return [];
+  const rows = await store.sql.all<{ host: string; max_offset_ms: number; agents: number }>(PG_CLOCK_SKEW_SQL, { max_offset_ms: minOffsetMs });
+  return rows.map((r) => ({ host: r.host, maxOffsetMs: Number(r.max_offset_ms), agents: Number(r.agents) }));
+}
+
+/** A clock off by more than this is reported (status, db-check, metrics). */
+export const MAX_CLOCK_OFFSET_MS = 1000;

@@ -274,7 +274,7 @@ export class Store {
    * no agent has that name, and nothing was written.
    */
   async heartbeatRow(p: HeartbeatParams, now: number): Promise<boolean> {
-    return (await this.sql.run(this.heartbeatSql, heartbeatBindings(p, now))).changes === 1;
+    return (await this.sql.run(this.heartbeatSql, heartbeatBindings(p, now, this.sql.dialect))).changes === 1;
   }
 
   /**
@@ -283,7 +283,7 @@ export class Store {
    */
   async heartbeat(p: HeartbeatParams, now: number): Promise<{ registered: boolean }> {
     if (await this.heartbeatRow(p, now)) return { registered: false };
-    const bindings = heartbeatBindings(p, now);
+    const bindings = heartbeatBindings(p, now, this.sql.dialect);
     return this.tx(async (s) => {
       const existed = (await s.sql.run(this.heartbeatSql, bindings)).changes === 1;
       if (existed) return { registered: false };
@@ -301,7 +301,7 @@ export class Store {
     return this.tx(async (s) => {
       const existed = await s.exists(r.name);
       await s.sql.run(this.registerSql, registerBindings(r, now));
-      await s.sql.run(this.heartbeatSql, heartbeatBindings(h, now));
+      await s.sql.run(this.heartbeatSql, heartbeatBindings(h, now, this.sql.dialect));
       return { registered: !existed, agent: (await s.getAgent(r.name))! };
     });
   }
@@ -476,14 +476,16 @@ export function wholeIdentity(p: Pick<RegisterParams, 'pid' | 'pidStartTime' | '
   return p.pid == null || (p.pidStartTime != null && p.host != null && p.bootId != null);
 }
 
-function heartbeatBindings(p: HeartbeatParams, now: number): Record<string, unknown> {
+function heartbeatBindings(p: HeartbeatParams, now: number, dialect: Dialect): Record<string, unknown> {
+  // On a database server the server's clock stamps the heartbeat; the writer's own clock (this process's, unless
+  // given) is kept beside it so that a host whose clock is off is reported. SQLite's statement has no such column.
+  if (dialect === 'postgres') return { name: p.name, status: p.status ?? null, message: p.message ?? null, metadata: p.metadataJson ?? null, progress: p.progress ?? null, writer_clock: p.writerClock ?? Date.now() };
   return {
     name: p.name,
     status: p.status ?? null,
     message: p.message ?? null,
     metadata: p.metadataJson ?? null,
     progress: p.progress ?? null,
-    writer_clock: p.writerClock ?? null,
     now,
   };
 }

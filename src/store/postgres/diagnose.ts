@@ -5,10 +5,8 @@ import { readMonitor } from '../monitor.js';
 import type { Store } from '../store.js';
 import { ADVISORY_CLASS, advisoryKey } from './lease.js';
 import { PG_SCHEMA_VERSION } from './migrate.js';
-import { PG_CLOCK_SKEW_SQL } from './protocol.js';
+import { MAX_CLOCK_OFFSET_MS, hostClockOffsets } from '../fleet.js';
 
-/** Hosts whose writers' clocks are off by more than this are reported (status, db-check, metrics). */
-export const MAX_CLOCK_OFFSET_MS = 1000;
 
 /** What db-check reports about a PostgreSQL database beyond its findings. */
 export interface PgDetails {
@@ -47,8 +45,7 @@ export async function diagnosePg(store: Store, now: number): Promise<Diagnosis &
      WHERE datname = current_database() GROUP BY application_name, client_addr, state ORDER BY application_name, client_addr, state`,
   )).map((r) => ({ applicationName: r.application_name, clientAddr: r.client_addr, state: r.state, count: Number(r.n) }));
   findings.push({ check: 'connections', ok: true, detail: `${connections.reduce((n, c) => n + c.count, 0)} open to this database` });
-  const clockSkew = (await store.sql.all<{ host: string; max_offset_ms: number; agents: number }>(PG_CLOCK_SKEW_SQL, { max_offset_ms: MAX_CLOCK_OFFSET_MS }))
-    .map((r) => ({ host: r.host, maxOffsetMs: Number(r.max_offset_ms), agents: Number(r.agents) }));
+  const clockSkew = await hostClockOffsets(store, MAX_CLOCK_OFFSET_MS);
   findings.push({
     check: 'clock skew',
     ok: clockSkew.length === 0,
