@@ -1,26 +1,9 @@
 import { defineConfig } from 'vitest/config';
+import { BOTH_ENGINES, SQLITE_ONLY_FILES, SQLITE_ONLY_TESTS } from './test/sqlite-only.js';
 
-/**
- * The tests that do not depend on the engine run a second time against PostgreSQL (the project 'postgres', with
- * AGENTCTL_TEST_ENGINE=postgres: test/helpers.ts's tempDb() then gives a fresh database of the run's cluster and
- * cli() passes its URL as --db). Every other test file is SQLite-only, for the reason given in SQLITE_ONLY: a file
- * is in the PostgreSQL project or it is not, nothing in it is skipped.
- */
-export const BOTH_ENGINES = [
-  'test/state.test.ts',
-  'test/health.test.ts',
-  'test/alerts.test.ts',
-  'test/alert-delivery.test.ts',
-  'test/commands.test.ts',
-  'test/cleanup.test.ts',
-  'test/input.test.ts',
-  'test/cli.test.ts',
-  'test/agent-lifecycle.test.ts',
-  'test/store.test.ts',
-  'test/agent.test.ts',
-  'test/run.test.ts',
-  'test/monitor.test.ts',
-];
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** Every test name except the SQLite-only ones of test/sqlite-only.ts. */
+const notSqliteOnly = new RegExp(`^(?!(?:${SQLITE_ONLY_TESTS.map((t) => escape(t.name)).join('|')})$)`);
 
 export default defineConfig({
   test: {
@@ -36,9 +19,20 @@ export default defineConfig({
     // CI reads the counts from the JSON report (.ci/run prints "N passed, N failed").
     reporters: process.env.CI ? ['default', 'json'] : ['default'],
     outputFile: { json: '.ci/test-results.json' },
+    // Every test runs on SQLite; the engine-independent ones run a second time on PostgreSQL (AGENTCTL_TEST_ENGINE:
+    // test/helpers.ts's tempDb() then makes a fresh database of the run's cluster and cli() passes its URL as --db).
+    // What does not run there, and why: test/sqlite-only.ts.
     projects: [
       { extends: true, test: { name: 'sqlite', include: ['test/**/*.test.ts'] } },
-      { extends: true, test: { name: 'postgres', include: BOTH_ENGINES, env: { AGENTCTL_TEST_ENGINE: 'postgres' } } },
+      {
+        extends: true,
+        test: {
+          name: 'postgres',
+          include: BOTH_ENGINES.filter((f) => !(f in SQLITE_ONLY_FILES)),
+          env: { AGENTCTL_TEST_ENGINE: 'postgres' },
+          testNamePattern: notSqliteOnly,
+        },
+      },
     ],
   },
 });

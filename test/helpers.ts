@@ -303,7 +303,9 @@ export function agentRecord(db: string, name: string): AgentRecord | undefined {
 /** agentRecord on PostgreSQL: the row as JSON through psql, its JSON columns back to their text as the store reads them. */
 function pgAgentRecord(db: string, name: string): AgentRecord | undefined {
   const lit = `'${name.replace(/'/g, "''")}'`;
-  const out = psqlSync(db, `SELECT CASE WHEN to_regclass('agents') IS NULL THEN NULL ELSE (SELECT row_to_json(a) FROM agents a WHERE name = ${lit}) END`).trim();
+  // A database being created has no tables yet: no agent either.
+  if (psqlSync(db, "SELECT to_regclass('agents') IS NOT NULL").trim() !== 't') return undefined;
+  const out = psqlSync(db, `SELECT row_to_json(a) FROM agents a WHERE name = ${lit}`).trim();
   if (!out) return undefined;
   const row = JSON.parse(out) as Record<string, unknown>;
   for (const [k, v] of Object.entries(row)) if (v !== null && typeof v === 'object') row[k] = JSON.stringify(v);
@@ -373,4 +375,21 @@ export function databaseAtVersion(path: string, version: number): Database.Datab
   db.pragma(`user_version = ${version}`);
   db.exec('COMMIT');
   return db;
+}
+
+/**
+ * Statements on the database beside the code under test, on either engine (through the store's executor: `?`,
+ * `:name` placeholders on both): for a test that ages rows or looks at a table directly.
+ */
+export async function sqlAll<T = Record<string, unknown>>(db: string, sql: string, args?: readonly unknown[] | Record<string, unknown>): Promise<T[]> {
+  return withStore(db, (s) => s.sql.all<T>(sql, args), 'existing');
+}
+
+export async function sqlRun(db: string, sql: string, args?: readonly unknown[] | Record<string, unknown>): Promise<void> {
+  await withStore(db, (s) => s.sql.run(sql, args), 'existing');
+}
+
+/** The first column of every row of `sql`. */
+export async function sqlPluck<T = unknown>(db: string, sql: string, args?: readonly unknown[] | Record<string, unknown>): Promise<T[]> {
+  return (await sqlAll(db, sql, args)).map((r) => Object.values(r)[0] as T);
 }
