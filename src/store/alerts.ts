@@ -104,10 +104,13 @@ export async function claimDeliveries(store: Store, targets: readonly string[], 
          AND NOT EXISTS (SELECT 1 FROM alert_deliveries e JOIN alerts b ON b.id = e.alert_id
                           WHERE e.target = d.target AND e.status IN ('pending', 'sending') AND e.alert_id < d.alert_id AND b.agent_name = a.agent_name)
        ORDER BY d.alert_id LIMIT :limit`;
-    const claim = "UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1 WHERE alert_id = :id AND target = :target";
+    // The claim checks again what the pick saw: on a database server another sender's transaction may have claimed
+    // the row between the two (SQLite's write lock makes that impossible); then this one claims nothing.
+    const claim = `UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1
+       WHERE alert_id = :id AND target = :target AND (status = 'pending' OR (status = 'sending' AND claimed_until < :now))`;
     for (const target of new Set(targets)) {
       for (const r of await s.sql.all(pick, { target, now, limit, skip: JSON.stringify(skip) })) {
-        await s.sql.run(claim, { until: claimUntil, id: r.alert_id, target });
+        if ((await s.sql.run(claim, { until: claimUntil, id: r.alert_id, target, now })).changes !== 1) continue;
         out.push({ alertId: Number(r.alert_id), target, attempts: Number(r.attempts) + 1, payload: JSON.parse(String(r.payload)), createdAt: Number(r.created_at), claimedUntil: claimUntil });
       }
     }

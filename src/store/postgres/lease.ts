@@ -15,7 +15,7 @@ export function advisoryKey(name: string): number {
 
 /** How a lease is named in messages: there is no file to name. */
 export function advisoryName(name: string): string {
-  return `PostgreSQL advisory lock ${name}`;
+  return `advisory '${name}'`;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
