@@ -51,7 +51,7 @@ export async function withAdvisoryLease<T>(url: string, opts: LockOptions, fn: (
     }
     // An idle connection that died is noticed only when it is used: ask the server every few seconds.
     ping = setInterval(() => {
-      client.query('SELECT 1').catch(lost);
+      void client.query('SELECT 1').catch(lost);
     }, 2000);
     ping.unref();
     const result = await fn({ signal: ac.signal, lockPath });
