@@ -44,12 +44,14 @@ export class SharedDatabaseError extends AgentctlError {
   readonly writableBy: string[];
   constructor(o: Ownership, what: string) {
     const dir = dirname(o.realPath);
+    const fix = isPostgresUrl(o.realPath)
+      ? 'run it as the agents\' own user instead of root'
+      : `give it a directory of its own that only its owner may write (chown OWNER ${dir} ${o.realPath}; chmod go-w ${dir} ${o.realPath})`;
     super(
       'E_SHARED_DB',
       ExitCode.FAILED,
       `refusing to ${what} as root for database ${o.path}: ${o.writableBy[0]}, so anyone who can write it could have written its rows; ` +
-        `give it a directory of its own that only its owner may write (chown OWNER ${dir} ${o.realPath}; chmod go-w ${dir} ${o.realPath}), ` +
-        `or pass --allow-shared-db (AGENTCTL_ALLOW_SHARED_DB=1) to accept that risk`,
+        `${fix}, or pass --allow-shared-db (AGENTCTL_ALLOW_SHARED_DB=1) to accept that risk`,
     );
     this.path = o.path;
     this.writableBy = o.writableBy;
@@ -64,7 +66,7 @@ export function databaseOwnership(path: string): Ownership {
     const self = process.getuid?.() ?? -1;
     return {
       path: redactUrl(path),
-      realPath: path,
+      realPath: redactUrl(path),
       owner: { uid: self, gid: process.getgid?.() ?? -1 },
       root,
       uid: self,

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { withAdvisoryLease, advisoryKey, ADVISORY_CLASS } from '../../src/store/postgres/lease.js';
-import { cli, cliJson, tempDir } from '../helpers.js';
+import { agentRecord, cli, cliJson, startCli, tempDir, trackAgent, waitFor } from '../helpers.js';
+import { readFileSync } from 'node:fs';
 import { clusterUrl, freshDatabase, query, withDatabase } from './pg-helpers.js';
 import { PASSWORD_ROLE } from './cluster.js';
 import { existsSync, readdirSync } from 'node:fs';
@@ -140,5 +141,35 @@ describe('agentctl --db postgres://…', () => {
     // The first holder's result is refused (its lease was lost with its connection); another one took the lease.
     expect(first).toMatchObject({ code: 'E_LOCK_COMPROMISED' });
     expect(next).toBe('taken over');
+  });
+
+  it('restart starts the new agentctl run with the URL in its environment: its command line shows no password', async () => {
+    const password = process.env.AGENTCTL_TEST_PG_PASSWORD!;
+    const base = await freshDatabase();
+    expect(cli(['init'], { db: base }).code).toBe(0);
+    await query(base, `GRANT ALL ON ALL TABLES IN SCHEMA public TO ${PASSWORD_ROLE}; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ${PASSWORD_ROLE}`);
+    const db = asPasswordRole(base, password);
+    const logs = tempDir();
+    const env = { AGENTCTL_LOG_DIR: logs };
+    const run = startCli(['run', '--name', 'w', '--interval', '100ms', '--', process.execPath, '-e', 'setInterval(() => {}, 1000)'], { db, env });
+    await waitFor(() => agentRecord(base, 'w')?.state === 'active', 'the agent to beat');
+    const before = trackAgent(base, 'w')!;
+    if (process.getuid?.() === 0) {
+      // As root, a database anyone with its credentials writes is shared: refused in one line, without the password.
+      const refused = cli(['restart', 'w', '--grace', '300ms'], { db, env });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/refusing to .* as root for database postgres:\/\/agentctl_pw:\*\*\*@.*run it as the agents' own user instead of root/);
+      expect(refused.stderr).not.toContain(password);
+    }
+    const r = cli(['restart', 'w', '--grace', '300ms'], { db, env: { ...env, AGENTCTL_ALLOW_SHARED_DB: '1' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain(password);
+    await waitFor(() => (agentRecord(base, 'w')?.incarnation ?? 0) > before.incarnation && agentRecord(base, 'w')?.state === 'active', 'the new incarnation to beat');
+    const after = trackAgent(base, 'w')!;
+    const cmdline = readFileSync(`/proc/${after.supervisorPid}/cmdline`, 'utf8').split('\0');
+    expect(cmdline).toContain('run');
+    expect(cmdline.join(' ')).not.toContain(password);
+    expect(cmdline).not.toContain('--db');
+    run.kill('SIGTERM');
   });
 });
