@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { withAdvisoryLease, advisoryKey, ADVISORY_CLASS } from '../../src/store/postgres/lease.js';
-import { agentRecord, cli, cliJson, startCli, tempDir, trackAgent, waitFor } from '../helpers.js';
+import { agentRecord, cli, cliJson, fixture, startCli, tempDir, trackAgent, waitFor } from '../helpers.js';
 import { readFileSync } from 'node:fs';
 import { clusterUrl, freshDatabase, query, withDatabase } from './pg-helpers.js';
 import { PASSWORD_ROLE } from './cluster.js';
@@ -171,5 +171,21 @@ describe('agentctl --db postgres://…', () => {
     expect(cmdline.join(' ')).not.toContain(password);
     expect(cmdline).not.toContain('--db');
     run.kill('SIGTERM');
+  });
+
+  it('a host whose clock is off judges by the server\'s: its status shows the same states, and its heartbeats are reported skewed', async () => {
+    const db = await freshDatabase();
+    // NODE_OPTIONS reaches the child; AGENTCTL_* would be stripped from it by cleanEnv.
+    const skewed = (ms: number) => ({ NODE_OPTIONS: `--require ${fixture('skewed-clock.cjs')}`, AGENTCTL_TEST_CLOCK_SKEW_MS: String(ms) });
+    expect(cli(['heartbeat', 'w'], { db }).code).toBe(0);
+    // Ten minutes ahead: by its own clock the agent would be long offline (its threshold is 5 minutes).
+    const ahead = cliJson(['status', 'w'], { db, env: skewed(600_000) }).agents[0];
+    expect(ahead.state).toBe('active');
+    expect(cli(['check'], { db, env: skewed(600_000) }).code).toBe(0);
+    // A heartbeat written from a host 2 minutes behind: stamped by the server, its writer's clock recorded.
+    expect(cli(['heartbeat', 'w2'], { db, env: skewed(-120_000) }).code).toBe(0);
+    expect(cliJson(['status', 'w2'], { db }).agents[0].state).toBe('active');
+    const [row] = await query<{ clock_offset_ms: number }>(db, "SELECT clock_offset_ms FROM agents WHERE name = 'w2'");
+    expect(row!.clock_offset_ms).toBeLessThan(-110_000);
   });
 });
