@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { withAdvisoryLease, advisoryKey, ADVISORY_CLASS } from '../../src/store/postgres/lease.js';
-import { agentRecord, cli, cliJson, fixture, startCli, tempDir, trackAgent, waitFor } from '../helpers.js';
+import { agentRecord, cli, cliJson, fixture, jsonLines, start, startCli, tempDir, trackAgent, waitFor } from '../helpers.js';
 import { readFileSync } from 'node:fs';
 import { clusterUrl, freshDatabase, query, withDatabase } from './pg-helpers.js';
 import { PASSWORD_ROLE } from './cluster.js';
@@ -187,5 +187,20 @@ describe('agentctl --db postgres://…', () => {
     expect(cliJson(['status', 'w2'], { db }).agents[0].state).toBe('active');
     const [row] = await query<{ clock_offset_ms: number }>(db, "SELECT clock_offset_ms FROM agents WHERE name = 'w2'");
     expect(row!.clock_offset_ms).toBeLessThan(-110_000);
+  });
+
+  it('a library agent whose connections the server drops keeps beating: the pool reconnects, the process lives on', async () => {
+    const db = await freshDatabase();
+    const agent = start(process.execPath, [fixture('agent-beat.mjs'), db, 'w', '100']);
+    await waitFor(() => jsonLines(agent).some((e) => e.event === 'started'), 'the agent to start');
+    const seq = () => agentRecord(db, 'w')?.heartbeatSeq ?? 0;
+    await waitFor(() => seq() >= 3, 'a few beats');
+    // The database server ends every session of this agent (as a server restart or a network cut would).
+    const ended = await query(db, "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'agentctl'");
+    expect(ended.length).toBeGreaterThan(0);
+    const after = seq();
+    await waitFor(() => seq() >= after + 3, 'beats after the connections were dropped');
+    expect(agent.exitCode).toBeNull();
+    expect(agentRecord(db, 'w')!.state).toBe('active');
   });
 });
