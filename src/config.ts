@@ -2,6 +2,8 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ValidationError } from './errors.js';
 import { parseDuration } from './core/duration.js';
+import { redactUrl } from './core/redact.js';
+import { isPostgresUrl } from './store/engine.js';
 
 /** Defaults from the seeds: 30 s heartbeats, stale at 3 × interval, offline after 300 s. */
 export const DEFAULTS = {
@@ -34,7 +36,12 @@ export interface ContractDefaults {
 }
 
 export interface Config {
+  /** The SQLite file's absolute path, or a PostgreSQL URL exactly as given (never resolved as a path). */
   dbPath: string;
+  /** dbPath as printed: a URL with its password redacted. */
+  dbLabel: string;
+  /** Whether dbPath is a PostgreSQL URL (no file: nothing is created, locked or owned beside it). */
+  dbIsUrl: boolean;
   /** Where dbPath came from: 'flag', 'AGENTCTL_DB', 'DATABASE_PATH' or 'default'. */
   dbPathSource: 'flag' | 'AGENTCTL_DB' | 'DATABASE_PATH' | 'default';
   busyTimeoutMs: number;
@@ -103,15 +110,17 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
   let dbPath: string;
   let dbPathSource: Config['dbPathSource'];
   const envDb = pick('AGENTCTL_DB', 'DATABASE_PATH');
+  // A PostgreSQL URL is kept as given: no path resolution, no ~ expansion, nothing made beside it.
+  const asDb = (v: string) => (isPostgresUrl(v.trim()) ? v.trim() : resolve(cwd, v));
   if (flags.db !== undefined && flags.db.trim() !== '') {
-    dbPath = resolve(cwd, flags.db);
+    dbPath = asDb(flags.db);
     dbPathSource = 'flag';
   } else if (flags.db !== undefined) {
     problems.push('invalid --db: the path is empty');
     dbPath = defaultDbPath(env, home);
     dbPathSource = 'default';
   } else if (envDb) {
-    dbPath = resolve(cwd, envDb[1]);
+    dbPath = asDb(envDb[1]);
     dbPathSource = envDb[0] as Config['dbPathSource'];
   } else {
     dbPath = defaultDbPath(env, home);
@@ -144,7 +153,10 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
     else problems.push(`invalid ${lvl[0]} '${lvl[1]}': use one of ${LOG_LEVELS.join(', ')}`);
   }
   const envLogDir = pick('AGENTCTL_LOG_DIR');
-  const logDir = flags.logDir ? resolve(cwd, flags.logDir) : envLogDir ? resolve(cwd, envLogDir[1]) : join(dirname(dbPath), 'logs');
+  const dbIsUrl = isPostgresUrl(dbPath);
+  // Beside a database server there is no directory: the logs go where the per-user default database would be.
+  const logHome = dbIsUrl ? defaultDbPath(env, home) : dbPath;
+  const logDir = flags.logDir ? resolve(cwd, flags.logDir) : envLogDir ? resolve(cwd, envLogDir[1]) : join(dirname(logHome), 'logs');
 
   let allowSharedDb = false;
   const shared = pick('AGENTCTL_ALLOW_SHARED_DB');
@@ -158,6 +170,8 @@ export function resolveConfig(flags: ConfigFlags, env: Env, cwd: string = proces
   if (problems.length) throw new ValidationError(problems);
   return {
     dbPath,
+    dbLabel: dbIsUrl ? redactUrl(dbPath) : dbPath,
+    dbIsUrl,
     dbPathSource,
     busyTimeoutMs,
     lockStaleMs,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
-import { ROOT, cli, cliJson, exited, sleep, startCli, tempDb, tempDir, waitFor, withStore } from './helpers.js';
+import { readFileSync } from 'node:fs';
+import { ROOT, cli, cliJson, dbExists, exited, sleep, startCli, tempDb, tempDir, waitFor, withStore } from './helpers.js';
 import { claimDeliveries, finishDelivery, insertAlert } from '../src/store/alerts.js';
 import { TLS_CERT, beatOnce, cliAsync, freePort, receiver } from './receiver.js';
 
@@ -157,7 +157,7 @@ describe('alerts', () => {
     const bad = await cliAsync(['monitor', '--test-alert', '--alert-webhook', `http://127.0.0.1:${port}/`, '--alert-retries', '0'], { db });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/NOT delivered/);
-    expect(existsSync(db)).toBe(true);
+    expect(dbExists(db)).toBe(true);
   });
 
   it('claims one agent’s alerts to a receiver in order, each once a round, and only the claim’s holder records its outcome', async () => {
@@ -176,8 +176,8 @@ describe('alerts', () => {
       const again = await claimDeliveries(s, ['t'], 9500, 20_000);
       expect(again.map((d) => d.alertId)).toEqual([a1, b1]);
       await finishDelivery(s, first[1]!, 'sent', 9600, null);
-      const status = (id: number) => (s.db.prepare('SELECT status FROM alert_deliveries WHERE alert_id = ?').get(id) as { status: string }).status;
-      expect(status(b1)).toBe('sending');
+      const status = async (id: number) => (await s.sql.get<{ status: string }>('SELECT status FROM alert_deliveries WHERE alert_id = ?', [id]))!.status;
+      expect(await status(b1)).toBe('sending');
       await finishDelivery(s, again[0]!, 'sent', 9700, null);
       expect((await claimDeliveries(s, ['t'], 9800, 20_000)).map((d) => d.alertId)).toEqual([a2]);
     });

@@ -1,19 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { cli, cliJson, exited, fixture, jsonLines, sleep, start, tempDb, tempDir, waitFor, withStore } from './helpers.js';
+import { cli, cliJson, exited, fixture, jsonLines, sleep, start, tempDb, tempDir, waitFor, sqlAll, sqlPluck, sqlRun } from './helpers.js';
 import { beatOnce, cliAsync, receiver } from './receiver.js';
 
 const HOUR = 3_600_000;
 
 /** Moves an agent's timestamps (and its events) `ms` into the past, as if it had been silent that long. */
-function age(db: string, name: string, ms: number): void {
-  const raw = new Database(db);
-  raw.prepare(
+async function age(db: string, name: string, ms: number): Promise<void> {
+  await sqlRun(
+    db,
     'UPDATE agents SET last_heartbeat_at = last_heartbeat_at - :ms, started_at = started_at - :ms, created_at = created_at - :ms, updated_at = updated_at - :ms, state_since = state_since - :ms WHERE name = :name',
-  ).run({ ms, name });
-  raw.prepare('UPDATE events SET at = at - :ms WHERE agent_name = :name').run({ ms, name });
-  raw.close();
+    { ms, name },
+  );
+  await sqlRun(db, 'UPDATE events SET at = at - :ms WHERE agent_name = :name', { ms, name });
 }
 
 /** Registers an agent that is offline (by its clock) 150 ms from now. */
@@ -31,16 +30,14 @@ describe('agentctl cleanup', () => {
     expect(r.stderr).toMatch(/nothing to do/);
   });
 
-  it('--purge-older-than deletes gone agents with their events and commands; --dry-run only says so', () => {
+  it('--purge-older-than deletes gone agents with their events and commands; --dry-run only says so', async () => {
     const db = tempDb();
     for (const n of ['alive', 'gone', 'dereg', 'recent-offline']) cli(['heartbeat', n], { db });
     cli(['deregister', 'dereg'], { db });
     cli(['set-status', 'recent-offline', 'offline'], { db });
-    const raw = new Database(db);
-    raw.prepare("INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'x', 'queued', ? FROM agents WHERE name = 'gone'").run(Date.now());
-    raw.close();
-    age(db, 'gone', 48 * HOUR); // silent for two days: offline by the clock
-    age(db, 'dereg', 48 * HOUR);
+    await sqlRun(db, "INSERT INTO commands (agent_id, payload, state, created_at) SELECT id, 'x', 'queued', ? FROM agents WHERE name = 'gone'", [Date.now()]);
+    await age(db, 'gone', 48 * HOUR); // silent for two days: offline by the clock
+    await age(db, 'dereg', 48 * HOUR);
     const dry = cliJson(['cleanup', '--purge-older-than', '1d', '--dry-run'], { db });
     expect(dry).toMatchObject({ dryRun: true, purged: { agents: ['dereg', 'gone'] } });
     expect(cliJson(['status', '--all'], { db }).agents).toHaveLength(4);
@@ -48,17 +45,15 @@ describe('agentctl cleanup', () => {
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toMatch(/^purged 2 agents \(dereg, gone\) with \d+ events and 1 command$/);
     expect(cliJson(['status', '--all'], { db }).agents.map((a: any) => a.name)).toEqual(['alive', 'recent-offline']);
-    const left = new Database(db, { readonly: true });
-    expect(left.prepare("SELECT COUNT(*) FROM events WHERE agent_name IN ('gone', 'dereg')").pluck().get()).toBe(0);
-    expect(left.prepare('SELECT COUNT(*) FROM commands').pluck().get()).toBe(0);
-    left.close();
+    expect(await sqlPluck(db, "SELECT COUNT(*) AS n FROM events WHERE agent_name IN ('gone', 'dereg')")).toEqual([0]);
+    expect(await sqlPluck(db, 'SELECT COUNT(*) AS n FROM commands')).toEqual([0]);
   });
 
-  it('--events-older-than prunes history only', () => {
+  it('--events-older-than prunes history only', async () => {
     const db = tempDb();
     cli(['heartbeat', 'old'], { db });
     cli(['heartbeat', 'new'], { db });
-    age(db, 'old', 2 * HOUR);
+    await age(db, 'old', 2 * HOUR);
     cli(['heartbeat', 'old'], { db }); // back: writes stale/offline + reactivation events now
     const before = cliJson(['history', '--limit', '1000'], { db }).length;
     // Old: its registration, first heartbeat, and going offline 300 s after that (dated when it happened).
@@ -77,24 +72,22 @@ describe('agentctl cleanup', () => {
     cli(['heartbeat', 'w'], { db });
     const old = Date.now() - 2 * HOUR;
     const recent = Date.now() - 60_000;
-    const raw = new Database(db);
-    const id = raw.prepare("SELECT id FROM agents WHERE name = 'w'").pluck().get();
-    const command = raw.prepare('INSERT INTO commands (agent_id, payload, state, created_at, finished_at) VALUES (?, ?, ?, ?, ?)');
-    command.run(id, 'done long ago', 'completed', old, old);
-    command.run(id, 'cancelled long ago', 'cancelled', old, old + 1);
-    command.run(id, 'queued long ago', 'queued', old, null);
-    command.run(id, 'claimed long ago', 'executing', old, null);
-    command.run(id, 'done lately', 'completed', old, recent);
-    raw.close();
+    const [id] = await sqlPluck(db, "SELECT id FROM agents WHERE name = 'w'");
+    const command = (...args: unknown[]) => sqlRun(db, 'INSERT INTO commands (agent_id, payload, state, created_at, finished_at) VALUES (?, ?, ?, ?, ?)', [id, ...args]);
+    await command('done long ago', 'completed', old, old);
+    await command('cancelled long ago', 'cancelled', old, old + 1);
+    await command('queued long ago', 'queued', old, null);
+    await command('claimed long ago', 'executing', old, null);
+    await command('done lately', 'completed', old, recent);
 
     // Real alerts from real passes: a webhook that takes them, an exec receiver that never does (exit 3).
     const hook = await receiver();
     const sink = `'${process.execPath}' '${fixture('alert-sink.mjs')}' '${join(tempDir(), 'sink.ndjson')}' 3`;
     const pass = (...targets: string[]) => cliAsync(['monitor', '--once', '--alert-retries', '0', ...targets], { db });
     const both = ['--alert-webhook', hook.url, '--alert-exec', sink];
-    const alertOf = async (name: string) => await withStore(db, (s) => s.db.prepare('SELECT id FROM alerts WHERE agent_name = ?').pluck().get(name) as number);
+    const alertOf = async (name: string) => (await sqlPluck<number>(db, 'SELECT id FROM alerts WHERE agent_name = ?', [name]))[0]!;
     /** Dates an agent's alert `ms` into the past, as if it had been raised that long ago. */
-    const ageAlert = async (name: string, ms: number) => await withStore(db, (s) => s.db.prepare('UPDATE alerts SET created_at = created_at - ? WHERE agent_name = ?').run(ms, name));
+    const ageAlert = async (name: string, ms: number) => await sqlRun(db, 'UPDATE alerts SET created_at = created_at - ? WHERE agent_name = ?', [ms, name]);
     await pass();
     await dying(db, 'gave-up');
     await dying(db, 'unreached');
@@ -109,7 +102,7 @@ describe('agentctl cleanup', () => {
     await dying(db, 'lately');
     await pass('--alert-webhook', hook.url);
     expect(hook.bodies.map((b) => b.agent.name).sort()).toEqual(['gave-up', 'lately', 'unreached']);
-    const deliveries = async () => await withStore(db, (s) => s.db.prepare('SELECT agent_name AS agent, target, status FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY agent_name, target').all());
+    const deliveries = async () => await sqlAll(db, 'SELECT agent_name AS agent, target, status FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY agent_name, target');
     expect(await deliveries()).toEqual([
       { agent: 'gave-up', target: `exec:${sink}`, status: 'failed' },
       { agent: 'gave-up', target: `webhook:${hook.url}`, status: 'sent' },
@@ -124,10 +117,8 @@ describe('agentctl cleanup', () => {
     const r = cli(['cleanup', '--events-older-than', '1h'], { db });
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe('deleted 0 old events, 2 settled alerts and 2 finished commands');
-    const left = new Database(db, { readonly: true });
-    expect(left.prepare('SELECT payload FROM commands ORDER BY id').pluck().all()).toEqual(['queued long ago', 'claimed long ago', 'done lately']);
-    expect(left.prepare('SELECT id FROM alerts ORDER BY id').pluck().all()).toEqual([unreached, lately]);
-    left.close();
+    expect(await sqlPluck(db, 'SELECT payload FROM commands ORDER BY id')).toEqual(['queued long ago', 'claimed long ago', 'done lately']);
+    expect(await sqlPluck(db, 'SELECT id FROM alerts ORDER BY id')).toEqual([unreached, lately]);
     expect(await deliveries()).toEqual([
       { agent: 'lately', target: `webhook:${hook.url}`, status: 'sent' },
       { agent: 'unreached', target: `exec:${sink}`, status: 'pending' },
@@ -170,9 +161,7 @@ describe('agentctl cleanup --stale', () => {
     const h = cliJson(['history', '--limit', '1000'], { db }) as any[];
     expect(h.find((e) => e.agentName === 'crashed' && e.toState === 'offline').evidence).toMatchObject({ rule: 'pid' });
     expect(h.find((e) => e.agentName === 'slow' && e.toState === 'stale').evidence).toMatchObject({ rule: 'clock' });
-    const left = new Database(db, { readonly: true });
-    expect(left.prepare('SELECT state FROM commands').pluck().get()).toBe('cancelled');
-    left.close();
+    expect(await sqlPluck(db, 'SELECT state FROM commands')).toEqual(['cancelled']);
     expect(cliJson(['cleanup', '--stale'], { db }).convicted).toEqual([]);
   });
 });

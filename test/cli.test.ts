@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import Database from 'better-sqlite3';
-import { cli, cliAsNobody, cliJson, fileHash, tempDb, tempDir, ROOT } from './helpers.js';
+import { cli, cliAsNobody, cliJson, fileHash, sqlAll, sqlRun, tempDb, tempDir, ROOT } from './helpers.js';
 
 describe('agentctl --help and usage errors', () => {
   it('prints help that lists the commands, exit codes and environment', () => {
@@ -107,13 +106,11 @@ describe('register, heartbeat, status', () => {
     expect(dead.stderr).toMatch(/no process with pid 4000000/);
   });
 
-  it('a new process registering after a long silence is initializing, not offline, until it beats', () => {
+  it('a new process registering after a long silence is initializing, not offline, until it beats', async () => {
     const db = tempDb();
     expect(cli(['heartbeat', 'w', '--interval', '10s'], { db }).code).toBe(0);
-    const raw = new Database(db);
     const hours = 2 * 3_600_000;
-    raw.prepare('UPDATE agents SET last_heartbeat_at = last_heartbeat_at - ?, started_at = started_at - ?, state_since = state_since - ?').run(hours, hours, hours);
-    raw.close();
+    await sqlRun(db, 'UPDATE agents SET last_heartbeat_at = last_heartbeat_at - ?, started_at = started_at - ?, state_since = state_since - ?', [hours, hours, hours]);
     expect(cliJson(['status', 'w'], { db }).agents[0]).toMatchObject({ state: 'offline', stateReason: 'no heartbeat within the offline threshold' });
     expect(cli(['register', 'w', '--pid', String(process.pid)], { db }).code).toBe(0);
     const [a] = cliJson(['status', 'w'], { db }).agents;
@@ -284,19 +281,15 @@ describe('bad input writes nothing', () => {
     expect(existsSync(db)).toBe(false);
   });
 
-  it('leaves an existing database unchanged', () => {
+  it('leaves an existing database unchanged', async () => {
     const db = tempDb();
     cli(['heartbeat', 'a'], { db });
-    const raw = new Database(db, { readonly: true });
-    const before = JSON.stringify(raw.prepare('SELECT * FROM agents').all()) + JSON.stringify(raw.prepare('SELECT * FROM events').all());
-    raw.close();
+    const snapshot = async () => JSON.stringify(await sqlAll(db, 'SELECT * FROM agents')) + JSON.stringify(await sqlAll(db, 'SELECT * FROM events'));
+    const before = await snapshot();
     for (const args of [['heartbeat', 'a', '--meta', '[]'], ['heartbeat', 'a', '--status', 'sad'], ['register', 'a', '--interval', 'x']]) {
       expect(cli(args, { db }).code).toBe(2);
     }
-    const raw2 = new Database(db, { readonly: true });
-    const after = JSON.stringify(raw2.prepare('SELECT * FROM agents').all()) + JSON.stringify(raw2.prepare('SELECT * FROM events').all());
-    raw2.close();
-    expect(after).toBe(before);
+    expect(await snapshot()).toBe(before);
   });
 
   it('a database in a missing directory exits 1 and creates nothing', () => {

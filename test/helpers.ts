@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { afterEach } from 'vitest';
 import Database from 'better-sqlite3';
 import { type Store, openStore } from '../src/store/store.js';
 import { toAgentRecord } from '../src/store/rows.js';
+import { isPostgresUrl } from '../src/store/engine.js';
 import { APPLICATION_ID, MIGRATIONS, migrationSql } from '../src/store/sqlite/migrations.js';
 import type { AgentRecord } from '../src/store/rows.js';
 import { procStat } from '../src/core/host.js';
@@ -79,9 +80,51 @@ export function tempDir(prefix = 'agentctl-test-'): string {
   return d;
 }
 
-/** A path for a database that does not exist yet, in a fresh temp directory. */
+/**
+ * Which engine this test run's databases are on: 'sqlite' (files in temp directories) or 'postgres' (fresh databases
+ * of the run's cluster), from AGENTCTL_TEST_ENGINE (the vitest project sets it: see vitest.config.ts).
+ */
+export const ENGINE: 'sqlite' | 'postgres' = process.env.AGENTCTL_TEST_ENGINE === 'postgres' ? 'postgres' : 'sqlite';
+export const ON_POSTGRES = ENGINE === 'postgres';
+
+/** Databases of the cluster made by tempDb() in this test, dropped after it. */
+const pgDatabases: string[] = [];
+
+/** The cluster's superuser URL with another database (or its own, `postgres`). */
+function pgUrl(database = 'postgres'): string {
+  const base = process.env.AGENTCTL_TEST_PG;
+  if (!base) throw new Error('AGENTCTL_TEST_PG is not set: run the PostgreSQL project through vitest (its global setup starts the cluster)');
+  const u = new URL(base);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** psql on the cluster, synchronously (tests look at the database at any moment, as they read an SQLite file). */
+export function psqlSync(url: string, sql: string): string {
+  const r = spawnSync('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql], { encoding: 'utf8', env: { ...process.env, PGCONNECT_TIMEOUT: '10' } });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`psql failed: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/**
+ * A database that has no agentctl tables yet: on SQLite a path in a fresh temp directory (no file yet); on
+ * PostgreSQL the URL of a new empty database of the run's cluster (dropped after the test).
+ */
 export function tempDb(): string {
+  if (ON_POSTGRES) {
+    const name = `t_${randomBytes(6).toString('hex')}`;
+    psqlSync(pgUrl(), `CREATE DATABASE ${name} TEMPLATE template0`);
+    pgDatabases.push(name);
+    return pgUrl(name);
+  }
   return join(tempDir(), 'agents.db');
+}
+
+/** Whether the database `db` has agentctl's tables (an SQLite file that exists; a PostgreSQL database with its tables). */
+export function dbExists(db: string): boolean {
+  if (isPostgresUrl(db)) return psqlSync(db, "SELECT to_regclass('agents') IS NOT NULL").trim() === 't';
+  return existsSync(db);
 }
 
 /**
@@ -108,6 +151,7 @@ afterEach(async () => {
   for (const p of marked) killPid(p.pid);
   const left = await waitGone(marked.map((p) => p.pid));
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const name of pgDatabases.splice(0)) psqlSync(pgUrl(), `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   if (leaked.length) throw new Error(`the test left ${plural(leaked.length, 'process', 'processes')} behind (killed now):\n${describeProcs(leaked)}`);
   if (left.length) throw new Error(`processes still alive 10 s after SIGKILL: ${left.join(', ')}`);
 });
@@ -242,6 +286,7 @@ export async function withStore<T>(db: string, fn: (s: Store) => T | Promise<T>,
  * the file (synchronously, so that a test can look at any moment), as the store maps a row.
  */
 export function agentRecord(db: string, name: string): AgentRecord | undefined {
+  if (isPostgresUrl(db)) return pgAgentRecord(db, name);
   if (!existsSync(db)) return undefined;
   const conn = new Database(db, { readonly: true, fileMustExist: true });
   try {
@@ -253,6 +298,18 @@ export function agentRecord(db: string, name: string): AgentRecord | undefined {
   } finally {
     conn.close();
   }
+}
+
+/** agentRecord on PostgreSQL: the row as JSON through psql, its JSON columns back to their text as the store reads them. */
+function pgAgentRecord(db: string, name: string): AgentRecord | undefined {
+  const lit = `'${name.replace(/'/g, "''")}'`;
+  // A database being created has no tables yet: no agent either.
+  if (psqlSync(db, "SELECT to_regclass('agents') IS NOT NULL").trim() !== 't') return undefined;
+  const out = psqlSync(db, `SELECT row_to_json(a) FROM agents a WHERE name = ${lit}`).trim();
+  if (!out) return undefined;
+  const row = JSON.parse(out) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(row)) if (v !== null && typeof v === 'object') row[k] = JSON.stringify(v);
+  return toAgentRecord(row);
 }
 
 /** The agent's history as `agentctl history --json` gives it (oldest first, up to 1,000 events). */
@@ -318,4 +375,21 @@ export function databaseAtVersion(path: string, version: number): Database.Datab
   db.pragma(`user_version = ${version}`);
   db.exec('COMMIT');
   return db;
+}
+
+/**
+ * Statements on the database beside the code under test, on either engine (through the store's executor: `?`,
+ * `:name` placeholders on both): for a test that ages rows or looks at a table directly.
+ */
+export async function sqlAll<T = Record<string, unknown>>(db: string, sql: string, args?: readonly unknown[] | Record<string, unknown>): Promise<T[]> {
+  return withStore(db, (s) => s.sql.all<T>(sql, args), 'existing');
+}
+
+export async function sqlRun(db: string, sql: string, args?: readonly unknown[] | Record<string, unknown>): Promise<void> {
+  await withStore(db, (s) => s.sql.run(sql, args), 'existing');
+}
+
+/** The first column of every row of `sql`. */
+export async function sqlPluck<T = unknown>(db: string, sql: string, args?: readonly unknown[] | Record<string, unknown>): Promise<T[]> {
+  return (await sqlAll(db, sql, args)).map((r) => Object.values(r)[0] as T);
 }

@@ -2,8 +2,7 @@ import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import Database from 'better-sqlite3';
-import { cli, cliJson, exited, fixture, historyOf, jsonLines, sleep, start, startCli, tempDb, waitFor } from './helpers.js';
+import { cli, cliJson, exited, fixture, historyOf, jsonLines, sleep, start, startCli, sqlAll, sqlPluck, sqlRun, tempDb, tempDir, waitFor, ON_POSTGRES } from './helpers.js';
 import { beatOnce } from './receiver.js';
 
 const history = historyOf;
@@ -17,21 +16,20 @@ describe('agentctl monitor', () => {
     await waitFor(() => jsonLines(agent).some((e) => e.event === 'started'), 'the agent to start');
     expect(cli(['send', 'worker', '--', 'sleep 60000'], { db }).code).toBe(0);
     await waitFor(() => jsonLines(agent).some((e) => e.event === 'command'), 'the agent to claim the command');
-    const raw = new Database(db);
-    expect(raw.prepare('SELECT state FROM commands').pluck().get()).toBe('executing');
+    expect(await sqlPluck(db, 'SELECT state FROM commands')).toEqual(['executing']);
     expect(cli(['monitor', '--once'], { db }).code).toBe(0);
     expect(cliJson(['status', 'worker'], { db }).agents[0].state).toBe('active'); // alive: nothing to do
     agent.kill('SIGKILL');
     await exited(agent);
-    const r = cli(['monitor', '--once', '--json'], { db });
+    // The health log goes beside an SQLite file; beside a database server there is no directory: given here.
+    const logs = ON_POSTGRES ? tempDir() : join(db, '..', 'logs');
+    const r = cli(['monitor', '--once', '--json', ...(ON_POSTGRES ? ['--log-dir', logs] : [])], { db });
     expect(r.code).toBe(0);
     const [report] = reports(r.stdout);
     expect(report.transitions).toMatchObject([{ agent: 'worker', from: 'active', to: 'offline', kind: 'crash', reason: 'process gone', evidence: { rule: 'pid', pid_check: 'gone', pid: agent.pid } }]);
     expect(r.stderr).toMatch(/worker active → offline: process gone/);
-    expect(raw.prepare('SELECT state, error FROM commands').get()).toEqual({ state: 'cancelled', error: 'agent offline: process gone' });
-    raw.close();
+    expect(await sqlAll(db, 'SELECT state, error FROM commands')).toEqual([{ state: 'cancelled', error: 'agent offline: process gone' }]);
     // The daily log file beside the database has it too.
-    const logs = join(db, '..', 'logs');
     const file = readdirSync(logs).find((f) => /^health-\d{4}-\d{2}-\d{2}\.log$/.test(f))!;
     expect(readFileSync(join(logs, file), 'utf8')).toMatch(/worker active → offline: process gone/);
   });
@@ -65,9 +63,7 @@ describe('agentctl monitor', () => {
     cli(['register', 'recycled', '--pid', String(other.pid), '--interval', '1h'], { db });
     cli(['heartbeat', 'shell-agent', '--interval', '1h'], { db });
     // 'recycled' recorded the same pid with another start time: as if its process died and the pid was reused.
-    const raw = new Database(db);
-    raw.prepare("UPDATE agents SET pid_start_time = pid_start_time - 1 WHERE name = 'recycled'").run();
-    raw.close();
+    await sqlRun(db, "UPDATE agents SET pid_start_time = pid_start_time - 1 WHERE name = 'recycled'");
     const [report] = reports(cli(['monitor', '--once', '--json'], { db }).stdout);
     expect(report.transitions).toMatchObject([{ agent: 'recycled', to: 'offline', evidence: { pid_check: 'reused' } }]);
     const status = cliJson(['status'], { db }).agents;
@@ -124,7 +120,7 @@ describe('agentctl monitor', () => {
     expect(metrics).toMatch(/^agentctl_monitor_suspect_passes_total 1$/m);
   });
 
-  it('status and check warn when the health loop has stopped passing', () => {
+  it('status and check warn when the health loop has stopped passing', async () => {
     const db = tempDb();
     cli(['heartbeat', 'a'], { db });
     expect(cli(['status'], { db }).stderr).toMatch(/warning: no health loop has run on this database/);
@@ -133,10 +129,8 @@ describe('agentctl monitor', () => {
     const quiet = cli(['status'], { db });
     expect(quiet.stdout + quiet.stderr).not.toMatch(/warning/);
     expect(cliJson(['status'], { db }).healthLoop).toMatchObject({ ran: true, overdue: false, everyMs: 60_000 });
-    const raw = new Database(db);
-    raw.prepare('UPDATE monitor_state SET last_pass_at = last_pass_at - 600000').run();
-    raw.prepare('UPDATE health_loops SET last_pass_at = last_pass_at - 600000').run();
-    raw.close();
+    await sqlRun(db, 'UPDATE monitor_state SET last_pass_at = last_pass_at - 600000');
+    await sqlRun(db, 'UPDATE health_loops SET last_pass_at = last_pass_at - 600000');
     const late = cli(['status'], { db }).stderr;
     expect(late).toMatch(/warning: no health loop has passed for 10m/);
     // Where loops were last seen (health_loops): this host.

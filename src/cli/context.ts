@@ -52,13 +52,13 @@ export function cliContext(cmd: Command, extra: { logDir?: string; allowSharedDb
 /** Builds the context from parsed global options (used directly by the heartbeat fast path). */
 export function contextFrom(g: GlobalOptions, extra: { logDir?: string; allowSharedDb?: boolean } = {}): CliContext {
   const config = resolveConfig({ db: g.db, logDir: extra.logDir, allowSharedDb: extra.allowSharedDb }, process.env);
-  return {
+  const ctx: CliContext = {
     config,
     json: Boolean(g.json),
     color: colorEnabled(g, process.env, Boolean(process.stdout.isTTY)),
     debug: Boolean(g.debug),
     async open(mode = 'create', opts = {}) {
-      return await openStore({
+      const store = await openStore({
         migrate: opts.migrate ?? true,
         path: config.dbPath,
         busyTimeoutMs: config.busyTimeoutMs,
@@ -67,13 +67,21 @@ export function contextFrom(g: GlobalOptions, extra: { logDir?: string; allowSha
         contract: config.contract,
         mode,
         // The per-user default location is ours to create; a path the user chose must already have its directory.
-        createDir: config.dbPathSource === 'default',
+        createDir: config.dbPathSource === 'default' && !config.dbIsUrl,
       });
+      // On a database server its clock judges: this command's "now" follows it (one query), so a host whose clock
+      // is off shows the same states as every other host.
+      if (!store.isSqlite) {
+        const offset = (await store.now()) - Date.now();
+        ctx.now = () => Date.now() + offset;
+      }
+      return store;
     },
     now: () => Date.now(),
     out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
     err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
   };
+  return ctx;
 }
 
 /** Collects the values of a repeatable flag (commander's argParser for --alert-webhook, --alert-exec). */

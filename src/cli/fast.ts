@@ -38,6 +38,8 @@ export async function fastHeartbeat(args: string[]): Promise<number | null> {
   let prepared: PreparedHeartbeat;
   try {
     ctx = contextFrom(globals);
+    // A PostgreSQL database: the full CLI (this bundle carries only the SQLite engine).
+    if (ctx.config.dbIsUrl) return null;
     prepared = prepareCliHeartbeat(positional[1]!, flags);
   } catch (err) {
     // Invalid input or configuration: the full CLI reports it, in its own words.

@@ -37,7 +37,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
 };
 
 const ENV_HELP = `Environment:
-  AGENTCTL_DB (DATABASE_PATH)              database file (default: $XDG_STATE_HOME/agentctl/agentctl.db,
+  AGENTCTL_DB (DATABASE_PATH)              database file or postgres:// URL (default: $XDG_STATE_HOME/agentctl/agentctl.db,
                                            else ~/.local/state/agentctl/agentctl.db)
   AGENTCTL_LOCK_TIMEOUT (LOCK_TIMEOUT)     SQLite busy timeout per statement (default: 5s)
   AGENTCTL_LOCK_STALE                      an exclusive lock not refreshed for this long is abandoned (default: 30s)
@@ -80,7 +80,7 @@ function commandName(args: string[]): string | undefined {
 function buildProgram(): Command {
   const program = new Command('agentctl')
     .description('Liveness for a fleet of agent processes kept in one shared SQLite file.')
-    .option('--db <path>', 'database file (else AGENTCTL_DB, DATABASE_PATH, or the per-user default)')
+    .option('--db <path>', 'database file, or a postgres:// URL (else AGENTCTL_DB, DATABASE_PATH, or the per-user default)')
     .option('--json', 'machine-readable output where the output is data')
     .option('--no-color', 'no colours (also NO_COLOR, or when stdout is not a terminal)')
     .option('--debug', 'print stack traces of errors')

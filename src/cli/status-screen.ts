@@ -1,4 +1,5 @@
 import type { ChalkInstance } from 'chalk';
+import { MAX_CLOCK_OFFSET_MS, hostClockOffsets } from '../store/fleet.js';
 import { type AgentQuery, type ReadAgent, CLOCK_COLUMNS, readAgents, uptimeOf } from '../core/agents.js';
 import { formatDuration } from '../core/duration.js';
 import { healthLoopStatus } from '../core/health/loop-status.js';
@@ -60,7 +61,7 @@ async function readTable(store: Store, q: AgentQuery, now: number, c: ChalkInsta
 }
 
 function nothingToShow(ctx: CliContext, store: Store | undefined, q: AgentQuery): string {
-  if (!store) return `No agents yet: ${ctx.config.dbPath} does not exist. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.`;
+  if (!store) return `No agents yet: ${ctx.config.dbLabel} does not exist. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.`;
   return q.states || q.group || q.names?.length ? 'No agents match.' : "No agents registered. Register one with 'agentctl register NAME' or 'agentctl heartbeat NAME'.";
 }
 
@@ -73,7 +74,7 @@ export async function renderStatus(ctx: CliContext, store: Store | undefined, q:
   const now = ctx.now();
   const c = painter(ctx.color);
   const lines: string[] = [];
-  if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${ctx.config.dbPath} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
+  if (refreshMs !== undefined) lines.push(c.dim(`agentctl status · ${safeText(ctx.config.dbLabel)} · ${new Date(now).toLocaleTimeString()} · every ${formatDuration(refreshMs)}, Ctrl-C to quit`), '');
   const loop = store ? await healthLoopStatus(store, now) : null;
   const t = store ? await readTable(store, q, now, c) : null;
   if (!store || !t || !t.columns.size) {
@@ -85,6 +86,10 @@ export async function renderStatus(ctx: CliContext, store: Store | undefined, q:
   if (loop?.warning) {
     if (warn) warn(`warning: ${loop.warning}`);
     else lines.push(c.yellow(`warning: ${loop.warning}`));
+  }
+  for (const w of store ? await clockWarnings(store) : []) {
+    if (warn) warn(w);
+    else lines.push(c.yellow(w));
   }
   return lines.join('\n');
 }
@@ -110,6 +115,14 @@ export async function printStatus(ctx: CliContext, store: Store | undefined, q: 
   void w.write(`${summaryLine(t.counts, (s) => paintState(c, s))}\n`);
   await w.flush();
   if (loop?.warning) ctx.err(c.yellow(`warning: ${loop.warning}`));
+  for (const w of await clockWarnings(store)) ctx.err(c.yellow(w));
+}
+
+/** One warning line per host whose clock is off the database server's by more than a second (PostgreSQL only). */
+async function clockWarnings(store: Store): Promise<string[]> {
+  return (await hostClockOffsets(store, MAX_CLOCK_OFFSET_MS)).map(
+    (h) => `warning: the clock of host ${safeText(h.host)} is off by ${formatDuration(h.maxOffsetMs)} (${h.agents === 1 ? '1 agent' : `${h.agents} agents`}); the database server's clock judges its agents, but fix its time sync`,
+  );
 }
 
 /**

@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { isPostgresUrl } from '../store/engine.js';
+import { redactUrl } from './redact.js';
 import { type Stats, lstatSync, realpathSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { AgentctlError } from '../errors.js';
@@ -42,12 +44,14 @@ export class SharedDatabaseError extends AgentctlError {
   readonly writableBy: string[];
   constructor(o: Ownership, what: string) {
     const dir = dirname(o.realPath);
+    const fix = isPostgresUrl(o.realPath)
+      ? 'run it as the agents\' own user instead of root'
+      : `give it a directory of its own that only its owner may write (chown OWNER ${dir} ${o.realPath}; chmod go-w ${dir} ${o.realPath})`;
     super(
       'E_SHARED_DB',
       ExitCode.FAILED,
       `refusing to ${what} as root for database ${o.path}: ${o.writableBy[0]}, so anyone who can write it could have written its rows; ` +
-        `give it a directory of its own that only its owner may write (chown OWNER ${dir} ${o.realPath}; chmod go-w ${dir} ${o.realPath}), ` +
-        `or pass --allow-shared-db (AGENTCTL_ALLOW_SHARED_DB=1) to accept that risk`,
+        `${fix}, or pass --allow-shared-db (AGENTCTL_ALLOW_SHARED_DB=1) to accept that risk`,
     );
     this.path = o.path;
     this.writableBy = o.writableBy;
@@ -56,6 +60,20 @@ export class SharedDatabaseError extends AgentctlError {
 
 /** Reads who owns the database at `path` (which must exist) and who else may write it. */
 export function databaseOwnership(path: string): Ownership {
+  if (isPostgresUrl(path)) {
+    // No file: whoever has the database's credentials writes its rows, so root treats it as shared (strict mode).
+    const root = process.geteuid?.() === 0;
+    const self = process.getuid?.() ?? -1;
+    return {
+      path: redactUrl(path),
+      realPath: redactUrl(path),
+      owner: { uid: self, gid: process.getgid?.() ?? -1 },
+      root,
+      uid: self,
+      runAs: null,
+      writableBy: root ? ['it is a PostgreSQL database, written by anyone with its credentials'] : [],
+    };
+  }
   const realPath = realpathSync(path);
   const st = statSync(realPath);
   const owner = { uid: st.uid, gid: st.gid };

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { isPostgresUrl } from '../store/engine.js';
 import { closeSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,7 +163,9 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
   await stopProcesses(targets, opts.graceMs ?? 10_000, steps, rules);
   await noteRestartAttempt(store, name, opts.respectBackoff ? next.unstable : 0, now());
   const before = (await store.getAgent(name))!;
-  const started = startRun(own, [opts.agentctlPath ?? DEFAULT_BIN, ...argv], a.launch.cwd ?? process.cwd(), logDir, logFile);
+  // A database URL goes to the new run in its environment, not on its command line, where ps shows any password.
+  const env = isPostgresUrl(store.path) ? { ...process.env, AGENTCTL_DB: store.path } : undefined;
+  const started = startRun(own, [opts.agentctlPath ?? DEFAULT_BIN, ...argv], a.launch.cwd ?? process.cwd(), logDir, logFile, env);
   const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
   while (Date.now() < deadline && started.exitCode === null) {
     const now2 = await store.getAgent(name);
@@ -181,7 +184,7 @@ export async function restartAgentLocked(store: Store, name: string, opts: Resta
  * for another uid's database it runs as that owner (commandAs), and the owner makes the log directory and opens the
  * log: root never opens a path in the owner's directory. `exitCode` is set if it exits (127: it could not start).
  */
-function startRun(own: Ownership, command: string[], cwd: string, logDir: string, logFile: string): { exitCode: number | null } {
+function startRun(own: Ownership, command: string[], cwd: string, logDir: string, logFile: string, env?: NodeJS.ProcessEnv): { exitCode: number | null } {
   const state = { exitCode: null as number | null };
   const watch = (child: ReturnType<typeof spawn>) => {
     child.once('exit', (code) => (state.exitCode = code ?? 1));
@@ -196,7 +199,7 @@ function startRun(own: Ownership, command: string[], cwd: string, logDir: string
   mkdirSync(logDir, { recursive: true });
   const out = openAppend(logFile, 0o640);
   try {
-    watch(spawn(process.execPath, command, { cwd, detached: true, stdio: ['ignore', out, out] }));
+    watch(spawn(process.execPath, command, { cwd, detached: true, stdio: ['ignore', out, out], ...(env ? { env } : {}) }));
   } finally {
     closeSync(out);
   }
@@ -270,7 +273,7 @@ async function stopProcesses(targets: Target[], graceMs: number, steps: string[]
 function runArgv(dbPath: string, a: AgentRecord, logFile: string, maxRestarts: number, attempt: number, byMonitor: boolean): string[] {
   const evidence = { rule: 'restart', by: byMonitor ? 'health loop' : 'agentctl restart', attempt, previous_pid: a.pid, previous_incarnation: a.incarnation, previous_state: a.state };
   return [
-    '--db', dbPath, 'run', '--name', a.name,
+    ...(isPostgresUrl(dbPath) ? [] : ['--db', dbPath]), 'run', '--name', a.name,
     '--interval', `${a.intervalMs}ms`, '--stale-after', String(a.staleMultiplier), '--offline-after', `${a.offlineAfterMs}ms`,
     '--restart', a.restartPolicy ?? 'never', '--max-restarts', String(maxRestarts), '--log', logFile,
     '--restarted', JSON.stringify(evidence), '--', ...a.launch!.argv,

@@ -108,7 +108,9 @@ export async function claimDeliveries(store: Store, targets: readonly string[], 
          AND NOT EXISTS (SELECT 1 FROM alert_deliveries e JOIN alerts b ON b.id = e.alert_id
                           WHERE e.target = d.target AND e.status IN ('pending', 'sending') AND e.alert_id < d.alert_id AND b.agent_name = a.agent_name)
        ORDER BY d.alert_id LIMIT :limit${s.sql.dialect === 'postgres' ? ' FOR UPDATE OF d SKIP LOCKED' : ''}`;
-    // Guarded like the pick: a claim another monitor committed since the pick read the row is not taken again.
+    // Guarded like the pick: the claim checks again what the pick saw, since another monitor's transaction may have
+    // claimed the row between the two on a database server (SQLite's write lock makes that impossible); then this one
+    // claims nothing.
     const claim = `UPDATE alert_deliveries SET status = 'sending', claimed_until = :until, attempts = attempts + 1
        WHERE alert_id = :id AND target = :target AND (status = 'pending' OR (status = 'sending' AND claimed_until < :now))`;
     for (const target of new Set(targets)) {
@@ -129,7 +131,7 @@ export async function finishDelivery(store: Store, d: { alertId: number; target:
   await store.sql.run(
     `UPDATE alert_deliveries SET status = :status, claimed_until = NULL, last_error = :error,
          sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END
-       WHERE alert_id = :id AND target = :target AND status = 'sending' AND (:claim IS NULL OR claimed_until = :claim)`,
+       WHERE alert_id = :id AND target = :target AND status = 'sending' AND (CAST(:claim AS BIGINT) IS NULL OR claimed_until = :claim)`,
     { status: outcome, error, now, id: d.alertId, target: d.target, claim: d.claimedUntil ?? null },
   );
 }

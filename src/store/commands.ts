@@ -1,6 +1,5 @@
 import { AgentNotFoundError } from '../errors.js';
-import { CLAIM_SQL, COMPLETE_SQL, EXPIRE_SQL, SEND_SQL } from './protocol.js';
-import { PG_EXPIRE_SQL } from './postgres/protocol.js';
+import { protocol } from './dialect.js';
 import { type CommandRecord, type CommandState, toCommandRecord } from './rows.js';
 import type { Store } from './store.js';
 import { jsonArrayValues } from './dialect.js';
@@ -12,7 +11,7 @@ const SELECT = `SELECT c.*, a.name AS agent_name FROM commands c JOIN agents a O
 /** Queues a command for `name`; throws AgentNotFoundError if there is no such agent. */
 export function insertCommand(store: Store, name: string, payload: string, deadlineAt: number | null, now: number): Promise<CommandRecord> {
   return store.tx(async (s) => {
-    const r = await s.sql.get<{ id: number }>(`${SEND_SQL} RETURNING id`, { name, payload, deadline_at: deadlineAt, now });
+    const r = await s.sql.get<{ id: number }>(`${protocol(s.sql.dialect).send} RETURNING id`, { name, payload, deadline_at: deadlineAt, now });
     if (!r) throw new AgentNotFoundError(name);
     return (await getCommand(s, Number(r.id)))!;
   });
@@ -49,15 +48,13 @@ const CLAIMABLE = `SELECT 1 FROM commands WHERE agent_id = (SELECT id FROM agent
 /** Settles commands past their deadline (of one agent, or all); returns how many. Writes only when there are some. */
 export async function expireCommands(store: Store, name: string | null, now: number): Promise<number> {
   if ((await store.sql.get(EXPIRABLE, { name, now })) === undefined) return 0;
-  // PostgreSQL's statement settles by the server's clock (state_database.md, "Time comes from the server").
-  if (store.sql.dialect === 'postgres') return (await store.sql.run(PG_EXPIRE_SQL, { name })).changes;
-  return (await store.sql.run(EXPIRE_SQL, { name, now })).changes;
+  return (await store.sql.run(protocol(store.sql.dialect).expire, { name, now })).changes;
 }
 
 /** Claims the oldest queued command of `name` for `incarnation` with `token`; undefined when there is none to claim. */
 export async function claimCommand(store: Store, name: string, incarnation: number, token: string, now: number): Promise<{ id: number; payload: string; createdAt: number; deadlineAt: number | null } | undefined> {
   if ((await store.sql.get(CLAIMABLE, { name })) === undefined) return undefined; // nothing queued: no write
-  const row = await store.sql.get(CLAIM_SQL, { name, incarnation, token, now });
+  const row = await store.sql.get(protocol(store.sql.dialect).claim, { name, incarnation, token, now });
   if (!row) return undefined;
   return { id: Number(row.id), payload: String(row.payload), createdAt: Number(row.created_at), deadlineAt: row.deadline_at == null ? null : Number(row.deadline_at) };
 }
@@ -65,7 +62,7 @@ export async function claimCommand(store: Store, name: string, incarnation: numb
 /** Completes or fails a claimed command; false means rejected (cancelled, expired, or a stale token). */
 export async function finishCommand(store: Store, p: { id: number; token: string; state: 'completed' | 'failed'; result?: string | null; error?: string | null }, now: number): Promise<boolean> {
   const bind = { id: p.id, token: p.token, state: p.state, result: p.result ?? null, error: p.error ?? null, now };
-  return (await store.sql.run(COMPLETE_SQL, bind)).changes === 1;
+  return (await store.sql.run(protocol(store.sql.dialect).complete, bind)).changes === 1;
 }
 
 /** Cancels a queued or executing command; false if it had already finished. */

@@ -3,6 +3,8 @@
  * written once and ask here for the engine's spelling. Arguments are SQL expressions (column names, placeholders).
  */
 import type { Dialect } from './sql.js';
+import { CLAIM_SQL, COMPLETE_SQL, EXPIRE_SQL, SEND_SQL, START_SQL } from './protocol.js';
+import { PG_CLAIM_SQL, PG_COMPLETE_SQL, PG_EXPIRE_SQL, PG_SEND_SQL, PG_START_SQL } from './postgres/protocol.js';
 
 /** Whether the text `needle` occurs in `haystack` (plain text, never a LIKE pattern). */
 export function containsText(d: Dialect, haystack: string, needle: string): string {
@@ -27,4 +29,16 @@ export function isSame(d: Dialect, a: string, b: string): string {
 /** The larger of two values (SQLite's two-argument max, PostgreSQL's GREATEST). */
 export function greatest(d: Dialect, a: string, b: string): string {
   return d === 'postgres' ? `GREATEST(${a}, ${b})` : `MAX(${a}, ${b})`;
+}
+
+/** The protocol statements every writer runs (protocol.ts for SQLite, postgres/protocol.ts), in the engine's dialect. */
+export function protocol(d: Dialect): { send: string; expire: string; claim: string; complete: string; start: string } {
+  return d === 'postgres'
+    ? { send: PG_SEND_SQL, expire: PG_EXPIRE_SQL, claim: PG_CLAIM_SQL, complete: PG_COMPLETE_SQL, start: PG_START_SQL }
+    : { send: SEND_SQL, expire: EXPIRE_SQL, claim: CLAIM_SQL, complete: COMPLETE_SQL, start: START_SQL };
+}
+
+/** An integer column times a real one, truncated to an integer as SQLite's CAST truncates (PostgreSQL's rounds). */
+export function truncInt(d: Dialect, expr: string): string {
+  return d === 'postgres' ? `CAST(trunc(${expr}) AS BIGINT)` : `CAST(${expr} AS INTEGER)`;
 }

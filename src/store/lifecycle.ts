@@ -1,5 +1,5 @@
 import { AgentNotFoundError } from '../errors.js';
-import { START_SQL } from './protocol.js';
+import { protocol } from './dialect.js';
 import { jsonField } from './dialect.js';
 import type { AgentRecord, RestartPolicy } from './rows.js';
 import { type RegisterParams, type Store, registerBindings, wholeIdentity } from './store.js';
@@ -30,7 +30,7 @@ export function startAgentRow(store: Store, p: StartRowParams, now: number): Pro
     // it is still a new start, so the start statement makes its incarnation (the register statement would not).
     const whole = wholeIdentity(r);
     if (before && (p.reason !== undefined || samePid || !whole)) {
-      await s.sql.run(START_SQL, {
+      await s.sql.run(protocol(s.sql.dialect).start, {
         name: r.name,
         restarted: p.restarted ? 1 : 0,
         pid: whole ? (r.pid ?? null) : null,

@@ -1,26 +1,33 @@
 import { DEFAULTS } from '../config.js';
-import { UsageError } from '../errors.js';
 import { openDatabase } from './sqlite/open.js';
+import { SqliteEngine } from './sqlite/engine.js';
+import { isPostgresUrl } from './engine.js';
 import type { RetryPolicy } from './retry.js';
 import { DEFAULT_CONTRACT, Store, type StoreOptions } from './store.js';
 
+export { isPostgresUrl };
+
 /**
- * Opens the store `opts` names and returns it: the one place where the engine is chosen. Today every store is an
- * SQLite file (created and migrated if needed); a PostgreSQL URL (postgres://, postgresql://) will select that
- * engine here, beneath the same Store.
+ * Opens the store `opts` names and returns it: the one place where the engine is chosen. A PostgreSQL URL
+ * (postgres://, postgresql://) opens that database (migrated for writers); anything else is the path of an SQLite
+ * file (created and migrated if needed).
  */
 export async function openStore(opts: StoreOptions): Promise<Store> {
-  if (/^postgres(ql)?:\/\//i.test(opts.path)) throw new UsageError('PostgreSQL databases are not supported by this build yet: give the path of an SQLite file');
+  if (isPostgresUrl(opts.path)) return openPostgresStore(opts);
   return openSqliteStore(opts);
 }
 
-/** The SQLite file at `opts.path`, created and migrated if needed. */
-function openSqliteStore(opts: StoreOptions): Store {
-  const retry: RetryPolicy = {
+function retryOf(opts: StoreOptions): RetryPolicy {
+  return {
     attempts: Math.max(1, Math.floor(opts.retryAttempts ?? DEFAULTS.retryAttempts)),
     factor: Math.max(1, opts.backoffFactor ?? DEFAULTS.backoffFactor),
     baseDelayMs: 50,
   };
+}
+
+/** The SQLite file at `opts.path`, created and migrated if needed. */
+function openSqliteStore(opts: StoreOptions): Store {
+  const retry = retryOf(opts);
   const db = openDatabase(opts.path, {
     busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULTS.busyTimeoutMs,
     retry,
@@ -28,5 +35,26 @@ function openSqliteStore(opts: StoreOptions): Store {
     createDir: opts.createDir ?? false,
     migrate: opts.migrate ?? true,
   });
-  return new Store(db, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT, opts.fileCheckEveryMs ?? 100);
+  const engine = new SqliteEngine(db, opts.path, retry, opts.fileCheckEveryMs ?? 100);
+  return new Store(engine.sql, engine, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT);
+}
+
+/**
+ * Where the PostgreSQL engine lives, loaded only when a URL is opened: named through a variable so that the
+ * heartbeat fast path's bundle (src/cli/fast.ts, which hands URLs to the full CLI) neither contains nor loads pg.
+ */
+const PG_OPEN = './postgres/open.js';
+const PG_ENGINE = './postgres/engine.js';
+
+/** The PostgreSQL database at the URL `opts.path`. */
+async function openPostgresStore(opts: StoreOptions): Promise<Store> {
+  const retry = retryOf(opts);
+  const [{ openPostgres }, { PgEngine }] = await Promise.all([
+    import(PG_OPEN) as Promise<typeof import('./postgres/open.js')>,
+    import(PG_ENGINE) as Promise<typeof import('./postgres/engine.js')>,
+  ]);
+  const mode = opts.mode ?? 'create';
+  const sql = await openPostgres(opts.path, { mode, retry });
+  const engine = new PgEngine(sql, opts.path, { writable: mode !== 'read' });
+  return new Store(sql, engine, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT);
 }

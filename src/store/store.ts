@@ -1,12 +1,12 @@
 import type Database from 'better-sqlite3';
-import { statSync } from 'node:fs';
-import { AgentNotFoundError, DatabaseReplacedError, DatabaseUnusableError } from '../errors.js';
-import { isSnapshot } from './sqlite/open.js';
+import { AgentNotFoundError, UsageError } from '../errors.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
+import { PG_GOODBYE_SQL, PG_HEARTBEAT_SQL, pgRegisterSql } from './postgres/protocol.js';
+import type { StoreEngine } from './engine.js';
+import { SqliteEngine } from './sqlite/engine.js';
 import type { RetryPolicy } from './retry.js';
 import { type AgentRecord, type AgentState, type Availability, EVENT_COLUMNS, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
 import { DEFAULTS } from '../config.js';
-import { SqliteSql } from './sqlite/executor.js';
 import type { Dialect, Sql, SqlArgs } from './sql.js';
 import { containsText } from './dialect.js';
 
@@ -53,6 +53,8 @@ export interface HeartbeatParams {
   message?: string | null;
   metadataJson?: string | null;
   progress?: number | null;
+  /** The writer's own clock (ms) at the heartbeat, kept beside the server's stamp to report skewed hosts (PostgreSQL). */
+  writerClock?: number | null;
 }
 
 export interface TransitionParams {
@@ -115,7 +117,6 @@ function agentWhere(f: AgentFilter, dialect: Dialect): { where: string; args: un
 
 export class Store {
   readonly path: string;
-  readonly db: Database.Database;
   readonly retry: RetryPolicy;
   readonly contract: { intervalMs: number; staleMultiplier: number; offlineAfterMs: number };
   /**
@@ -123,41 +124,47 @@ export class Store {
    * scoped), so that the store modules, given the Store of a transaction, run their statements in it.
    */
   readonly sql: Sql;
-  /** The SQLite executor beneath (the same connection as `db`). */
-  private readonly sqlite: SqliteSql;
-  private readonly rawStmts = new Map<string, Database.Statement>();
+  /** What is specific to the engine beneath (an SQLite file, a PostgreSQL server). */
+  readonly engine: StoreEngine;
+
+  /** The register statement with this store's contract defaults filled in, in the engine's dialect. */
+  readonly registerSql: string;
+  private readonly heartbeatSql: string;
+  private readonly goodbyeSql: string;
+
+  constructor(sql: Sql, engine: StoreEngine, path: string, retry: RetryPolicy, contract: Store['contract']) {
+    this.sql = sql;
+    this.engine = engine;
+    this.path = path;
+    this.retry = retry;
+    this.contract = contract;
+    const pg = sql.dialect === 'postgres';
+    this.registerSql = pg ? pgRegisterSql(contract) : registerSql(contract);
+    this.heartbeatSql = pg ? PG_HEARTBEAT_SQL : HEARTBEAT_SQL;
+    this.goodbyeSql = pg ? PG_GOODBYE_SQL : GOODBYE_SQL;
+  }
+
+  /** The SQLite connection beneath, for the tools that work on the file itself; a UsageError on any other engine. */
+  get db(): Database.Database {
+    if (this.engine instanceof SqliteEngine) return this.engine.db;
+    throw new UsageError('this works only on an SQLite database file, not on a PostgreSQL database');
+  }
+
+  /** Whether this store is on an SQLite file (the file tools, the lock files, backups work only there). */
+  get isSqlite(): boolean {
+    return this.engine.kind === 'sqlite';
+  }
+
   /**
    * Take the write lock by trying every few milliseconds instead of through SQLite's busy handler (see beginPromptly),
    * so that a stream of heartbeats cannot hold this connection off for seconds. The health loop turns it on.
    */
-  promptWriteLock = false;
-  /** The file this connection opened: a write after it was deleted or replaced would go nowhere anyone reads. */
-  private readonly file: { dev: number; ino: number; size: number };
-  /** performance.now() of the last identity check, and how long a single-statement write may rely on it. */
-  private fileCheckedAt: number;
-  private readonly fileCheckEveryMs: number;
+  get promptWriteLock(): boolean {
+    return this.engine.promptWriteLock;
+  }
 
-  /** The register statement with this store's contract defaults filled in. */
-  readonly registerSql: string;
-
-  constructor(db: Database.Database, path: string, retry: RetryPolicy, contract: Store['contract'], fileCheckEveryMs = 100) {
-    this.db = db;
-    this.path = path;
-    this.retry = retry;
-    this.contract = contract;
-    this.registerSql = registerSql(contract);
-    const st = statSync(path);
-    this.file = { dev: st.dev, ino: st.ino, size: st.size };
-    this.fileCheckedAt = performance.now();
-    this.fileCheckEveryMs = fileCheckEveryMs;
-    this.sqlite = new SqliteSql(db, {
-      path,
-      retry,
-      beforeWrite: () => this.assertSameFileRecently(),
-      beforeTx: () => this.assertSameFile(),
-      prompt: () => this.promptWriteLock,
-    });
-    this.sql = this.sqlite;
+  set promptWriteLock(v: boolean) {
+    this.engine.promptWriteLock = v;
   }
 
   /**
@@ -231,38 +238,19 @@ export class Store {
     return s;
   }
 
-  /** Throws DatabaseReplacedError if the path no longer names the file this connection has open. Called before writes. */
+  /** Throws DatabaseReplacedError if the path no longer names the file this connection has open (SQLite; a server has nothing to check). */
   assertSameFile(): void {
-    let st;
-    try {
-      st = statSync(this.path);
-    } catch {
-      throw new DatabaseReplacedError(this.path, 'deleted');
-    }
-    if (st.dev !== this.file.dev || st.ino !== this.file.ino) throw new DatabaseReplacedError(this.path, 'replaced');
-    // The main file never shrinks in normal use (no auto-vacuum, no VACUUM in place): smaller means truncated.
-    if (st.size < this.file.size) throw new DatabaseUnusableError(this.path, `it was truncated from ${this.file.size} to ${st.size} bytes while in use; nothing was written. Restore it from a backup`);
-    this.file.size = st.size;
-    this.fileCheckedAt = performance.now();
-  }
-
-  /**
-   * assertSameFile, unless it passed less than fileCheckEveryMs ago. A stat costs about a tenth of a heartbeat; a
-   * file deleted or replaced under a stream of heartbeats is noticed within that window instead of at once.
-   */
-  private assertSameFileRecently(): void {
-    if (this.fileCheckEveryMs > 0 && performance.now() - this.fileCheckedAt < this.fileCheckEveryMs) return;
-    this.assertSameFile();
+    this.engine.assertSameFile();
   }
 
   /** Whether this store may write (false for a read-only connection). */
   get writable(): boolean {
-    return !this.db.readonly;
+    return this.engine.writable;
   }
 
   /** Whether this connection reads an immutable snapshot (a reader without write access): later writes are not seen. */
   get snapshot(): boolean {
-    return isSnapshot(this.db);
+    return this.engine.snapshot;
   }
 
   /**
@@ -286,7 +274,7 @@ export class Store {
    * no agent has that name, and nothing was written.
    */
   async heartbeatRow(p: HeartbeatParams, now: number): Promise<boolean> {
-    return (await this.sql.run(HEARTBEAT_SQL, heartbeatBindings(p, now))).changes === 1;
+    return (await this.sql.run(this.heartbeatSql, heartbeatBindings(p, now, this.sql.dialect))).changes === 1;
   }
 
   /**
@@ -295,12 +283,12 @@ export class Store {
    */
   async heartbeat(p: HeartbeatParams, now: number): Promise<{ registered: boolean }> {
     if (await this.heartbeatRow(p, now)) return { registered: false };
-    const bindings = heartbeatBindings(p, now);
+    const bindings = heartbeatBindings(p, now, this.sql.dialect);
     return this.tx(async (s) => {
-      const existed = (await s.sql.run(HEARTBEAT_SQL, bindings)).changes === 1;
+      const existed = (await s.sql.run(this.heartbeatSql, bindings)).changes === 1;
       if (existed) return { registered: false };
       await s.sql.run(this.registerSql, registerBindings({ name: p.name }, now));
-      await s.sql.run(HEARTBEAT_SQL, bindings);
+      await s.sql.run(this.heartbeatSql, bindings);
       return { registered: true };
     });
   }
@@ -313,7 +301,7 @@ export class Store {
     return this.tx(async (s) => {
       const existed = await s.exists(r.name);
       await s.sql.run(this.registerSql, registerBindings(r, now));
-      await s.sql.run(HEARTBEAT_SQL, heartbeatBindings(h, now));
+      await s.sql.run(this.heartbeatSql, heartbeatBindings(h, now, this.sql.dialect));
       return { registered: !existed, agent: (await s.getAgent(r.name))! };
     });
   }
@@ -327,7 +315,7 @@ export class Store {
       if (opts.incarnation !== undefined) {
         if (a?.incarnation !== opts.incarnation) return false;
       } else if (!a) throw new AgentNotFoundError(name);
-      return (await s.sql.run(GOODBYE_SQL, { name, message, now })).changes === 1;
+      return (await s.sql.run(this.goodbyeSql, { name, message, now })).changes === 1;
     });
   }
 
@@ -364,21 +352,12 @@ export class Store {
    * object per row: a reader of 100,000 agents makes 100,000 fewer objects); any other executor maps its rows.
    */
   private async *arrayBatches(sql: string, args: SqlArgs, columns: readonly string[], batch = ROW_BATCH): AsyncIterable<unknown[][]> {
-    const raw = this.sqlite.batchesOf<unknown[]>(this.sql, this.rawStatement(sql), args, batch);
+    const raw = this.engine.rawBatches(this.sql, sql, args, batch);
     if (raw) {
       yield* raw;
       return;
     }
     for await (const rows of this.sql.batches(sql, args, batch)) yield rows.map((r) => columns.map((c) => r[c]));
-  }
-
-  private rawStatement(sql: string): Database.Statement {
-    let s = this.rawStmts.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql).raw(true);
-      this.rawStmts.set(sql, s);
-    }
-    return s;
   }
 
   /**
@@ -437,7 +416,7 @@ export class Store {
   }
 
   close(): Promise<void> {
-    return this.sqlite.close();
+    return this.engine.close();
   }
 }
 
@@ -459,7 +438,7 @@ function eventsSql(select: string, q: EventQuery): { sql: string; args: Record<s
   const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
   if (q.limit !== undefined) args.limit = q.limit;
   const sql = q.limit !== undefined
-    ? `SELECT ${select} FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) ORDER BY id`
+    ? `SELECT ${select} FROM (SELECT * FROM events${filter} ORDER BY id DESC LIMIT :limit) newest ORDER BY id`
     : `SELECT ${select} FROM events${filter} ORDER BY id`;
   return { sql, args };
 }
@@ -497,7 +476,10 @@ export function wholeIdentity(p: Pick<RegisterParams, 'pid' | 'pidStartTime' | '
   return p.pid == null || (p.pidStartTime != null && p.host != null && p.bootId != null);
 }
 
-function heartbeatBindings(p: HeartbeatParams, now: number): Record<string, unknown> {
+function heartbeatBindings(p: HeartbeatParams, now: number, dialect: Dialect): Record<string, unknown> {
+  // On a database server the server's clock stamps the heartbeat; the writer's own clock (this process's, unless
+  // given) is kept beside it so that a host whose clock is off is reported. SQLite's statement has no such column.
+  if (dialect === 'postgres') return { name: p.name, status: p.status ?? null, message: p.message ?? null, metadata: p.metadataJson ?? null, progress: p.progress ?? null, writer_clock: p.writerClock ?? Date.now() };
   return {
     name: p.name,
     status: p.status ?? null,

@@ -39,16 +39,12 @@ describe('many monitors on PostgreSQL', () => {
     // Each child: a Store over its own pool, passing with the server's clock until every agent is offline and a
     // while after, claiming deliveries after each pass.
     const script = `
-      const { Store, DEFAULT_CONTRACT } = await import(${mod('store/store.js')});
-      const { openPg } = await import(${mod('store/postgres/executor.js')});
+      const { openStore } = await import(${mod('store/open-store.js')});
       const { checkHealth } = await import(${mod('core/health/pass.js')});
       const { claimDeliveries } = await import(${mod('store/alerts.js')});
       const [url, me, end] = process.argv.slice(1);
-      const sql = openPg({ url });
-      const s = Object.create(Store.prototype);
-      Object.defineProperty(s, 'sql', { value: sql });
-      Object.defineProperty(s, 'path', { value: url });
-      Object.defineProperty(s, 'contract', { value: DEFAULT_CONTRACT });
+      const s = await openStore({ path: url });
+      const sql = s.sql;
       const local = { host: 'monitor-' + me, bootId: 'b' + me, startTime: () => null };
       const claimed = [];
       let passes = 0;
@@ -60,7 +56,7 @@ describe('many monitors on PostgreSQL', () => {
         if (now > Number(end)) break;
       }
       console.log(JSON.stringify({ claimed, passes }));
-      await sql.close();`;
+      await s.close();`;
     const end = t0 + 4500;
     const children = [1, 2, 3].map((i) => start(process.execPath, ['--input-type=module', '-e', script, url, String(i), String(end)]));
     const results = [];

@@ -68,7 +68,7 @@ export function define(program: Command): void {
     .action(async (names: string[], flags: { group?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const scope: FleetScope = { names, ...(flags.group !== undefined ? { group: flags.group } : {}) };
-      const now = ctx.now();
+      let now = ctx.now();
       const text = ctx.json ? (s: string) => s : pluginText;
       let result: { code: number; line: string };
       let store: Store | undefined;
@@ -76,6 +76,7 @@ export function define(program: Command): void {
         try {
           if (flags.group !== undefined) validateGroup(flags.group);
           store = await ctx.open('read');
+          now = ctx.now(); // by the database server's clock, when there is one
           result = verdict(await readFleetCounts(store, now, scope), now, text);
           // A health loop that has run here and then stopped is a problem of its own; a site without one is not warned.
           const loop = await healthLoopStatus(store, now);

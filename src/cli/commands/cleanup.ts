@@ -4,7 +4,7 @@ import { agentsToPurge, countHistoryOlderThan, purgeAgents, pruneHistory } from 
 import { parseDuration } from '../../core/duration.js';
 import { safeText } from '../../core/text.js';
 import { UsageError } from '../../errors.js';
-import { withExclusiveLock } from '../../store/sqlite/lock.js';
+import { exclusive } from '../../store/lease.js';
 import { cliContext } from '../context.js';
 import { plural } from '../render.js';
 
@@ -45,7 +45,7 @@ export function define(program: Command): void {
       const store = await ctx.open('existing');
       try {
         const now = ctx.now();
-        const report = await withExclusiveLock(ctx.config.dbPath, { name: 'maintenance', staleMs: ctx.config.lockStaleMs, onWarning: (m) => ctx.err(`agentctl: ${m}`) }, async (lock) => {
+        const report = await exclusive(store, { name: 'maintenance', staleMs: ctx.config.lockStaleMs, onWarning: (m) => ctx.err(`agentctl: ${m}`) }, async (lock) => {
           const out: Report = { dryRun: Boolean(flags.dryRun) };
           if (flags.stale) {
             out.convicted = flags.dryRun

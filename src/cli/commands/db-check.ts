@@ -3,8 +3,12 @@ import { type Diagnosis, diagnose } from '../../core/diagnose.js';
 import { repairDatabase } from '../../core/repair.js';
 import { safeText } from '../../core/text.js';
 import { ExitCode } from '../../exit-codes.js';
+import { UsageError } from '../../errors.js';
 import { type CliContext, cliContext } from '../context.js';
 import { painter, plural } from '../render.js';
+
+/** Loaded only for a PostgreSQL URL. */
+const PG_DIAGNOSE = '../../store/postgres/diagnose.js';
 
 const EXIT: Record<Diagnosis['verdict'], number> = { healthy: ExitCode.OK, problems: ExitCode.FAILED, unusable: ExitCode.DB_UNUSABLE };
 
@@ -27,6 +31,21 @@ export function define(program: Command): void {
     .action(async (flags: { full?: boolean; fix?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const now = ctx.now();
+      if (ctx.config.dbIsUrl) {
+        // The file checks and repairs (integrity, WAL, backups, lock files) are SQLite's: a server keeps its own.
+        if (flags.fix) throw new UsageError('db-check --fix repairs SQLite database files; on PostgreSQL use its own tools (VACUUM, pg_dump)');
+        const store = await ctx.open('read');
+        try {
+          const { diagnosePg } = await import(PG_DIAGNOSE) as typeof import('../../store/postgres/diagnose.js');
+          const d = await diagnosePg(store, await store.now());
+          if (ctx.json) ctx.out(JSON.stringify(d, null, 2));
+          else printDiagnosis(ctx, d);
+          process.exitCode = EXIT[d.verdict];
+        } finally {
+          await store.close();
+        }
+        return;
+      }
       if (!flags.fix) {
         const d = diagnose(ctx.config.dbPath, now, { full: Boolean(flags.full), lockStaleMs: ctx.config.lockStaleMs });
         if (ctx.json) ctx.out(JSON.stringify(d, null, 2));

@@ -171,7 +171,7 @@ function whenText(now: number, endsAt: number | null): string {
 async function printChanges(
   ctx: CliContext, tick: () => Promise<Observed>, procs: DemoProcess[], startedAt: number, endsAt: number | null, refreshMs: number, stop: Stopper,
 ): Promise<void> {
-  process.stdout.write(`agentctl demo · ${safeText(ctx.config.dbPath)} · ${whenText(startedAt, endsAt)} · not a terminal: one line per change\n`);
+  process.stdout.write(`agentctl demo · ${safeText(ctx.config.dbLabel)} · ${whenText(startedAt, endsAt)} · not a terminal: one line per change\n`);
   const changes = new DemoChanges(startedAt);
   while (!stop.stopped) {
     const t = await tick();
@@ -190,7 +190,7 @@ async function frame(ctx: CliContext, store: Store, t: Observed, procs: DemoProc
   // the story's line (which quotes the agent's reason) are shown through safeText, as everything from agents is.
   const output = procs.map((p) => `  ${p.label.padEnd(width)} › ${safeText(p.lastLine.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z\s+/, ''))}${p.exit ? c.dim(` [exited: ${p.exit.signal ?? `code ${p.exit.code}`}]`) : ''}`);
   return [
-    c.dim(`agentctl demo · ${safeText(ctx.config.dbPath)} · ${new Date(now).toLocaleTimeString()} · ${when}`),
+    c.dim(`agentctl demo · ${safeText(ctx.config.dbLabel)} · ${new Date(now).toLocaleTimeString()} · ${when}`),
     c.bold(safeText(step.line + (step.countdown ?? ''))),
     '',
     await renderStatus(ctx, store, {}),

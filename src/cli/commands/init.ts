@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { SCHEMA_VERSION } from '../../store/sqlite/migrations.js';
 import { cliContext } from '../context.js';
+import { safeText } from '../../core/text.js';
 
 export function define(program: Command): void {
   program
@@ -16,13 +17,16 @@ export function define(program: Command): void {
     .addHelpText('after', '\nExamples:\n  agentctl init --db /var/lib/agents/agentctl.db\n  agentctl init --json')
     .action(async (_flags: unknown, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const path = ctx.config.dbPath;
-      const existed = existsSync(path);
+      const path = ctx.config.dbLabel;
+      const existed = ctx.config.dbIsUrl || existsSync(ctx.config.dbPath);
       const store = await ctx.open('create');
       try {
-        const version = store.db.pragma('user_version', { simple: true }) as number;
+        // PostgreSQL: the database exists (agentctl cannot create one); its tables are made by the migrations.
+        const version = store.isSqlite
+          ? (store.db.pragma('user_version', { simple: true }) as number)
+          : Number((await store.sql.get<{ version: number }>('SELECT version FROM agentctl_schema'))!.version);
         if (ctx.json) ctx.out(JSON.stringify({ path, created: !existed, schemaVersion: version }));
-        else ctx.out(`${existed ? 'database' : 'created database'} ${path}: schema version ${version}${version === SCHEMA_VERSION ? ' (current)' : ''}`);
+        else ctx.out(`${existed ? 'database' : 'created database'} ${safeText(path)}: schema version ${version}${version === SCHEMA_VERSION ? ' (current)' : ''}`);
       } finally {
         await store.close();
       }

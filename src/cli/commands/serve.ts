@@ -119,7 +119,7 @@ export function define(program: Command): void {
         const login = await ensureLoginToken(store, ctx.now());
         if (login) ctx.err(`agentctl: no access token exists yet; log in once at ${at}/login?token=${login}`);
         // The last line of start-up: whoever waits for it has the login link already.
-        ctx.err(`agentctl: serving ${at} (database ${safeText(ctx.config.dbPath)}); Ctrl-C stops`);
+        ctx.err(`agentctl: serving ${at} (database ${safeText(ctx.config.dbLabel)}); Ctrl-C stops`);
         while (!stop.stopped) await stop.sleep(3_600_000);
         ctx.err('agentctl: stopping');
         await Promise.all([running.close(), loop?.stop()]);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type AgentQuery, readAgents } from '../../core/agents.js';
 import { parseDuration } from '../../core/duration.js';
+import { redactUrl } from '../../core/redact.js';
 import { healthLoopStatus } from '../../core/health/loop-status.js';
 import { countStates } from '../../core/state.js';
 import { parseList, validateGroup } from '../../core/validate.js';
@@ -100,7 +101,7 @@ export function statusJsonText(ctx: Pick<CliContext, 'config'>, store: Store | u
 }
 
 async function* statusJsonPieces(ctx: Pick<CliContext, 'config'>, store: Store | undefined, q: AgentQuery, now: number): AsyncGenerator<string | string[]> {
-  yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(ctx.config.dbPath)},\n  "agents": [`;
+  yield `{\n  "generatedAt": ${JSON.stringify(new Date(now).toISOString())},\n  "database": ${JSON.stringify(redactUrl(ctx.config.dbPath))},\n  "agents": [`;
   const counts = countStates([]);
   let total = 0;
   // Read first: the connection is busy while the agents are iterated.

@@ -99,7 +99,7 @@ export async function deliverAlerts(store: Store, targets: readonly AlertTarget[
         if (round.signal.aborted || result.unanswered.includes(label) || left() <= MIN_ATTEMPT_MS) return;
         const at = clock();
         // Each delivery at most once a round: one that failed waits for the next round, not for this one's end.
-        const [d] = await claimDeliveries(store, [target.id], at, at + Math.max(0, left()) + CLAIM_GRACE_MS, 1, tried.get(target.id));
+        const [d] = await claimDeliveries(store, [target.id], at, Math.ceil(at + Math.max(0, left()) + CLAIM_GRACE_MS), 1, tried.get(target.id));
         if (!d) return;
         tried.get(target.id)!.push(d.alertId);
         const error = await attempts(target, d.payload);

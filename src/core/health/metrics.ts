@@ -1,4 +1,5 @@
 import type { Store } from '../../store/store.js';
+import { hostClockOffsets } from '../../store/fleet.js';
 import { AGENT_STATES } from '../../store/rows.js';
 import { readCounters, readMonitor } from '../../store/monitor.js';
 import { countDerivedStates } from '../../store/fleet.js';
@@ -68,6 +69,8 @@ async function* metricsPieces(store: Store, now: number): AsyncGenerator<string 
     }
     yield piece;
   }
+  const offsets = await hostClockOffsets(store, -1);
+  if (offsets.length) yield family('agentctl_host_clock_offset_seconds', 'gauge', "How far each host's clock is off the database server's, at its agents' last heartbeats (the largest).", offsets.map((h) => [{ host: h.host }, h.maxOffsetMs / 1000]));
   const c = (name: string) => counters[name] ?? 0;
   yield [
     family('agentctl_transitions_total', 'counter', 'State transitions seen by the health loop, by the state entered.', AGENT_STATES.map((s) => [{ to: s }, c(`transitions_total:${s}`)])),

@@ -4,10 +4,7 @@ import type { RetryPolicy } from '../retry.js';
 import { type PgExecutor, openPg } from './executor.js';
 import { type PgMigrateResult, migratePg } from './migrate.js';
 
-/** Whether a --db / AGENTCTL_DB value names a PostgreSQL database rather than an SQLite file. */
-export function isPostgresUrl(db: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(db);
-}
+export { isPostgresUrl } from '../engine.js';
 
 export interface OpenPostgresOptions {
   /**
