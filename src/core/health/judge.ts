@@ -75,6 +75,8 @@ export function judgeAgent(a: AgentRecord, now: number, local: LocalHost): Verdi
       evidence: {
         rule: pid.check === 'rebooted' ? 'boot-id' : 'pid',
         detected_by: 'monitor',
+        // Which host's loop read the process table: on a shared database, the one that proved it.
+        monitor_host: local.host,
         pid_check: pid.check,
         pid: a.pid,
         pid_start_time: a.pidStartTime,
