@@ -195,7 +195,7 @@ describe('a health pass with an injected clock', () => {
     const r = await checkHealth(s, T0 + 10, { local: here });
     const byName = Object.fromEntries(r.transitions.map((t) => [t.agent, t]));
     expect(Object.keys(byName).sort()).toEqual(['gone', 'rebooted', 'reused']);
-    expect(byName.gone).toMatchObject({ to: 'offline', kind: 'crash', reason: 'process gone', evidence: { rule: 'pid', pid_check: 'gone', pid: dead.pid } });
+    expect(byName.gone).toMatchObject({ to: 'offline', kind: 'crash', reason: 'process gone', evidence: { rule: 'pid', detected_by: 'monitor', monitor_host: host, pid_check: 'gone', pid: dead.pid } });
     expect(byName.reused!.evidence).toMatchObject({ rule: 'pid', pid_check: 'reused', pid_start_time: liveStart - 1, observed_start_time: liveStart });
     expect(byName.rebooted).toMatchObject({ reason: 'host rebooted', evidence: { rule: 'boot-id', boot_id: `${boot}-before`, current_boot_id: boot } });
     expect((await readCounters(s))['crash_proofs_total']).toBe(3);
