@@ -177,16 +177,20 @@ async function followLatency(bin, clusterUrl, n) {
     const sent = new Map();
     for (let i = 0; i < n; i++) {
       const name = `f${i}`;
-      sent.set(name, performance.now());
+      const start = performance.now();
       await store.heartbeat({ name }, Date.now());
+      sent.set(name, { start, committed: performance.now() });
       await sleep(20);
     }
     for (let i = 0; seen.size < n + 1; i++) {
       if (i > 200) break;
       await sleep(50);
     }
-    const lat = [...sent].map(([name, t]) => (seen.has(name) ? seen.get(name) - t : Infinity)).sort((a, b) => a - b);
-    return lat;
+    // From the commit (the write's answer; a notification can even come before it: 0), and from the write's start.
+    const after = (name, t) => (seen.has(name) ? Math.max(0, seen.get(name) - t) : Infinity);
+    const fromCommit = [...sent].map(([name, t]) => after(name, t.committed)).sort((a, b) => a - b);
+    const fromStart = [...sent].map(([name, t]) => after(name, t.start)).sort((a, b) => a - b);
+    return { fromCommit, fromStart };
   } finally {
     await store.close();
     follow.kill('SIGINT');
@@ -226,9 +230,9 @@ export async function benchPg({ dir, root, goal, fmt, pct }) {
     const onTime = f.passes.length >= Math.floor((seconds * 1000) / f.everyMs) && late === 0 && f.passes.every((p) => p.ms < f.everyMs);
     goal('PostgreSQL fleet: every monitor pass on time', onTime, `${f.passes.length} passes, ${late} late, longest ${fmt(Math.max(0, ...f.passes.map((p) => p.ms)), 0)} ms`);
 
-    const follow = await followLatency(bin, cluster.url, 200);
-    const fp99 = pct(follow, 99);
-    console.log(`  a transition reaches history --follow: p50 ${fmt(pct(follow, 50), 1)} ms, p99 ${fmt(fp99, 1)} ms (200 transitions; from the write's start to the printed line)`);
+    const { fromCommit, fromStart } = await followLatency(bin, cluster.url, 200);
+    const fp99 = pct(fromCommit, 99);
+    console.log(`  a transition reaches history --follow (200 transitions, to the printed line): from its commit p50 ${fmt(pct(fromCommit, 50), 1)} ms, p99 ${fmt(fp99, 1)} ms; from the write's start p50 ${fmt(pct(fromStart, 50), 1)} ms, p99 ${fmt(pct(fromStart, 99), 1)} ms`);
     goal('PostgreSQL: a transition reaches a follower within 100 ms p99', fp99 <= 100, `${fmt(fp99, 1)} ms`);
   } finally {
     cluster.stop();
