@@ -67,7 +67,10 @@ export function define(program: Command): void {
             failed ??= err;
             stop.stop();
           }
-        }, { pollMs: refreshMs });
+        }, { pollMs: refreshMs }).catch((err: unknown) => {
+          stop.dispose();
+          throw err;
+        });
         try {
           while (!stop.stopped) await stop.sleep(60_000);
         } finally {
