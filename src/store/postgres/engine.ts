@@ -62,11 +62,6 @@ export class PgEngine implements StoreEngine {
   /** The listeners of watchEvents still open (closed with the store). */
   private readonly listeners = new Set<PgListener>();
 
-  /** The backend pids of the open listeners (for tests that terminate them). */
-  listenerPids(): number[] {
-    return [...this.listeners].map((l) => l.backendPid).filter((p): p is number => p !== undefined);
-  }
-
   async close(): Promise<void> {
     const open = [...this.listeners];
     this.listeners.clear();
