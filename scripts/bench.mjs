@@ -313,6 +313,10 @@ try {
     // `node scripts/bench.mjs http`: only the HTTP ping bench.
     await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
     process.exitCode = results.some((r) => !r.ok) ? 1 : 0;
+  } else if (process.argv[2] === 'pg') {
+    // `node scripts/bench.mjs pg`: only PostgreSQL beside SQLite (a throwaway cluster of this machine's PostgreSQL).
+    await (await import('./bench-pg.mjs')).benchPg({ dir, root, goal, fmt, pct });
+    process.exitCode = results.some((r) => !r.ok) ? 1 : 0;
   } else {
   await healthPass();
   const rawPrepared = await inProcess();
@@ -328,6 +332,7 @@ try {
   await runOverhead(nodeStart);
   await benchDashboard(dir, join(root, 'bin/agentctl'), goal);
   await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
+  await (await import('./bench-pg.mjs')).benchPg({ dir, root, goal, fmt, pct });
   }
   const missed = results.filter((r) => !r.ok).length;
   console.log(`\n${results.length - missed} of ${results.length} goals met`);

@@ -12,7 +12,7 @@ interface Client {
 }
 
 export interface StreamOptions {
-  /** How often the events table is read for new rows (SQLite has no notifications). */
+  /** How often the events table is read for new rows on SQLite (a file announces nothing; PostgreSQL's notifications wake the stream). */
   pollMs: number;
   /** A comment line this often keeps proxies and clients from timing the stream out (default 15 s). */
   keepAliveMs: number;
@@ -21,7 +21,8 @@ export interface StreamOptions {
 const BATCH = 1000;
 
 /**
- * The live event stream (Server-Sent Events): one poller reads the events table by id for every client, each event
+ * The live event stream (Server-Sent Events): one reader of the events table by id for every client, woken as the
+ * store's watchEvents says (SQLite: every pollMs; PostgreSQL: on each event's notification), each event
  * goes out as `id: <event id>` and `data: <the event's JSON>` (as `history --json` gives it), and a client that comes
  * back with Last-Event-ID gets everything after it first.
  */
@@ -30,7 +31,8 @@ export class EventStream {
   private readonly store: Store;
   private readonly opts: StreamOptions;
   private cursor: number;
-  private poller: NodeJS.Timeout | undefined;
+  /** Stops the store's watch (set while someone listens). */
+  private unwatch: Promise<() => Promise<void>> | undefined;
   private keepAlive: NodeJS.Timeout | undefined;
 
   constructor(store: Store, opts: StreamOptions) {
@@ -66,15 +68,23 @@ export class EventStream {
   }
 
   private schedule(): void {
-    if (!this.poller) {
-      this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
+    if (!this.unwatch) {
+      this.unwatch = this.store.watchEvents(() => this.poll(), { pollMs: this.opts.pollMs });
+      // A listener that cannot connect: fall back to polling the table, as on SQLite.
+      this.unwatch = this.unwatch.catch(() => {
+        const t = setInterval(() => void this.poll(), this.opts.pollMs);
+        return () => {
+          clearInterval(t);
+          return Promise.resolve();
+        };
+      });
       this.keepAlive = setInterval(() => {
         for (const c of this.clients) c.res.write(': keep-alive\n\n');
       }, this.opts.keepAliveMs);
     }
   }
 
-  /** Reads new events and sends them to every client; the timers stop while nobody listens. */
+  /** Reads new events and sends them to every client; the watch stops while nobody listens. */
   private async poll(): Promise<void> {
     if (!this.clients.size) {
       this.stopTimers();
@@ -89,14 +99,16 @@ export class EventStream {
         if (batch.length < BATCH) break;
       }
     } catch {
-      // A busy or briefly unreadable database: the next poll tries again from the same cursor.
+      // A busy or briefly unreadable database: the next wake tries again from the same cursor.
     }
   }
 
   private stopTimers(): void {
-    clearInterval(this.poller);
+    const unwatch = this.unwatch;
+    this.unwatch = undefined;
+    if (unwatch) void unwatch.then((stop) => stop());
     clearInterval(this.keepAlive);
-    this.poller = this.keepAlive = undefined;
+    this.keepAlive = undefined;
   }
 
   /** Ends every stream (on shutdown). */

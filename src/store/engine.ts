@@ -21,7 +21,20 @@ export interface StoreEngine {
    * executor or one of its transactions); undefined when the engine has no such way.
    */
   rawBatches(via: Sql, sql: string, args: SqlArgs, batch: number): AsyncIterable<unknown[][]> | undefined;
+  /**
+   * Calls `wake` whenever new events may have been written, until the returned stop() is called: SQLite every
+   * `pollMs` (a file announces nothing); a server on each notification, after each reconnect of its listener
+   * (notifications are not durable), and on a slow safety poll. The caller reads the table (`id > last`) on a wake.
+   */
+  watchEvents(wake: () => void, opts: WatchOptions): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+export interface WatchOptions {
+  /** How often SQLite's events table is read (and the longest a server's safety poll waits, unless it is shorter). */
+  pollMs: number;
+  /** A lost listener connection or a failed reconnect (one line). */
+  onError?(err: Error): void;
 }
 
 /** Whether a --db / AGENTCTL_DB value names a PostgreSQL database rather than an SQLite file. */

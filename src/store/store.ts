@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { AgentNotFoundError, UsageError } from '../errors.js';
 import { GOODBYE_SQL, HEARTBEAT_SQL, registerSql } from './protocol.js';
 import { PG_GOODBYE_SQL, PG_HEARTBEAT_SQL, pgRegisterSql } from './postgres/protocol.js';
-import type { StoreEngine } from './engine.js';
+import type { StoreEngine, WatchOptions } from './engine.js';
 import { SqliteEngine } from './sqlite/engine.js';
 import type { RetryPolicy } from './retry.js';
 import { type AgentRecord, type AgentState, type Availability, EVENT_COLUMNS, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
@@ -413,6 +413,39 @@ export class Store {
   /** The id of the newest event (0 if none). */
   async lastEventId(): Promise<number> {
     return Number((await this.sql.get<{ id: number }>('SELECT COALESCE(MAX(id), 0) AS id FROM events'))!.id);
+  }
+
+  /**
+   * Runs `onWake` whenever new events may have been written (see StoreEngine.watchEvents: SQLite polls every
+   * pollMs, PostgreSQL listens), one call at a time: wakes during a call run it once more after it. Returns stop(),
+   * which waits for a running call to end.
+   */
+  async watchEvents(onWake: () => Promise<void>, opts: WatchOptions): Promise<() => Promise<void>> {
+    let running: Promise<void> | undefined;
+    let again = false;
+    let stopped = false;
+    const run = async () => {
+      do {
+        again = false;
+        try {
+          await onWake();
+        } catch (err) {
+          opts.onError?.(err as Error);
+        }
+      } while (again && !stopped);
+      running = undefined;
+    };
+    const wake = () => {
+      if (stopped) return;
+      if (running) again = true;
+      else running = run();
+    };
+    const stop = await this.engine.watchEvents(wake, opts);
+    return async () => {
+      stopped = true;
+      await stop();
+      await running;
+    };
   }
 
   close(): Promise<void> {

@@ -27,7 +27,7 @@ export function define(program: Command): void {
     .option('--limit <n>', 'at most the newest N events', '50')
     .option('--since <dur>', 'only events of the last DUR (e.g. 1h)')
     .option('--follow', 'keep printing new events until Ctrl-C (with --json: one JSON object per line)')
-    .option('--refresh <dur>', 'how often --follow looks for new events (default: 500ms)')
+    .option('--refresh <dur>', 'how often --follow looks for new events in an SQLite file; a PostgreSQL server announces them (default: 500ms)')
     .addHelpText('after', '\nExamples:\n  agentctl history worker-1 --since 1h\n  agentctl history --follow --json | jq -c \'select(.toState=="offline")\'')
     .action(async (name: string | undefined, flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
@@ -50,9 +50,10 @@ export function define(program: Command): void {
         if (!flags.follow) return;
         let last = events.length ? events[events.length - 1]!.id : await store.lastEventId();
         const stop = untilSignal(['SIGINT', 'SIGTERM']);
-        try {
-          while (!stop.stopped) {
-            await stop.sleep(refreshMs);
+        let failed: unknown;
+        // Woken every --refresh on SQLite; on PostgreSQL by each new event's notification (and after a reconnect).
+        const unwatch = await store.watchEvents(async () => {
+          try {
             // A snapshot (a reader without write access, no writer present) never sees new events: open again.
             if (store.snapshot) {
               await store.close();
@@ -62,10 +63,21 @@ export function define(program: Command): void {
               ctx.out(format(e));
               last = e.id;
             }
+          } catch (err) {
+            failed ??= err;
+            stop.stop();
           }
+        }, { pollMs: refreshMs }).catch((err: unknown) => {
+          stop.dispose();
+          throw err;
+        });
+        try {
+          while (!stop.stopped) await stop.sleep(60_000);
         } finally {
+          await unwatch();
           stop.dispose();
         }
+        if (failed !== undefined) throw failed;
       } finally {
         await store.close();
       }

@@ -1,5 +1,9 @@
-import type { StoreEngine } from '../engine.js';
+import type { StoreEngine, WatchOptions } from '../engine.js';
 import type { PgExecutor } from './executor.js';
+import { EVENTS_CHANNEL, PgListener } from './listen.js';
+
+/** The safety poll beside LISTEN: how long a wake may wait if a notification is ever missed (default: 5 s). */
+export const SAFETY_POLL_MS = 5000;
 
 /** A PostgreSQL database beneath a Store: nothing file-specific to check; readers see every commit. */
 export class PgEngine implements StoreEngine {
@@ -23,7 +27,45 @@ export class PgEngine implements StoreEngine {
     return undefined;
   }
 
-  close(): Promise<void> {
+  /**
+   * LISTEN on a dedicated connection (the events_notify trigger announces every event): a wake on each
+   * notification and after each reconnect (what was announced meanwhile is lost, the caller re-reads the table),
+   * and a slow safety poll. A first connection that fails throws.
+   */
+  async watchEvents(wake: () => void, opts: WatchOptions): Promise<() => Promise<void>> {
+    const listener = new PgListener({
+      url: this.url,
+      channel: EVENTS_CHANNEL,
+      onNotify: wake,
+      onReconnect: wake,
+      ...(opts.onError ? { onError: opts.onError } : { onError: () => undefined }),
+      applicationName: 'agentctl listener',
+    });
+    this.listeners.add(listener);
+    try {
+      await listener.start();
+    } catch (err) {
+      this.listeners.delete(listener);
+      await listener.close();
+      throw err;
+    }
+    // What was written between the caller's last read and LISTEN taking effect is read on this first wake.
+    wake();
+    const timer = setInterval(wake, Math.max(opts.pollMs, SAFETY_POLL_MS));
+    return async () => {
+      clearInterval(timer);
+      this.listeners.delete(listener);
+      await listener.close();
+    };
+  }
+
+  /** The listeners of watchEvents still open (closed with the store). */
+  private readonly listeners = new Set<PgListener>();
+
+  async close(): Promise<void> {
+    const open = [...this.listeners];
+    this.listeners.clear();
+    await Promise.all(open.map((l) => l.close()));
     return this.sql.close();
   }
 }

@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { DatabaseReplacedError, DatabaseUnusableError } from '../../errors.js';
-import type { StoreEngine } from '../engine.js';
+import type { StoreEngine, WatchOptions } from '../engine.js';
 import type { RetryPolicy } from '../retry.js';
 import type { Sql, SqlArgs } from '../sql.js';
 import { SqliteSql } from './executor.js';
@@ -81,6 +81,15 @@ export class SqliteEngine implements StoreEngine {
       this.rawStmts.set(sql, s);
     }
     return this.sql.batchesOf<unknown[]>(via, s, args, batch);
+  }
+
+  /** A file announces nothing: its events table is read every pollMs. */
+  watchEvents(wake: () => void, opts: WatchOptions): Promise<() => Promise<void>> {
+    const timer = setInterval(wake, opts.pollMs);
+    return Promise.resolve(() => {
+      clearInterval(timer);
+      return Promise.resolve();
+    });
   }
 
   close(): Promise<void> {
