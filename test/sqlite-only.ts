@@ -23,6 +23,8 @@ export const BOTH_ENGINES = [
   'test/map-metrics.test.ts',
   'test/options.test.ts',
   'test/live.test.ts',
+  'test/supervision.test.ts',
+  'test/monitor-restart.test.ts',
 ];
 
 /** Engine-independent files that still run on SQLite only, with the reason. */
