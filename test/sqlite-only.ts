@@ -25,6 +25,7 @@ export const BOTH_ENGINES = [
   'test/live.test.ts',
   'test/supervision.test.ts',
   'test/monitor-restart.test.ts',
+  'test/restart.test.ts',
 ];
 
 /** Engine-independent files that still run on SQLite only, with the reason. */
