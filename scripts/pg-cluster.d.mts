@@ -6,7 +6,12 @@ export interface Cluster {
   /** The password of PASSWORD_ROLE. */
   password: string;
   dir: string;
+  /** Stops the server and removes its directory. */
   stop(): void;
+  /** Stops the server as a crash or power cut would (immediate), keeping its data. */
+  halt(): void;
+  /** Starts a halted server again on the same port and data; resolves once it accepts connections. */
+  resume(): Promise<void>;
 }
 /** The superuser the tests connect as (trust on loopback). */
 export const TEST_SUPERUSER: string;

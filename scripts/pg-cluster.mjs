@@ -125,10 +125,10 @@ export async function startCluster() {
   if (uid !== undefined) chownSync(join(data, 'pg_hba.conf'), uid, gid);
 
   let port = 0;
+  const options = () => `-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c listen_addresses=127.0.0.1 -c max_connections=200 -p ${port} -k ${sock}`;
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
-    const opts = `-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c listen_addresses=127.0.0.1 -c max_connections=200 -p ${port} -k ${sock}`;
-    const r = run('pg_ctl', ['start', '-D', data, '-l', log, '-W', '-s', '-o', opts]);
+    const r = run('pg_ctl', ['start', '-D', data, '-l', log, '-W', '-s', '-o', options()]);
     if (r.status !== 0) fail('pg_ctl start failed', r);
     started = true;
     const ready = await waitReady(() => run('pg_isready', ['-q', '-h', '127.0.0.1', '-p', String(port), '-d', 'postgres', '-U', TEST_SUPERUSER]).status === 0, data);
@@ -148,6 +148,22 @@ export async function startCluster() {
     password,
     dir,
     stop: stopAndRemove,
+    /** Stops the server as a crash or a power cut would (immediate: no checkpoint, sessions cut), keeping its data. */
+    halt() {
+      if (!started) return;
+      const r = run('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-s']);
+      if (r.status !== 0) throw new Error(`pg_ctl stop failed: ${r.stdout}${r.stderr}`);
+      started = false;
+    },
+    /** Starts the halted server again on the same port and data, and waits until it accepts connections. */
+    async resume() {
+      if (started) return;
+      const r = run('pg_ctl', ['start', '-D', data, '-l', log, '-W', '-s', '-o', options()]);
+      if (r.status !== 0) throw new Error(`pg_ctl start failed: ${r.stdout}${r.stderr}`);
+      started = true;
+      const ready = await waitReady(() => run('pg_isready', ['-q', '-h', '127.0.0.1', '-p', String(port), '-d', 'postgres', '-U', TEST_SUPERUSER]).status === 0, data);
+      if (ready !== 'ready') throw new Error(`the halted test cluster did not start again:\n${readFileSync(log, 'utf8').split('\n').slice(-30).join('\n')}`);
+    },
   };
 }
 

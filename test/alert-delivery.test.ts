@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { checkHealth, deregisterAgent, openStore, recentAlerts, registerAgent, updateHeartbeat } from '../dist/index.js';
 import { cli, fixture, sleep, tempDb, tempDir } from './helpers.js';
 import { beatOnce, cliAsync, receiver } from './receiver.js';
+import { at, injectClock } from './clock.js';
 
 const node = process.execPath;
 const metric = (db: string, name: string) => Number(cli(['metrics'], { db }).stdout.match(new RegExp(`^${name} (\\d+)$`, 'm'))?.[1]);
@@ -102,17 +103,18 @@ describe('alert delivery', () => {
     const T0 = 1_700_000_000_000;
     const s = await openStore({ path: tempDb() });
     try {
+      await injectClock(s, T0);
       const policy = { targets: ['webhook:http://127.0.0.1:1/x'], alertCooldownMs: 3_600_000 };
-      await registerAgent(s, { name: 'gone', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
-      await updateHeartbeat(s, { name: 'gone' }, T0);
-      await checkHealth(s, T0, policy);
-      await checkHealth(s, T0 + 10_000, policy);
+      await registerAgent(s, { name: 'gone', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, await at(s, T0));
+      await updateHeartbeat(s, { name: 'gone' }, await at(s, T0));
+      await checkHealth(s, await at(s, T0), policy);
+      await checkHealth(s, await at(s, T0 + 10_000), policy);
       expect((await recentAlerts(s)).map((a) => `${a.kind}:${a.state}`)).toEqual(['alert:offline']);
-      await deregisterAgent(s, 'gone', T0 + 11_000);
-      await checkHealth(s, T0 + 12_000, policy);
+      await deregisterAgent(s, 'gone', await at(s, T0 + 11_000));
+      await checkHealth(s, await at(s, T0 + 12_000), policy);
       // The same name beats again (a new agent under an old name): it was never down, so nothing recovers.
-      await updateHeartbeat(s, { name: 'gone' }, T0 + 13_000);
-      await checkHealth(s, T0 + 14_000, policy);
+      await updateHeartbeat(s, { name: 'gone' }, await at(s, T0 + 13_000));
+      await checkHealth(s, await at(s, T0 + 14_000), policy);
       expect((await recentAlerts(s)).map((a) => `${a.kind}:${a.state}`)).toEqual(['alert:offline']);
     } finally {
       await s.close();

@@ -7,78 +7,80 @@ import { cancelCommand, sendCommand } from '../src/core/commands.js';
 import Database from 'better-sqlite3';
 import { AgentUnavailableError, DatabaseBusyError } from '../src/errors.js';
 import { cli, cliJson, exited, FIXTURES, jsonLines, start, tempDb, waitFor } from './helpers.js';
+import { at, injectClock } from './clock.js';
 
 const T0 = 1_800_000_000_000;
 
 async function fresh() {
   const store = await openStore({ path: tempDb() });
-  await registerAgent(store, { name: 'w', pid: process.pid }, T0);
-  await updateHeartbeat(store, { name: 'w' }, T0);
+  await injectClock(store, T0);
+  await registerAgent(store, { name: 'w', pid: process.pid }, await at(store, T0));
+  await updateHeartbeat(store, { name: 'w' }, await at(store, T0));
   return store;
 }
 
 describe('the command protocol', () => {
   it('claims with a fencing token and accepts only the completion that carries it', async () => {
     const store = await fresh();
-    const sent = await sendCommand(store, 'w', 'ping', T0);
+    const sent = await sendCommand(store, 'w', 'ping', await at(store, T0));
     expect(sent).toMatchObject({ state: 'queued', agentName: 'w', payload: 'ping', deadlineAt: null });
-    expect(await claimCommand(store, 'w', 99, 'tok-x', T0)).toBeUndefined(); // not the current incarnation
-    const claimed = await claimCommand(store, 'w', 1, 'tok-a', T0 + 1)!;
+    expect(await claimCommand(store, 'w', 99, 'tok-x', await at(store, T0))).toBeUndefined(); // not the current incarnation
+    const claimed = await claimCommand(store, 'w', 1, 'tok-a', await at(store, T0 + 1))!;
     expect(claimed).toMatchObject({ id: sent.id, payload: 'ping' });
-    expect(await claimCommand(store, 'w', 1, 'tok-b', T0 + 2)).toBeUndefined(); // nothing else queued
+    expect(await claimCommand(store, 'w', 1, 'tok-b', await at(store, T0 + 2))).toBeUndefined(); // nothing else queued
     expect(await getCommand(store, sent.id)).toMatchObject({ state: 'executing', claimToken: 'tok-a', claimedByIncarnation: 1, claimedAt: T0 + 1 });
-    expect(await finishCommand(store, { id: sent.id, token: 'tok-b', state: 'completed', result: 'forged' }, T0 + 3)).toBe(false);
-    expect(await finishCommand(store, { id: sent.id, token: 'tok-a', state: 'completed', result: 'pong' }, T0 + 3)).toBe(true);
-    expect(await finishCommand(store, { id: sent.id, token: 'tok-a', state: 'failed', error: 'again' }, T0 + 4)).toBe(false);
+    expect(await finishCommand(store, { id: sent.id, token: 'tok-b', state: 'completed', result: 'forged' }, await at(store, T0 + 3))).toBe(false);
+    expect(await finishCommand(store, { id: sent.id, token: 'tok-a', state: 'completed', result: 'pong' }, await at(store, T0 + 3))).toBe(true);
+    expect(await finishCommand(store, { id: sent.id, token: 'tok-a', state: 'failed', error: 'again' }, await at(store, T0 + 4))).toBe(false);
     expect(await getCommand(store, sent.id)).toMatchObject({ state: 'completed', result: 'pong', finishedAt: T0 + 3 });
     await store.close();
   });
 
   it('cancels executing commands when the agent goes offline, and rejects the presumed-dead process\'s completion', async () => {
     const store = await fresh();
-    const c = await sendCommand(store, 'w', 'long job', T0);
-    await claimCommand(store, 'w', 1, 'tok-old', T0);
+    const c = await sendCommand(store, 'w', 'long job', await at(store, T0));
+    await claimCommand(store, 'w', 1, 'tok-old', await at(store, T0));
     // What the health loop does when it convicts the agent (a dead pid, or silence past the offline threshold).
-    await updateAgentState(store, 'w', 'offline', T0 + 10, { reason: 'pid 1234 is dead' });
+    await updateAgentState(store, 'w', 'offline', await at(store, T0 + 10), { reason: 'pid 1234 is dead' });
     expect(await getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent offline: pid 1234 is dead', finishedAt: T0 + 10 });
-    expect(await finishCommand(store, { id: c.id, token: 'tok-old', state: 'completed', result: 'late' }, T0 + 20)).toBe(false);
+    expect(await finishCommand(store, { id: c.id, token: 'tok-old', state: 'completed', result: 'late' }, await at(store, T0 + 20))).toBe(false);
     expect((await getCommand(store, c.id))!.result).toBeNull();
-    await expect((async () => await sendCommand(store, 'w', 'more', T0 + 30))()).rejects.toThrow(AgentUnavailableError);
-    expect((await sendCommand(store, 'w', 'more', T0 + 30, { queue: true })).state).toBe('queued');
+    await expect((async () => await sendCommand(store, 'w', 'more', await at(store, T0 + 30)))()).rejects.toThrow(AgentUnavailableError);
+    expect((await sendCommand(store, 'w', 'more', await at(store, T0 + 30), { queue: true })).state).toBe('queued');
     await store.close();
   });
 
   it('a new incarnation cancels what an earlier one was executing; the old token is refused', async () => {
     const store = await fresh();
-    const c = await sendCommand(store, 'w', 'job', T0);
-    await claimCommand(store, 'w', 1, 'tok-1', T0);
+    const c = await sendCommand(store, 'w', 'job', await at(store, T0));
+    await claimCommand(store, 'w', 1, 'tok-1', await at(store, T0));
     // A new process registers under the name (the old one was presumed dead and replaced).
-    store.db.prepare("UPDATE agents SET pid_start_time = pid_start_time + 1 WHERE name = 'w'").run();
-    await registerAgent(store, { name: 'w', pid: process.pid }, T0 + 5);
+    await store.sql.run("UPDATE agents SET pid_start_time = pid_start_time + 1 WHERE name = 'w'");
+    await registerAgent(store, { name: 'w', pid: process.pid }, await at(store, T0 + 5));
     expect((await store.getAgent('w'))!.incarnation).toBe(2);
     expect(await getCommand(store, c.id)).toMatchObject({ state: 'cancelled', error: 'agent restarted: claimed by incarnation 1, now 2' });
-    const again = await sendCommand(store, 'w', 'job', T0 + 6);
-    expect(await claimCommand(store, 'w', 1, 'tok-1b', T0 + 6)).toBeUndefined();
-    await claimCommand(store, 'w', 2, 'tok-2', T0 + 7);
-    expect(await finishCommand(store, { id: again.id, token: 'tok-1', state: 'completed' }, T0 + 8)).toBe(false);
-    expect(await finishCommand(store, { id: again.id, token: 'tok-2', state: 'completed' }, T0 + 8)).toBe(true);
+    const again = await sendCommand(store, 'w', 'job', await at(store, T0 + 6));
+    expect(await claimCommand(store, 'w', 1, 'tok-1b', await at(store, T0 + 6))).toBeUndefined();
+    await claimCommand(store, 'w', 2, 'tok-2', await at(store, T0 + 7));
+    expect(await finishCommand(store, { id: again.id, token: 'tok-1', state: 'completed' }, await at(store, T0 + 8))).toBe(false);
+    expect(await finishCommand(store, { id: again.id, token: 'tok-2', state: 'completed' }, await at(store, T0 + 8))).toBe(true);
     await store.close();
   });
 
   it('settles commands past their deadline: queued ones cancelled, executing ones failed', async () => {
     const store = await fresh();
-    const q = await sendCommand(store, 'w', 'a', T0, { timeoutMs: 100 });
-    const e = await sendCommand(store, 'w', 'b', T0, { timeoutMs: 1000 });
-    await claimCommand(store, 'w', 1, 'tok', T0); // claims the oldest: q
-    expect(await claimCommand(store, 'w', 1, 'tok2', T0 + 1)).toMatchObject({ id: e.id });
-    expect(await expireCommands(store, 'w', T0 + 100)).toBe(1);
+    const q = await sendCommand(store, 'w', 'a', await at(store, T0), { timeoutMs: 100 });
+    const e = await sendCommand(store, 'w', 'b', await at(store, T0), { timeoutMs: 1000 });
+    await claimCommand(store, 'w', 1, 'tok', await at(store, T0)); // claims the oldest: q
+    expect(await claimCommand(store, 'w', 1, 'tok2', await at(store, T0 + 1))).toMatchObject({ id: e.id });
+    expect(await expireCommands(store, 'w', await at(store, T0 + 100))).toBe(1);
     expect(await getCommand(store, q.id)).toMatchObject({ state: 'failed', error: 'deadline passed while executing' });
-    const late = await sendCommand(store, 'w', 'c', T0 + 200, { timeoutMs: 50 });
-    expect(await expireCommands(store, null, T0 + 250)).toBe(1);
+    const late = await sendCommand(store, 'w', 'c', await at(store, T0 + 200), { timeoutMs: 50 });
+    expect(await expireCommands(store, null, await at(store, T0 + 250))).toBe(1);
     expect(await getCommand(store, late.id)).toMatchObject({ state: 'cancelled', error: 'deadline passed before the agent claimed it' });
-    expect(await claimCommand(store, 'w', 1, 'tok3', T0 + 300)).toBeUndefined();
-    expect(await cancelCommand(store, e.id, T0 + 300)).toMatchObject({ cancelled: true, command: { state: 'cancelled', error: 'cancelled by operator' } });
-    expect((await cancelCommand(store, e.id, T0 + 301)).cancelled).toBe(false);
+    expect(await claimCommand(store, 'w', 1, 'tok3', await at(store, T0 + 300))).toBeUndefined();
+    expect(await cancelCommand(store, e.id, await at(store, T0 + 300))).toMatchObject({ cancelled: true, command: { state: 'cancelled', error: 'cancelled by operator' } });
+    expect((await cancelCommand(store, e.id, await at(store, T0 + 301))).cancelled).toBe(false);
     await store.close();
   });
 

@@ -2,8 +2,6 @@ import type { AgentRecord } from '../src/store/rows.js';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  CLAIM_SQL,
-  START_SQL,
   HeartbeatHealthAgent,
   checkHealth,
   convict,
@@ -21,23 +19,29 @@ import {
   type Store,
 } from '../dist/index.js';
 import { hostName, bootId, processStartTime } from '../src/core/host.js';
-import { exited, start, tempDb, waitFor } from './helpers.js';
+import { protocol } from '../src/store/dialect.js';
+import { exited, start, tempDb, tempDir, waitFor } from './helpers.js';
+import { at, injectClock } from './clock.js';
 
 const T0 = 1_700_000_000_000;
 /** This machine, as the health loop sees it (the agents of the clock tests record no pid, so only the clock judges them). */
 const here = thisHost();
 
+/** A fresh database whose clock is the test's (test/clock.ts: on PostgreSQL the server stamps writes itself). */
 async function fresh(): Promise<Store> {
-  return await openStore({ path: tempDb() });
+  const s = await openStore({ path: tempDb() });
+  await injectClock(s, T0);
+  return s;
 }
 
-/** An agent with a 1 s interval, stale after 3 s, offline after 10 s, that beat at `at`. */
-async function beating(store: Store, name: string, at = T0) {
-  await registerAgent(store, { name, intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, at);
-  await updateHeartbeat(store, { name }, at);
+/** An agent with a 1 s interval, stale after 3 s, offline after 10 s, that beat at `when`. */
+async function beating(store: Store, name: string, when = T0) {
+  await registerAgent(store, { name, intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, await at(store, when));
+  await updateHeartbeat(store, { name }, when);
 }
 
-const pass = async (store: Store, now: number, policy: Parameters<typeof checkHealth>[2] = {}) => await checkHealth(store, now, { local: here, ...policy });
+/** A health pass at `now`, the database's clock at `now` too (what the server stamps during the pass). */
+const pass = async (store: Store, now: number, policy: Parameters<typeof checkHealth>[2] = {}) => await checkHealth(store, await at(store, now), { local: here, ...policy });
 
 describe('a health pass with an injected clock', () => {
   it('convicts at the exact thresholds: stale at interval × multiplier, offline at the offline threshold', async () => {
@@ -55,14 +59,14 @@ describe('a health pass with an injected clock', () => {
     const events = (await s.listEvents({ agent: 'w' })).map((e) => `${e.fromState}>${e.toState}@${e.at - T0}`);
     expect(events).toEqual(['null>initializing@0', 'initializing>active@0', 'active>stale@3000', 'stale>offline@10000']);
     // Back on the next beat.
-    await updateHeartbeat(s, { name: 'w' }, T0 + 61_000);
+    await updateHeartbeat(s, { name: 'w' }, await at(s, T0 + 61_000));
     expect((await s.getAgent('w'))!.state).toBe('active');
     await s.close();
   });
 
   it('an agent stuck in initializing goes stale after its stale window', async () => {
     const s = await fresh();
-    await registerAgent(s, { name: 'stuck', intervalMs: 1000, staleMultiplier: 2 }, T0);
+    await registerAgent(s, { name: 'stuck', intervalMs: 1000, staleMultiplier: 2 }, await at(s, T0));
     expect((await pass(s, T0 + 1999)).transitions).toEqual([]);
     expect((await pass(s, T0 + 2000)).transitions).toMatchObject([{ from: 'initializing', to: 'stale', reason: 'stuck in initializing' }]);
     await s.close();
@@ -89,10 +93,11 @@ describe('a health pass with an injected clock', () => {
       try {
         const now = T0 + 100_000;
         for (const [i, c] of cases.entries()) {
-          await registerAgent(s, { name: `a${i}`, intervalMs: c.interval, staleMultiplier: c.mult, offlineAfterMs: c.offline }, now - c.silent);
-          if (c.beat) await updateHeartbeat(s, { name: `a${i}` }, now - c.silent);
+          await registerAgent(s, { name: `a${i}`, intervalMs: c.interval, staleMultiplier: c.mult, offlineAfterMs: c.offline }, await at(s, now - c.silent));
+          if (c.beat) await updateHeartbeat(s, { name: `a${i}` }, await at(s, now - c.silent));
           if (c.restartAgo !== undefined) {
-            s.db.prepare(START_SQL).run({ name: `a${i}`, restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now: now - Math.min(c.restartAgo, c.silent) });
+            const restartAt = await at(s, now - Math.min(c.restartAgo, c.silent));
+            await s.sql.run(protocol(s.sql.dialect).start, { name: `a${i}`, restarted: 1, pid: null, pid_start_time: null, host: null, boot_id: null, reason: 'restarted', evidence: null, now: restartAt });
           }
         }
         await check(s, cases, now);
@@ -128,7 +133,7 @@ describe('a health pass with an injected clock', () => {
           const name = `a${i}`;
           const expected = deriveState((await s.getAgent(name))!, now);
           const before = await s.lastEventId();
-          await updateHeartbeat(s, { name }, now);
+          await updateHeartbeat(s, { name }, await at(s, now));
           const clock = (await s.listEvents({ agent: name, afterId: before })).filter((e) => (e.evidence as { rule?: string } | null)?.rule === 'clock');
           if (expected.byClock) {
             expect(clock.map((e) => ({ to: e.toState, at: e.at, reason: e.reason }))).toEqual([{ to: expected.state, at: expected.since, reason: expected.reason }]);
@@ -145,9 +150,9 @@ describe('a health pass with an injected clock', () => {
     const s = await fresh();
     await beating(s, 'busy-one');
     const id = (await s.getAgent('busy-one'))!.id;
-    s.db.prepare("INSERT INTO commands (agent_id, payload, state, created_at) VALUES (?, 'job', 'executing', ?), (?, 'later', 'queued', ?)").run(id, T0, id, T0);
+    await s.sql.run("INSERT INTO commands (agent_id, payload, state, created_at) VALUES (?, 'job', 'executing', ?), (?, 'later', 'queued', ?)", [id, T0, id, T0]);
     await pass(s, T0 + 10_000);
-    const cmds = s.db.prepare('SELECT payload, state, error FROM commands ORDER BY id').all() as any[];
+    const cmds = await s.sql.all<{ payload: string; state: string; error: string | null }>('SELECT payload, state, error FROM commands ORDER BY id');
     expect(cmds[0]).toMatchObject({ state: 'cancelled', error: 'agent offline: no heartbeat within the offline threshold' });
     expect(cmds[1]).toMatchObject({ state: 'queued' });
     await s.close();
@@ -157,9 +162,9 @@ describe('a health pass with an injected clock', () => {
     const s = await fresh();
     await beating(s, 'm1');
     await beating(s, 'm2');
-    await updateAgentState(s, 'm1', 'maintenance', T0, { forMs: 5000 });
-    await updateAgentState(s, 'm2', 'maintenance', T0);
-    await updateHeartbeat(s, { name: 'm1' }, T0 + 4000);
+    await updateAgentState(s, 'm1', 'maintenance', await at(s, T0), { forMs: 5000 });
+    await updateAgentState(s, 'm2', 'maintenance', await at(s, T0));
+    await updateHeartbeat(s, { name: 'm1' }, await at(s, T0 + 4000));
     expect((await pass(s, T0 + 4999)).transitions).toEqual([]);
     expect((await pass(s, T0 + 5000)).transitions).toMatchObject([{ agent: 'm1', from: 'maintenance', to: 'active', reason: 'maintenance window ended' }]);
     expect((await pass(s, T0 + 3_600_000, { alertOn: ['offline', 'stale'] })).transitions.map((t) => t.agent)).toEqual(['m1']);
@@ -190,7 +195,7 @@ describe('a health pass with an injected clock', () => {
     };
     for (const [name, [pid, startTime, h, b]] of Object.entries(recorded)) {
       await beating(s, name);
-      s.db.prepare('UPDATE agents SET pid = ?, pid_start_time = ?, host = ?, boot_id = ? WHERE name = ?').run(pid, startTime, h, b, name);
+      await s.sql.run('UPDATE agents SET pid = ?, pid_start_time = ?, host = ?, boot_id = ? WHERE name = ?', [pid, startTime, h, b, name]);
     }
     const r = await checkHealth(s, T0 + 10, { local: here });
     const byName = Object.fromEntries(r.transitions.map((t) => [t.agent, t]));
@@ -210,7 +215,7 @@ describe('a health pass with an injected clock', () => {
     expect(first.transitions).toEqual([]);
     expect(first.held.sort()).toEqual(['a', 'b', 'c', 'd']);
     expect(first.holdReason).toMatch(/4 of 5 watched agents/);
-    await updateHeartbeat(s, { name: 'd' }, T0 + 3600); // one came back meanwhile
+    await updateHeartbeat(s, { name: 'd' }, await at(s, T0 + 3600)); // one came back meanwhile
     const second = await pass(s, T0 + 4000);
     expect(second.held).toEqual([]);
     expect(second.transitions.map((t) => `${t.agent}:${t.to}`).sort()).toEqual(['a:stale', 'b:stale', 'c:stale']);
@@ -249,7 +254,7 @@ describe('a health pass with an injected clock', () => {
     expect(alerts[0]!.payload).toMatchObject({ kind: 'alert', state: 'offline', previous_state: 'active', agent: { name: 'flaky' }, alert_id: alerts[0]!.id });
     expect(alerts[0]!.deliveries).toEqual([{ target: 'webhook:http://x', status: 'pending', attempts: 0, lastError: null }]);
     await pass(s, T0 + 10_000 + cooldown, policy); // still down a cooldown later: a reminder
-    await updateHeartbeat(s, { name: 'flaky' }, T0 + 80_000);
+    await updateHeartbeat(s, { name: 'flaky' }, await at(s, T0 + 80_000));
     await pass(s, T0 + 80_001, policy);
     alerts = (await recentAlerts(s)).reverse();
     expect(alerts.map((a) => a.kind)).toEqual(['alert', 'reminder', 'recovery']);
@@ -267,7 +272,7 @@ describe('a health pass with an injected clock', () => {
     const s = await fresh();
     await beating(s, 'back');
     await pass(s, T0, { targets: ['webhook:http://x'] });
-    await updateHeartbeat(s, { name: 'back' }, T0 + 20_000); // silent past its offline threshold, then back, between passes
+    await updateHeartbeat(s, { name: 'back' }, await at(s, T0 + 20_000)); // silent past its offline threshold, then back, between passes
     expect((await s.listEvents({ agent: 'back' })).map((e) => e.toState).slice(-2)).toEqual(['offline', 'active']);
     await pass(s, T0 + 20_001, { targets: ['webhook:http://x'] });
     expect(await recentAlerts(s)).toEqual([]);
@@ -281,8 +286,8 @@ describe('a health pass with an injected clock', () => {
     await beating(s, 'op');
     const policy = { alertOn: ['offline', 'stale'] as const, alertCooldownMs: 3_600_000 };
     await pass(s, T0, policy); // the first pass starts alerting from here
-    await s.goodbye('bye', 'done', T0 + 1);
-    await updateAgentState(s, 'op', 'offline', T0 + 1);
+    await s.goodbye('bye', 'done', await at(s, T0 + 1));
+    await updateAgentState(s, 'op', 'offline', await at(s, T0 + 1));
     await pass(s, T0 + 3000, policy);
     await pass(s, T0 + 10_000, policy);
     expect((await recentAlerts(s)).reverse().map((a) => `${a.agentName}:${a.state}`)).toEqual(['e:stale', 'e:offline']);
@@ -291,24 +296,24 @@ describe('a health pass with an injected clock', () => {
 
   it('settles commands past their deadline though nobody reads them: queued → cancelled, executing → failed', async () => {
     const s = await fresh();
-    await registerAgent(s, { name: 'w', intervalMs: 60_000 }, T0);
-    await updateHeartbeat(s, { name: 'w' }, T0);
-    const running = await sendCommand(s, 'w', 'claimed', T0, { timeoutMs: 5000 });
+    await registerAgent(s, { name: 'w', intervalMs: 60_000 }, await at(s, T0));
+    await updateHeartbeat(s, { name: 'w' }, await at(s, T0));
+    const running = await sendCommand(s, 'w', 'claimed', await at(s, T0), { timeoutMs: 5000 });
     // The agent claims it (the documented claim statement), then says nothing more about it.
-    expect(s.db.prepare(CLAIM_SQL).get({ name: 'w', incarnation: 1, token: 'tok', now: T0 + 1 })).toMatchObject({ id: running.id });
-    const queued = await sendCommand(s, 'w', 'never claimed', T0 + 2, { timeoutMs: 4998 });
-    const open = await sendCommand(s, 'w', 'no deadline', T0 + 2);
-    const later = await sendCommand(s, 'w', 'later deadline', T0 + 2, { timeoutMs: 60_000 });
-    const states = () => s.db.prepare('SELECT id, state, error FROM commands ORDER BY id').all() as { id: number; state: string; error: string | null }[];
+    expect(await s.sql.get(protocol(s.sql.dialect).claim, { name: 'w', incarnation: 1, token: 'tok', now: await at(s, T0 + 1) })).toMatchObject({ id: running.id });
+    const queued = await sendCommand(s, 'w', 'never claimed', await at(s, T0 + 2), { timeoutMs: 4998 });
+    const open = await sendCommand(s, 'w', 'no deadline', await at(s, T0 + 2));
+    const later = await sendCommand(s, 'w', 'later deadline', await at(s, T0 + 2), { timeoutMs: 60_000 });
+    const states = async () => await s.sql.all<{ id: number; state: string; error: string | null }>('SELECT id, state, error FROM commands ORDER BY id');
 
     expect((await pass(s, T0 + 4999)).commandsExpired).toBe(0);
     // A pass that suspects its own clock settles nothing either.
     expect((await pass(s, T0 + 5000, { suspect: 'a test says so' })).commandsExpired).toBe(0);
-    expect(states().map((c) => c.state)).toEqual(['executing', 'queued', 'queued', 'queued']);
+    expect((await states()).map((c) => c.state)).toEqual(['executing', 'queued', 'queued', 'queued']);
 
     const r = await pass(s, T0 + 5000);
     expect(r.commandsExpired).toBe(2);
-    expect(states()).toEqual([
+    expect(await states()).toEqual([
       { id: running.id, state: 'failed', error: 'deadline passed while executing' },
       { id: queued.id, state: 'cancelled', error: 'deadline passed before the agent claimed it' },
       { id: open.id, state: 'queued', error: null },
@@ -374,7 +379,7 @@ describe('the daily log', () => {
     const { dailyFileLogger } = await import('../dist/index.js');
     const { mkdirSync, readdirSync, readFileSync, writeFileSync } = await import('node:fs');
     const { join } = await import('node:path');
-    const dir = join(tempDb(), '..', 'logs');
+    const dir = join(tempDir(), 'logs');
     mkdirSync(dir);
     writeFileSync(join(dir, 'health-2023-10-01.log'), 'old\n');
     writeFileSync(join(dir, 'health-2023-11-10.log'), 'recent\n');

@@ -86,6 +86,13 @@ export function tempDir(prefix = 'agentctl-test-'): string {
  */
 export const ENGINE: 'sqlite' | 'postgres' = process.env.AGENTCTL_TEST_ENGINE === 'postgres' ? 'postgres' : 'sqlite';
 export const ON_POSTGRES = ENGINE === 'postgres';
+/**
+ * The environment of a CLI run that restarts agents (runs launch commands, signals processes). Running as root,
+ * agentctl treats a PostgreSQL database as shared, since anyone with its credentials writes its rows, and refuses
+ * to act for it (tested in test/pg/cli-postgres.test.ts); the restart tests run as root, so on PostgreSQL they
+ * accept that risk as an operator would, with AGENTCTL_ALLOW_SHARED_DB=1. On SQLite nothing is added.
+ */
+export const ACTS: Record<string, string> = ON_POSTGRES && process.geteuid?.() === 0 ? { AGENTCTL_ALLOW_SHARED_DB: '1' } : {};
 
 /** Databases of the cluster made by tempDb() in this test, dropped after it. */
 const pgDatabases: string[] = [];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { cli, cliJson, exited, FIXTURES, killGroupAfter, startCli, tempDb, waitFor } from './helpers.js';
+import { ACTS, cli, cliJson, exited, FIXTURES, killGroupAfter, startCli, tempDb, waitFor } from './helpers.js';
 
 const node = process.execPath;
 // Undefined until the wrapper has created the database (a reader never creates it: status exits 1 until then).
@@ -20,7 +20,7 @@ describe('monitor --restart-stale', () => {
     run.kill('SIGKILL');
     await exited(run);
     process.kill(before.pid, 'SIGKILL');
-    const monitor = startCli(['monitor', '--every', '200ms', '--restart-stale'], { db });
+    const monitor = startCli(['monitor', '--every', '200ms', '--restart-stale'], { db, env: ACTS });
     try {
       await waitFor(() => (status(db, 'phoenix')?.restartCount ?? 0) >= 1, 'the restart').catch((err) => {
         throw new Error(`${err.message}; monitor said: ${monitor.errors().slice(-1500)}`);
@@ -52,7 +52,7 @@ describe('monitor --restart-stale', () => {
     const s = await store.openStore({ path: db });
     await s.goodbye('polite', 'done for today', Date.now());
     await s.close();
-    const r = cli(['monitor', '--once', '--restart-stale', '--json'], { db });
+    const r = cli(['monitor', '--once', '--restart-stale', '--json'], { db, env: ACTS });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout.trim().split('\n').at(-1)!).restarts).toEqual([]);
     expect(status(db, 'polite')).toMatchObject({ state: 'offline', restartCount: 0 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { supervise } from '../src/core/supervisor.js';
 import { RESTART_BACKOFF } from '../src/core/backoff.js';
-import { agentRecord, cli, cliJson, exited, fixture, historyOf, startCli, tempDb, tempDir, trackAgent, waitFor } from './helpers.js';
+import { ACTS, agentRecord, cli, cliJson, exited, fixture, historyOf, startCli, tempDb, tempDir, trackAgent, waitFor } from './helpers.js';
 
 const node = process.execPath;
 const restartsOf = (db: string, name: string) => historyOf(db, name).filter((e) => e.evidence?.rule === 'restart' && e.toState === 'initializing');
@@ -79,7 +79,7 @@ describe('agentctl restart chooses its agents', () => {
     cli(['heartbeat', 'quiet'], { db });
     cli(['heartbeat', 'busy'], { db });
     await waitFor(() => cliJson(['status', 'quiet'], { db }).agents[0].state === 'stale', 'quiet to be overdue');
-    const r = cli(['restart', '--stale', '--grace', '1s'], { db });
+    const r = cli(['restart', '--stale', '--grace', '1s'], { db, env: ACTS });
     for (const n of ['quiet', 'busy']) trackAgent(db, n);
     expect(r.code, r.stderr).toBe(0);
     expect(restarted(r.stdout)).toEqual(['quiet']);
@@ -94,7 +94,7 @@ describe('agentctl restart chooses its agents', () => {
     expect(agentRecord(db, 'broken')!.state).toBe('failed');
     withLaunch(db, 'healthy');
     cli(['heartbeat', 'healthy'], { db });
-    const r = cli(['restart', '--failed', '--grace', '1s'], { db });
+    const r = cli(['restart', '--failed', '--grace', '1s'], { db, env: ACTS });
     for (const n of ['broken', 'healthy']) trackAgent(db, n);
     expect(r.code, r.stderr).toBe(0);
     expect(restarted(r.stdout)).toEqual(['broken']);
@@ -107,7 +107,7 @@ describe('agentctl restart chooses its agents', () => {
     withLaunch(db, 'one');
     withLaunch(db, 'two');
     cli(['heartbeat', 'bare'], { db }); // no launch command
-    const r = cli(['restart', '--all', '--grace', '1s'], { db });
+    const r = cli(['restart', '--all', '--grace', '1s'], { db, env: ACTS });
     for (const n of ['one', 'two', 'bare']) trackAgent(db, n);
     expect(r.code, r.stderr).toBe(0);
     expect(restarted(r.stdout)).toEqual(['one', 'two']);
