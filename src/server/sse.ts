@@ -69,15 +69,8 @@ export class EventStream {
 
   private schedule(): void {
     if (!this.unwatch) {
+      // On PostgreSQL, a listener that cannot connect makes the store read the table every pollMs until it can.
       this.unwatch = this.store.watchEvents(() => this.poll(), { pollMs: this.opts.pollMs });
-      // A listener that cannot connect: fall back to polling the table, as on SQLite.
-      this.unwatch = this.unwatch.catch(() => {
-        const t = setInterval(() => void this.poll(), this.opts.pollMs);
-        return () => {
-          clearInterval(t);
-          return Promise.resolve();
-        };
-      });
       this.keepAlive = setInterval(() => {
         for (const c of this.clients) c.res.write(': keep-alive\n\n');
       }, this.opts.keepAliveMs);
