@@ -132,4 +132,34 @@ describe('live events on PostgreSQL', () => {
     follow.kill('SIGINT');
     expect((await exited(follow)).code).toBe(0);
   });
+
+  it('the server\'s event stream whose listener cannot connect says so once, polls every --poll, and listens once it can', async () => {
+    const db = await freshDatabase();
+    expect(cli(['heartbeat', 'w1'], { db }).code).toBe(0);
+    const viewer = createToken(db, 'viewer', 'viewer');
+    // The server's pool gets the one connection this role may hold; its listener is refused until the limit goes.
+    const role = await limitedRole(db, 1, { write: true });
+    const s = await serve(role.url, ['--poll', '100ms']);
+    try {
+      const stream = await openStream(`${s.base}/api/v1/events/stream`, bearer(viewer));
+      try {
+        expect(stream.res.status).toBe(200);
+        await waitFor(() => s.child.errors().includes('live notifications'), 'the server to say that it polls');
+        expect(s.child.errors()).toMatch(/agentctl serve: live notifications .*unavailable.*every 100ms/);
+        expect(await listeners(db)).toEqual([]);
+        expect(cli(['set-status', 'w1', 'maintenance', '--for', '5m'], { db }).code).toBe(0);
+        await waitFor(() => stream.events.length === 1, 'the transition on the stream, found by polling');
+        expect(stream.events[0]!.data).toMatchObject({ agentName: 'w1', toState: 'maintenance' });
+        await role.setLimit(-1);
+        await waitFor(async () => (await listeners(db)).length === 1, 'the stream to listen once it may connect');
+        expect(cli(['set-status', 'w1', 'available'], { db }).code).toBe(0);
+        await waitFor(() => stream.events.length === 2, 'the next transition on the stream');
+        expect(s.child.errors().match(/live notifications/g)).toHaveLength(1);
+      } finally {
+        stream.close();
+      }
+    } finally {
+      expect((await s.stop()).code).toBe(0);
+    }
+  });
 });

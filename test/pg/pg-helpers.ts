@@ -42,15 +42,17 @@ export async function freshDatabase(): Promise<string> {
 const roles: string[] = [];
 
 /**
- * A role of this test that may read every table of `db` (which must have them) and hold at most `limit` connections
+ * A role of this test that may read (with `write`, also write) every table of `db` (which must have them) and hold at most `limit` connections
  * at a time (superusers, the tests' own role, are exempt from such limits), dropped after the test with its
  * databases. `url` is `db` as that role; `setLimit` changes the limit (-1: none).
  */
-export async function limitedRole(db: string, limit: number): Promise<{ url: string; setLimit(n: number): Promise<void> }> {
+export async function limitedRole(db: string, limit: number, opts: { write?: boolean } = {}): Promise<{ url: string; setLimit(n: number): Promise<void> }> {
   const role = `t_role_${randomBytes(6).toString('hex')}`;
   await admin((c) => c.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT ${Number(limit)}`));
   roles.push(role);
-  await query(db, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+  await query(db, opts.write
+    ? `GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ${role}`
+    : `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
   const u = new URL(db);
   u.username = role;
   u.password = '';
