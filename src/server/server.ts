@@ -107,9 +107,9 @@ function logPath(req: IncomingMessage): string {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const now = opts.now ?? Date.now;
   const auth = new Auth(opts.store, { ...opts.auth, now, secure: opts.tls !== undefined });
-  const stream = new EventStream(opts.store, { pollMs: opts.pollMs, keepAliveMs: opts.keepAliveMs });
-  const app: App = { store: opts.store, beats: new BeatWriter(opts.store), auth, stream, dbPath: opts.dbPath, logDir: opts.logDir ?? join(dirname(opts.dbPath), 'logs'), allowSharedDb: Boolean(opts.allowSharedDb), now };
   const log = opts.log ?? (() => {});
+  const stream = new EventStream(opts.store, { pollMs: opts.pollMs, keepAliveMs: opts.keepAliveMs, log });
+  const app: App = { store: opts.store, beats: new BeatWriter(opts.store), auth, stream, dbPath: opts.dbPath, logDir: opts.logDir ?? join(dirname(opts.dbPath), 'logs'), allowSharedDb: Boolean(opts.allowSharedDb), now };
   const settings = { headersTimeout: opts.headersTimeoutMs, requestTimeout: opts.requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs), maxHeaderSize: 16_384 };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => void handle(app, ROUTES, req, res, log);
   // A certificate or key that does not parse throws here, before anything listens.

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { formatDuration } from '../core/duration.js';
 import { eventsAfter } from '../store/monitor.js';
 import type { EventRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
@@ -16,6 +17,8 @@ export interface StreamOptions {
   pollMs: number;
   /** A comment line this often keeps proxies and clients from timing the stream out (default 15 s). */
   keepAliveMs: number;
+  /** Where it says that PostgreSQL's notifications cannot be received (once each time), and so it reads every pollMs. */
+  log?: (line: string) => void;
 }
 
 const BATCH = 1000;
@@ -69,14 +72,11 @@ export class EventStream {
 
   private schedule(): void {
     if (!this.unwatch) {
-      this.unwatch = this.store.watchEvents(() => this.poll(), { pollMs: this.opts.pollMs });
-      // A listener that cannot connect: fall back to polling the table, as on SQLite.
-      this.unwatch = this.unwatch.catch(() => {
-        const t = setInterval(() => void this.poll(), this.opts.pollMs);
-        return () => {
-          clearInterval(t);
-          return Promise.resolve();
-        };
+      // On PostgreSQL, a listener that cannot connect makes the store read the table every pollMs until it can.
+      const log = this.opts.log;
+      this.unwatch = this.store.watchEvents(() => this.poll(), {
+        pollMs: this.opts.pollMs,
+        ...(log ? { onError: (err: Error) => log(`agentctl serve: live notifications from the database server are unavailable (${err.message}); reading new events every ${formatDuration(this.opts.pollMs)} until they are back`) } : {}),
       });
       this.keepAlive = setInterval(() => {
         for (const c of this.clients) c.res.write(': keep-alive\n\n');

@@ -24,16 +24,24 @@ export interface StoreEngine {
   /**
    * Calls `wake` whenever new events may have been written, until the returned stop() is called: SQLite every
    * `pollMs` (a file announces nothing); a server on each notification, after each reconnect of its listener
-   * (notifications are not durable), and on a slow safety poll. The caller reads the table (`id > last`) on a wake.
+   * (notifications are not durable), and on a slow safety poll, and every `pollMs` while its listener cannot
+   * connect (it keeps trying). The caller reads the table (`id > last`) on a wake. A listener that cannot connect
+   * is no failure: it is reported through opts.onError.
    */
   watchEvents(wake: () => void, opts: WatchOptions): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
 export interface WatchOptions {
-  /** How often SQLite's events table is read (and the longest a server's safety poll waits, unless it is shorter). */
+  /**
+   * How often SQLite's events table is read, and a server's while its announcements cannot be heard (the safety
+   * poll beside them waits at least this long).
+   */
   pollMs: number;
-  /** A lost listener connection or a failed reconnect (one line). */
+  /**
+   * A listener connection that was lost or could not be made (one line), once for each outage: meanwhile the
+   * events table is read every pollMs. (Store.watchEvents also reports here what its onWake threw.)
+   */
   onError?(err: Error): void;
 }
 

@@ -1,11 +1,11 @@
 // Live events on PostgreSQL: history --follow and the server's stream are woken by LISTEN/NOTIFY, not by polling.
-// Every follower here polls once an hour, so what arrives within the test came through a notification or through
-// the re-read after a reconnect.
+// Every follower here polls once an hour (but one whose listener cannot connect, which polls meanwhile), so what
+// arrives within the test came through a notification or through the re-read after a reconnect.
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { cli, jsonLines, startCli, waitFor, exited } from '../helpers.js';
 import { bearer, createToken, openStream, serve } from '../serve/serve-helpers.js';
-import { clusterUrl, freshDatabase, query } from './pg-helpers.js';
+import { clusterUrl, freshDatabase, limitedRole, query } from './pg-helpers.js';
 
 const dbName = (url: string) => new URL(url).pathname.slice(1);
 
@@ -76,6 +76,85 @@ describe('live events on PostgreSQL', () => {
         expect(stream.events[0]!.data).toMatchObject({ agentName: 'w1', toState: 'maintenance' });
         expect(cli(['set-status', 'w1', 'available'], { db }).code).toBe(0);
         await waitFor(() => stream.events.length === 2, 'the next transition on the stream');
+      } finally {
+        stream.close();
+      }
+    } finally {
+      expect((await s.stop()).code).toBe(0);
+    }
+  });
+
+  it('history --follow whose listener cannot connect says so once and polls every --refresh; LISTEN takes over once it can', async () => {
+    const db = await freshDatabase();
+    expect(cli(['heartbeat', 'w1'], { db }).code).toBe(0);
+    // The follower's pool gets the one connection this role may hold; its listener is refused until the limit goes.
+    const role = await limitedRole(db, 1);
+    const follow = startCli(['history', '--follow', '--json', '--refresh', '100ms'], { db: role.url });
+    await waitFor(() => jsonLines(follow).length === 2, 'the existing events');
+    await waitFor(() => follow.errors().includes('live notifications') || follow.exitCode !== null, 'the warning that it polls');
+    expect(follow.exitCode, follow.errors()).toBeNull();
+    expect(follow.errors()).toMatch(/^agentctl: .*live notifications.*unavailable.*every 100ms/);
+    expect(await listeners(db)).toEqual([]);
+    // Written by another role while nothing listens: found by the poll.
+    expect(cli(['set-status', 'w1', 'maintenance', '--for', '5m'], { db }).code).toBe(0);
+    await waitFor(() => jsonLines(follow).length === 3, 'the new transition, found by polling');
+    expect(jsonLines(follow)[2]).toMatchObject({ toState: 'maintenance' });
+    expect(follow.exitCode).toBeNull();
+    await role.setLimit(-1);
+    await waitFor(async () => (await listeners(db)).length === 1, 'the follower to listen once it may connect');
+    expect(cli(['set-status', 'w1', 'available'], { db }).code).toBe(0);
+    await waitFor(() => jsonLines(follow).length === 4, 'the transition after LISTEN took over');
+    // One line for the whole outage, however many attempts to connect failed.
+    expect(follow.errors().trim().split('\n')).toHaveLength(1);
+    follow.kill('SIGINT');
+    expect((await exited(follow)).code).toBe(0);
+  });
+
+  it('history --follow polling once an hour because its listener cannot connect: once it can, the server announces what follows', async () => {
+    const db = await freshDatabase();
+    expect(cli(['heartbeat', 'w1'], { db }).code).toBe(0);
+    // The follower's pool gets the one connection this role may hold; its listener is refused until the limit goes.
+    const role = await limitedRole(db, 1);
+    const follow = startCli(['history', '--follow', '--json', '--refresh', '1h'], { db: role.url });
+    await waitFor(() => jsonLines(follow).length === 2, 'the existing events');
+    await waitFor(() => follow.errors().includes('live notifications') || follow.exitCode !== null, 'the warning that it polls');
+    expect(follow.exitCode, follow.errors()).toBeNull();
+    expect(cli(['set-status', 'w1', 'maintenance', '--for', '5m'], { db }).code).toBe(0);
+    expect(follow.exitCode).toBeNull();
+    await role.setLimit(-1);
+    // Nothing polls within the test: the transition written before LISTEN was up is read when it comes up,
+    await waitFor(() => jsonLines(follow).length === 3, 'the transition written while nothing listened, read once LISTEN is up');
+    await waitFor(async () => (await listeners(db)).length === 1, 'the follower to listen');
+    // and the next one arrives by its notification.
+    expect(cli(['set-status', 'w1', 'available'], { db }).code).toBe(0);
+    await waitFor(() => jsonLines(follow).length === 4, 'the transition announced by the server');
+    expect(jsonLines(follow).map((e) => e.toState)).toEqual(['initializing', 'active', 'maintenance', 'active']);
+    follow.kill('SIGINT');
+    expect((await exited(follow)).code).toBe(0);
+  });
+
+  it('the server\'s event stream whose listener cannot connect says so once, polls every --poll, and listens once it can', async () => {
+    const db = await freshDatabase();
+    expect(cli(['heartbeat', 'w1'], { db }).code).toBe(0);
+    const viewer = createToken(db, 'viewer', 'viewer');
+    // The server's pool gets the one connection this role may hold; its listener is refused until the limit goes.
+    const role = await limitedRole(db, 1, { write: true });
+    const s = await serve(role.url, ['--poll', '100ms']);
+    try {
+      const stream = await openStream(`${s.base}/api/v1/events/stream`, bearer(viewer));
+      try {
+        expect(stream.res.status).toBe(200);
+        await waitFor(() => s.child.errors().includes('live notifications'), 'the server to say that it polls');
+        expect(s.child.errors()).toMatch(/agentctl serve: live notifications .*unavailable.*every 100ms/);
+        expect(await listeners(db)).toEqual([]);
+        expect(cli(['set-status', 'w1', 'maintenance', '--for', '5m'], { db }).code).toBe(0);
+        await waitFor(() => stream.events.length === 1, 'the transition on the stream, found by polling');
+        expect(stream.events[0]!.data).toMatchObject({ agentName: 'w1', toState: 'maintenance' });
+        await role.setLimit(-1);
+        await waitFor(async () => (await listeners(db)).length === 1, 'the stream to listen once it may connect');
+        expect(cli(['set-status', 'w1', 'available'], { db }).code).toBe(0);
+        await waitFor(() => stream.events.length === 2, 'the next transition on the stream');
+        expect(s.child.errors().match(/live notifications/g)).toHaveLength(1);
       } finally {
         stream.close();
       }

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { EVENTS_CHANNEL, PgListener } from '../../src/store/postgres/listen.js';
-import { waitFor } from '../helpers.js';
+import { PgEngine } from '../../src/store/postgres/engine.js';
+import { openPg } from '../../src/store/postgres/executor.js';
+import { cli, waitFor } from '../helpers.js';
 import { postgresEngine } from './engines.js';
-import { query } from './pg-helpers.js';
+import { freshDatabase, limitedRole, query } from './pg-helpers.js';
 
 describe('LISTEN/NOTIFY', () => {
   it('announces every event; after its backend is terminated the listener reconnects, listens again and calls onReconnect', async () => {
@@ -52,5 +54,31 @@ describe('LISTEN/NOTIFY', () => {
     expect((err as Error).message).not.toContain('secret');
     expect(listener.connected).toBe(false);
     await listener.close();
+  });
+
+  it('watchEvents whose listener cannot connect: no failure, a wake every pollMs, one error for the outage, and LISTEN once it can', async () => {
+    const db = await freshDatabase();
+    expect(cli(['init'], { db }).code).toBe(0);
+    // The engine's statements go through the pool (as the tests' role); its listener connects as a role that may not.
+    const role = await limitedRole(db, 0);
+    const engine = new PgEngine(openPg({ url: db }), role.url, { writable: false });
+    let wakes = 0;
+    const errors: string[] = [];
+    const stop = await engine.watchEvents(() => wakes++, { pollMs: 10, onError: (err) => errors.push(err.message) });
+    try {
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/too many connections/);
+      // Polled while the listener keeps trying (with backoff from 100 ms): many attempts fail meanwhile, said once.
+      const before = wakes;
+      await waitFor(() => wakes >= before + 100, 'wakes from polling');
+      expect(errors).toHaveLength(1);
+      await role.setLimit(-1);
+      const listening = async () => (await query<{ n: number }>(db, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'agentctl listener' AND datname = current_database()"))[0]!.n;
+      await waitFor(async () => (await listening()) === 1, 'the listener to connect once it may');
+      expect(errors).toHaveLength(1);
+    } finally {
+      await stop();
+      await engine.close();
+    }
   });
 });

@@ -39,11 +39,37 @@ export async function freshDatabase(): Promise<string> {
   return withDatabase(clusterUrl(), name);
 }
 
+const roles: string[] = [];
+
+/**
+ * A role of this test that may read (with `write`, also write) every table of `db` (which must have them) and hold at most `limit` connections
+ * at a time (superusers, the tests' own role, are exempt from such limits), dropped after the test with its
+ * databases. `url` is `db` as that role; `setLimit` changes the limit (-1: none).
+ */
+export async function limitedRole(db: string, limit: number, opts: { write?: boolean } = {}): Promise<{ url: string; setLimit(n: number): Promise<void> }> {
+  const role = `t_role_${randomBytes(6).toString('hex')}`;
+  await admin((c) => c.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT ${Number(limit)}`));
+  roles.push(role);
+  await query(db, opts.write
+    ? `GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ${role}`
+    : `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+  const u = new URL(db);
+  u.username = role;
+  u.password = '';
+  return {
+    url: u.toString(),
+    setLimit: async (n) => void (await admin((c) => c.query(`ALTER ROLE ${role} CONNECTION LIMIT ${Number(n)}`))),
+  };
+}
+
 afterEach(async () => {
   const names = created.splice(0);
-  if (names.length === 0) return;
+  const gone = roles.splice(0);
+  if (names.length === 0 && gone.length === 0) return;
   await admin(async (c) => {
+    // Dropping a database ends its connections and takes the roles' grants in it along.
     for (const name of names) await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    for (const role of gone) await c.query(`DROP ROLE IF EXISTS ${role}`);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { type Diagnosis, diagnose } from '../../core/diagnose.js';
-import { repairDatabase } from '../../core/repair.js';
+import type { Diagnosis } from '../../core/diagnosis.js';
+import { diagnose } from '../../store/sqlite/diagnose.js';
+import { repairDatabase } from '../../store/sqlite/repair.js';
 import { safeText } from '../../core/text.js';
 import { ExitCode } from '../../exit-codes.js';
 import { UsageError } from '../../errors.js';

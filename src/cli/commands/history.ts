@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseDuration } from '../../core/duration.js';
+import { formatDuration, parseDuration } from '../../core/duration.js';
 import { parseCount, validateName } from '../../core/validate.js';
 import { AgentNotFoundError, UsageError } from '../../errors.js';
 import { AGENT_STATES, type AgentState, type EventRecord } from '../../store/rows.js';
@@ -27,7 +27,7 @@ export function define(program: Command): void {
     .option('--limit <n>', 'at most the newest N events', '50')
     .option('--since <dur>', 'only events of the last DUR (e.g. 1h)')
     .option('--follow', 'keep printing new events until Ctrl-C (with --json: one JSON object per line)')
-    .option('--refresh <dur>', 'how often --follow looks for new events in an SQLite file; a PostgreSQL server announces them (default: 500ms)')
+    .option('--refresh <dur>', 'how often --follow looks for new events in an SQLite file, and on PostgreSQL while the server\'s announcements cannot be received (default: 500ms)')
     .addHelpText('after', '\nExamples:\n  agentctl history worker-1 --since 1h\n  agentctl history --follow --json | jq -c \'select(.toState=="offline")\'')
     .action(async (name: string | undefined, flags: Flags, cmd: Command) => {
       const ctx = cliContext(cmd);
@@ -51,7 +51,8 @@ export function define(program: Command): void {
         let last = events.length ? events[events.length - 1]!.id : await store.lastEventId();
         const stop = untilSignal(['SIGINT', 'SIGTERM']);
         let failed: unknown;
-        // Woken every --refresh on SQLite; on PostgreSQL by each new event's notification (and after a reconnect).
+        // Woken every --refresh on SQLite; on PostgreSQL by each new event's notification (and after a reconnect), or
+        // every --refresh while the listener has no connection (said once each time it is lost or cannot be made).
         const unwatch = await store.watchEvents(async () => {
           try {
             // A snapshot (a reader without write access, no writer present) never sees new events: open again.
@@ -67,7 +68,10 @@ export function define(program: Command): void {
             failed ??= err;
             stop.stop();
           }
-        }, { pollMs: refreshMs }).catch((err: unknown) => {
+        }, {
+          pollMs: refreshMs,
+          onError: (err) => ctx.err(`agentctl: live notifications from the database server are unavailable (${safeText(err.message)}); looking for new events every ${formatDuration(refreshMs)} until they are back`),
+        }).catch((err: unknown) => {
           stop.dispose();
           throw err;
         });

@@ -1,4 +1,4 @@
-import type { Diagnosis, Finding } from '../../core/diagnose.js';
+import type { Diagnosis, Finding } from '../../core/diagnosis.js';
 import { formatDuration } from '../../core/duration.js';
 import { redactUrl } from '../../core/redact.js';
 import { readMonitor } from '../monitor.js';

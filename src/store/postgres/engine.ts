@@ -29,30 +29,40 @@ export class PgEngine implements StoreEngine {
 
   /**
    * LISTEN on a dedicated connection (the events_notify trigger announces every event): a wake on each
-   * notification and after each reconnect (what was announced meanwhile is lost, the caller re-reads the table),
-   * and a slow safety poll. A first connection that fails throws.
+   * notification and each time LISTEN comes (back) up (what was announced meanwhile is lost, the caller re-reads
+   * the table), and a slow safety poll. While the listener has no connection (the first could not be made, or it
+   * was lost) it polls every pollMs, as on SQLite, and keeps trying to listen with backoff; opts.onError hears of
+   * each such outage once. It does not fail for want of a listener.
    */
   async watchEvents(wake: () => void, opts: WatchOptions): Promise<() => Promise<void>> {
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const pollEvery = (ms: number) => {
+      clearInterval(timer);
+      timer = stopped ? undefined : setInterval(wake, ms);
+    };
+    const safetyMs = Math.max(opts.pollMs, SAFETY_POLL_MS);
     const listener = new PgListener({
       url: this.url,
       channel: EVENTS_CHANNEL,
       onNotify: wake,
-      onReconnect: wake,
-      ...(opts.onError ? { onError: opts.onError } : { onError: () => undefined }),
+      onReconnect: () => {
+        pollEvery(safetyMs);
+        wake();
+      },
+      onError: (err) => {
+        if (!listener.connected) pollEvery(opts.pollMs);
+        opts.onError?.(err);
+      },
       applicationName: 'agentctl listener',
     });
     this.listeners.add(listener);
-    try {
-      await listener.start();
-    } catch (err) {
-      this.listeners.delete(listener);
-      await listener.close();
-      throw err;
-    }
+    const listening = await listener.begin();
+    pollEvery(listening ? safetyMs : opts.pollMs);
     // What was written between the caller's last read and LISTEN taking effect is read on this first wake.
     wake();
-    const timer = setInterval(wake, Math.max(opts.pollMs, SAFETY_POLL_MS));
     return async () => {
+      stopped = true;
       clearInterval(timer);
       this.listeners.delete(listener);
       await listener.close();

@@ -10,11 +10,15 @@ export interface ListenerOptions extends PgOptions {
   /** Each notification's payload, in the order the server sent them. */
   onNotify(payload: string): void;
   /**
-   * Called after every reconnect, once the channel is listened to again: notifications are not durable, so what
-   * was sent while the connection was down is lost, and the caller re-reads the table.
+   * Called after every reconnect (and, after begin() could not connect, once it does), once the channel is listened
+   * to: notifications are not durable, so what was sent while nothing listened is lost, and the caller re-reads the
+   * table.
    */
   onReconnect?(): void | Promise<void>;
-  /** A lost connection or a failed reconnect (one line; the URL is redacted). */
+  /**
+   * A connection that was lost or could not be made (one line; the URL is redacted): once for each outage, not for
+   * every failed attempt to reconnect. `connected` is false when it is called, unless onReconnect threw.
+   */
   onError?(err: Error): void;
   /** First delay before reconnecting (default: 100 ms); it grows 2× up to maxBackoffMs (default: 5 s), with jitter. */
   minBackoffMs?: number;
@@ -25,14 +29,16 @@ const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /**
  * LISTEN on a dedicated client (never a pooled one: a pool hands its connections to other statements, and a
- * notification arrives only on the connection that listens). After a lost connection it reconnects with backoff,
- * listens again and calls onReconnect.
+ * notification arrives only on the connection that listens). After a lost connection (or a first one that failed,
+ * with begin()) it reconnects with backoff, listens again and calls onReconnect.
  */
 export class PgListener {
   private client: pg.Client | undefined;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  /** Whether the current outage was reported through onError (each is, once). */
+  private reported = false;
   /** Reconnects made so far. */
   reconnects = 0;
 
@@ -51,6 +57,28 @@ export class PgListener {
     await this.connect();
   }
 
+  /**
+   * Connects and listens like start(), but a first connection that fails does not throw: it is reported through
+   * onError and tried again with backoff until it listens (then onReconnect) or is closed. Resolves with whether it
+   * listens now.
+   */
+  async begin(): Promise<boolean> {
+    try {
+      await this.connect();
+      return true;
+    } catch (err) {
+      this.report(err as Error);
+      this.schedule();
+      return false;
+    }
+  }
+
+  private report(err: Error): void {
+    if (this.reported || this.closed) return;
+    this.reported = true;
+    this.opts.onError?.(err);
+  }
+
   private async connect(): Promise<void> {
     const client = new pg.Client(clientConfig({ ...this.opts, applicationName: this.opts.applicationName ?? 'agentctl listener' }));
     let lost = false;
@@ -64,7 +92,7 @@ export class PgListener {
       client.removeAllListeners('notification');
       void client.end().catch(() => undefined);
       if (this.closed) return;
-      if (err) this.opts.onError?.(describePgError(err, this.opts.url) as Error);
+      if (err) this.report(describePgError(err, this.opts.url) as Error);
       this.schedule();
     };
     client.on('error', (err) => onLost(err));
@@ -91,6 +119,7 @@ export class PgListener {
     this.client = client;
     established = true;
     this.attempt = 0;
+    this.reported = false;
   }
 
   private schedule(): void {
@@ -112,7 +141,8 @@ export class PgListener {
           }
         },
         (err: Error) => {
-          this.opts.onError?.(err);
+          // Already said when the connection was lost (or could not be made): one line per outage.
+          this.report(err);
           this.schedule();
         },
       );

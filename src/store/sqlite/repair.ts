@@ -1,12 +1,13 @@
 import Database from 'better-sqlite3';
 import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, mkdtempSync, openSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { DatabaseMissingError, OperationError } from '../errors.js';
-import { type LockOptions, lockPaths, withExclusiveLock } from '../store/sqlite/lock.js';
-import { besideModes, euid, lstatOrNull, removeEntry } from '../store/safe-files.js';
-import { describeSqliteError } from '../store/sqlite/sqlite-errors.js';
-import { type Store, openStore } from '../store/store.js';
-import { type Diagnosis, LOCK_NAMES, diagnose } from './diagnose.js';
+import { DatabaseMissingError, OperationError } from '../../errors.js';
+import type { Diagnosis } from '../../core/diagnosis.js';
+import { type LockOptions, lockPaths, withExclusiveLock } from './lock.js';
+import { besideModes, euid, lstatOrNull, removeEntry } from '../safe-files.js';
+import { describeSqliteError } from './sqlite-errors.js';
+import { type Store, openStore } from '../store.js';
+import { LOCK_NAMES, diagnose } from './diagnose.js';
 
 export interface RepairReport {
   backup: string | null;

@@ -1,40 +1,13 @@
 import Database from 'better-sqlite3';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { AgentctlError, DatabaseMissingError } from '../errors.js';
-import { connectReader, headerJournalMode, preflight, walBytes } from '../store/sqlite/open.js';
-import { APPLICATION_ID, SCHEMA_VERSION } from '../store/sqlite/migrations.js';
-import { holderIsDead, inspectLock } from '../store/sqlite/lock.js';
-import { describeSqliteError } from '../store/sqlite/sqlite-errors.js';
-import { formatDuration } from './duration.js';
-import { loopStatusOf, loopsStatusOf } from './health/loop-status.js';
-import { safeText } from './text.js';
-import { readLoopsFrom, readMonitorFrom } from '../store/monitor.js';
-
-/** One finding of db-check: `ok` findings are information, the rest are problems. */
-export interface Finding {
-  check: string;
-  ok: boolean;
-  detail: string;
-  /** What `db-check --fix` would do about it, when it can. */
-  fix?: string;
-}
-
-export interface Diagnosis {
-  path: string;
-  /** 'healthy' (exit 0), 'problems' (exit 1) or 'unusable' (exit 4: not SQLite, corrupt, too new). */
-  verdict: 'healthy' | 'problems' | 'unusable';
-  findings: Finding[];
-  /** Rows that break the state model, as repairable facts. */
-  repairs: Repair[];
-}
-
-/** A row that breaks the state model, and the statement that repairs it. */
-export interface Repair {
-  what: string;
-  sql: string;
-  params: Record<string, unknown>;
-}
+import { AgentctlError, DatabaseMissingError } from '../../errors.js';
+import { type Diagnosis, type Finding, type Repair, healthLoopFinding } from '../../core/diagnosis.js';
+import { connectReader, headerJournalMode, preflight, walBytes } from './open.js';
+import { APPLICATION_ID, SCHEMA_VERSION } from './migrations.js';
+import { holderIsDead, inspectLock } from './lock.js';
+import { describeSqliteError } from './sqlite-errors.js';
+import { readLoopsFrom, readMonitorFrom } from '../monitor.js';
 
 /** Locks db-check looks at: the health loop's and the one for operations on the file. */
 export const LOCK_NAMES = ['monitor', 'maintenance'] as const;
@@ -207,23 +180,10 @@ function walIndexFix(path: string): string {
   return `let this user write the directory (e.g. 'chgrp GROUP ${dirname(path)} && chmod g+w ${dirname(path)}'), or read while a writer has it open (${walBytes(path)} bytes in ${path}-wal)`;
 }
 
-/** The health loop's last pass. Never having run one is information, not a problem; one that stopped is. */
+/** The health loop's last pass, as the monitor tables of this file record it. */
 function loopFinding(db: Database.Database, now: number): Finding {
   const hasTable = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'monitor_state'").get();
-  const record = hasTable ? readMonitorFrom(db) : null;
-  const loops = readLoopsFrom(db);
-  const s = loops.length ? loopsStatusOf(loops, now) : loopStatusOf(record, now);
-  if (!s.ran) return { check: 'health loop', ok: true, detail: "no health loop has run on this database (run 'agentctl monitor')" };
-  const by = record?.monitorPid ? ` by pid ${record.monitorPid}${record.monitorHost ? ` on ${safeText(record.monitorHost)}` : ''}` : '';
-  // The loops seen (health_loops, version 7): how many, on which hosts, and which of them keep up.
-  const seen = s.loops.length
-    ? `; ${s.loops.length} health loop${s.loops.length === 1 ? '' : 's'} seen: ${s.loops.slice(0, 10).map((l) => `pid ${l.pid} on ${safeText(l.host || '?')} (${l.stoppedAt !== null ? 'stopped' : l.overdue ? 'overdue' : 'passing'}, last pass ${formatDuration(Math.max(0, now - (l.lastPassAt ?? now)))} ago)`).join(', ')}${s.loops.length > 10 ? ', …' : ''}`
-    : '';
-  return {
-    check: 'health loop',
-    ok: !s.overdue,
-    detail: `last pass ${formatDuration(s.ageMs ?? 0)} ago${by}, ${record?.passSeq ?? 0} passes${seen}${s.warning ? `: ${s.warning}` : ''}`,
-  };
+  return healthLoopFinding(hasTable ? readMonitorFrom(db) : null, readLoopsFrom(db), now);
 }
 
 function lockFinding(path: string, name: string, staleMs: number): Finding {
