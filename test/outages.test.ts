@@ -143,13 +143,14 @@ describe('a host silent as a whole', () => {
     await onHost(s, 'host-g', 'g1', T0);
     await onHost(s, 'host-g', 'g2', T0 + 500);
     const lines: string[] = [];
-    const monitor = new HeartbeatHealthAgent({ store: s, clock: { now: () => T0 + 3000, monotonic: () => 0 }, policy: { local: observer, hold: false }, logger: { warn: (m) => lines.push(m) } });
+    const monitor = new HeartbeatHealthAgent({ store: s, clock: { now: () => T0 + 3000, monotonic: () => 0 }, policy: { local: observer, hold: false }, logger: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`) } });
     const events: [string[], string][] = [];
     monitor.on('held', (names: string[], reason: string) => events.push([names, reason]));
     const r = await monitor.checkAgentHealth();
-    expect(r.holds).toEqual([{ agents: ['g1'], reason: expect.stringContaining('host host-g') }]);
+    expect(r.holds).toEqual([{ rule: 'host', agents: ['g1'], reason: expect.stringContaining('host host-g') }]);
     expect(events).toEqual([[['g1'], r.holds[0]!.reason]]);
-    expect(lines).toEqual([`pass ${r.pass}: ${r.holds[0]!.reason}: g1`]);
+    // Told as information: waiting for a host's fate is the ordinary course of a host going silent.
+    expect(lines).toEqual([`info pass ${r.pass}: ${r.holds[0]!.reason}: g1`]);
     expect(r.holds[0]!.reason).toMatch(/^nothing heard from host host-g since its agents fell due; holding their stale verdicts until it is clear whether the whole host went silent \(.+ at most\)$/);
     await s.close();
   });

@@ -281,7 +281,8 @@ export class HeartbeatHealthAgent extends EventEmitter {
       this.emit('suspect', r.suspect);
     }
     for (const g of r.holds) {
-      this.log.warn(`pass ${r.pass}: ${g.reason}: ${g.agents.slice(0, 10).join(', ')}${g.agents.length > 10 ? ', …' : ''}`);
+      // A mass hold doubts the observer; waiting for a host's fate is the ordinary course of a host going silent.
+      this.log[g.rule === 'mass' ? 'warn' : 'info'](`pass ${r.pass}: ${g.reason}: ${g.agents.slice(0, 10).join(', ')}${g.agents.length > 10 ? ', …' : ''}`);
       this.emit('held', g.agents, g.reason);
     }
     for (const t of r.transitions) {

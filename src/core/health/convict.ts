@@ -36,8 +36,9 @@ export interface AppliedTransition {
   evidence: Record<string, unknown>;
 }
 
-/** Verdicts held together, and why. */
+/** Verdicts held together, and why: by the mass-conviction rule, or while their host's fate is undecided. */
 export interface HeldGroup {
+  rule: 'mass' | 'host';
   reason: string;
   agents: string[];
 }
@@ -103,7 +104,7 @@ export async function convict(store: Store, now: number, opts: ConvictOptions = 
   const verdicts = all.filter((v) => !hostHeld.has(v.agent.name));
   const perHost = new Map<string, HostHold[]>();
   for (const h of byHost) perHost.set(h.host, [...(perHost.get(h.host) ?? []), h]);
-  const hostGroups: HeldGroup[] = [...perHost].map(([host, holds]) => ({ reason: hostHoldReason(host, holds, now), agents: holds.map((h) => h.agent) }));
+  const hostGroups: HeldGroup[] = [...perHost].map(([host, holds]) => ({ rule: 'host' as const, reason: hostHoldReason(host, holds, now), agents: holds.map((h) => h.agent) }));
   const rule = opts.hold === undefined ? DEFAULT_HOLD : opts.hold;
   return await store.tx(async (store) => {
     const wasHeld = await readHeld(store);
@@ -135,7 +136,7 @@ export async function convict(store: Store, now: number, opts: ConvictOptions = 
       applied,
       held: [...massHeld, ...byHost.map((h) => h.agent)],
       holdReason,
-      holds: [...(holdReason ? [{ reason: holdReason, agents: massHeld }] : []), ...hostGroups],
+      holds: [...(holdReason ? [{ rule: 'mass' as const, reason: holdReason, agents: massHeld }] : []), ...hostGroups],
     };
   });
 }
