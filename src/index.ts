@@ -50,7 +50,7 @@ export type { HealthAgentOptions, Clock, PassOutcome } from './core/health/agent
 export { checkHealth } from './core/health/pass.js';
 export type { HealthPolicy, HealthReport } from './core/health/pass.js';
 export { convict, findVerdicts, DEFAULT_HOLD } from './core/health/convict.js';
-export type { ConvictOptions, ConvictResult, AppliedTransition, HoldRule } from './core/health/convict.js';
+export type { ConvictOptions, ConvictResult, AppliedTransition, HeldGroup, HoldRule } from './core/health/convict.js';
 export { judgeAgent, checkPid, thisHost } from './core/health/judge.js';
 export type { LocalHost, Verdict, PidCheck } from './core/health/judge.js';
 export { webhookTarget, execTarget, deliverAlerts, splitCommand } from './core/health/deliver.js';

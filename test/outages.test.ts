@@ -19,7 +19,7 @@ async function onHost(s: Store, host: string, name: string, at = T0): Promise<vo
   await updateHeartbeat(s, { name }, at);
 }
 
-const pass = (s: Store, now: number) => checkHealth(s, now, { local: observer, targets: TARGETS, hold: false });
+const pass = (s: Store, now: number, policy: Parameters<typeof checkHealth>[2] = {}) => checkHealth(s, now, { local: observer, targets: TARGETS, hold: false, ...policy });
 
 describe('a host silent as a whole', () => {
   it('is one outage, one host event and one alert; its agents are stale with the reason and alert on their own only once it is over', async () => {
@@ -100,9 +100,100 @@ describe('a host silent as a whole', () => {
     await checkHealth(s, T0 + 1000, { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
     await checkHealth(s, T0 + 2000, { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
     expect((await readLoops(s)).map((l) => l.host)).toContain('host-e');
-    // At T0 + 3000 its agents are overdue but its loop passed 1 s ago (within its period and grace): no outage.
-    expect((await pass(s, T0 + 3000)).outages.opened).toEqual([]);
-    expect((await s.getAgent('e1'))!.stateReason).toBe('heartbeat overdue');
+    // At T0 + 3000 its agents are overdue but its loop passed 1 s ago (within its period and grace): no outage, and
+    // their stale verdicts wait to see whether the whole host went silent (its loop passed before they fell due).
+    const r = await pass(s, T0 + 3000);
+    expect(r.outages.opened).toEqual([]);
+    expect(r.held).toEqual(['e1', 'e2']);
+    expect((await s.getAgent('e1'))!.state).toBe('active');
+    // Its loop stays silent past its period and grace: the whole host is silent, one outage for both.
+    expect((await pass(s, T0 + 4000)).held).toEqual(['e1', 'e2']);
+    expect((await pass(s, T0 + 4001)).outages.opened).toMatchObject([{ host: 'host-e', count: 2 }]);
+    for (const n of ['e1', 'e2']) expect((await s.getAgent(n))!.stateReason).toBe('host host-e unreachable: 2 agents');
+    await s.close();
+  });
+
+  it('a frozen host whose agents fall due one by one: none is convicted alone before its outage, and one alert says it', async () => {
+    const s = await openStore({ path: tempDb() });
+    // host-c's agents beat at different phases (due at T0 + 3000, + 3300, + 3700), its loop every second until
+    // T0 + 800; then the whole host froze.
+    const beats: Record<string, number> = { c1: T0, c2: T0 + 300, c3: T0 + 700 };
+    for (const n of Object.keys(beats)) await s.register({ name: n, host: 'host-c', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
+    for (const [n, at] of Object.entries(beats)) await updateHeartbeat(s, { name: n }, at);
+    const hostC = { host: 'host-c', bootId: 'boot-c', startTime: () => null };
+    await checkHealth(s, T0 + 800, { local: hostC, loop: { host: 'host-c', bootId: 'boot-c', pid: 55, pidStartTime: 1 }, everyMs: 1000, hold: false });
+    // This monitor alerts on stale as well as offline, and passes every 250 ms.
+    const heldAt: Record<number, string[]> = {};
+    const transitions: string[] = [];
+    for (let t = 1000; t <= 3750; t += 250) {
+      const r = await pass(s, T0 + t, { alertOn: ['stale', 'offline'] });
+      if (r.held.length) heldAt[t] = r.held;
+      transitions.push(...r.transitions.map((x) => `${t} ${x.agent} ${x.to}: ${x.reason}`));
+    }
+    expect((await recentAlerts(s)).map((a) => `${a.agentName}:${a.kind}`)).toEqual(['host:host-c:alert']);
+    expect(transitions.sort()).toEqual(['c1', 'c2', 'c3'].map((n) => `3750 ${n} stale: host host-c unreachable: 3 agents`));
+    expect((await s.listEvents({})).filter((e) => e.reason === 'heartbeat overdue')).toEqual([]);
+    // Each stale verdict was held from its own deadline until the host was silent, the moment its slowest agent was.
+    expect(heldAt).toEqual({ 3000: ['c1'], 3250: ['c1'], 3500: ['c1', 'c2'] });
+    await s.close();
+  });
+
+  it('a stale verdict held for its host is told in the monitor log and by the held event', async () => {
+    const s = await openStore({ path: tempDb() });
+    await onHost(s, 'host-g', 'g1', T0);
+    await onHost(s, 'host-g', 'g2', T0 + 500);
+    const lines: string[] = [];
+    const monitor = new HeartbeatHealthAgent({ store: s, clock: { now: () => T0 + 3000, monotonic: () => 0 }, policy: { local: observer, hold: false }, logger: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`) } });
+    const events: [string[], string][] = [];
+    monitor.on('held', (names: string[], reason: string) => events.push([names, reason]));
+    const r = await monitor.checkAgentHealth();
+    expect(r.holds).toEqual([{ rule: 'host', agents: ['g1'], reason: expect.stringContaining('host host-g') }]);
+    expect(events).toEqual([[['g1'], r.holds[0]!.reason]]);
+    // Told as information: waiting for a host's fate is the ordinary course of a host going silent.
+    expect(lines).toEqual([`info pass ${r.pass}: ${r.holds[0]!.reason}: g1`]);
+    expect(r.holds[0]!.reason).toMatch(/^nothing heard from host host-g since its agents fell due; holding their stale verdicts until it is clear whether the whole host went silent \(.+ at most\)$/);
+    await s.close();
+  });
+
+  it('an agent that hangs alone beside one that beats on is judged alone, by the first pass after that beat', async () => {
+    const s = await openStore({ path: tempDb() });
+    // d1 hangs after its beat at T0 + 500 (due at T0 + 3500); d2 beats every second, on the second.
+    await onHost(s, 'host-d', 'd1', T0 + 500);
+    await onHost(s, 'host-d', 'd2', T0);
+    const log: string[] = [];
+    for (let t = 1000; t <= 4500; t += 250) {
+      if (t % 1000 === 0) await updateHeartbeat(s, { name: 'd2' }, T0 + t);
+      const r = await pass(s, T0 + t, { alertOn: ['stale', 'offline'] });
+      log.push(...r.held.map((n) => `${t} held ${n}`), ...r.transitions.map((x) => `${t} ${x.agent} ${x.to}: ${x.reason}`));
+    }
+    expect(log).toEqual(['3500 held d1', '3750 held d1', '4000 d1 stale: heartbeat overdue']);
+    expect(await recentOutages(s)).toEqual([]);
+    expect((await recentAlerts(s)).map((a) => `${a.agentName}:${a.kind}`)).toEqual(['d1:alert']);
+    await s.close();
+  });
+
+  it("an agent that hangs alone while its host's health loop keeps passing is judged alone, by the pass after the loop's", async () => {
+    const s = await openStore({ path: tempDb() });
+    // h1 hangs after its beat at T0 (due at T0 + 3000); h2 beats every 2 s (stale after 6 s); host-h's own loop
+    // passes every second, at T0 + 900, + 1900, ...
+    await onHost(s, 'host-h', 'h1', T0);
+    await s.register({ name: 'h2', host: 'host-h', intervalMs: 2000, staleMultiplier: 3, offlineAfterMs: 20_000 }, T0);
+    await updateHeartbeat(s, { name: 'h2' }, T0);
+    const hostH = { host: 'host-h', bootId: 'boot-h', startTime: () => null };
+    const loopH = { host: 'host-h', bootId: 'boot-h', pid: 66, pidStartTime: 1 };
+    const log: string[] = [];
+    for (let t = 1000; t <= 4500; t += 250) {
+      if (t % 2000 === 0) await updateHeartbeat(s, { name: 'h2' }, T0 + t);
+      if (t % 1000 === 0) {
+        const own = await checkHealth(s, T0 + t - 100, { local: hostH, loop: loopH, everyMs: 1000, hold: false });
+        log.push(...own.transitions.map((x) => `${t - 100} (host-h's loop) ${x.agent} ${x.to}: ${x.reason}`));
+      }
+      const r = await pass(s, T0 + t, { alertOn: ['stale', 'offline'] });
+      log.push(...r.held.map((n) => `${t} held ${n}`), ...r.transitions.map((x) => `${t} ${x.agent} ${x.to}: ${x.reason}`));
+    }
+    // Held by the other monitor until the host's loop passed again, which judged it by its own contract.
+    expect(log).toEqual(['3000 held h1', '3250 held h1', '3500 held h1', '3750 held h1', "3900 (host-h's loop) h1 stale: heartbeat overdue"]);
+    expect(await recentOutages(s)).toEqual([]);
     await s.close();
   });
 

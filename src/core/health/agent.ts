@@ -68,7 +68,7 @@ export interface PassOutcome extends HealthReport {
  * Seed 002's HeartbeatHealthAgent: the health loop. `start()` holds the exclusive 'monitor' lock and runs a pass every
  * `everyMs` until `stop()`; `runOnce()` is one locked pass (cron). Each pass convicts, queues alerts, starts a delivery
  * round of the outbox beside it (detection never waits for a receiver), and rewrites the map and metrics files. Events: 'pass' (PassOutcome), 'transition' (AppliedTransition),
- * 'suspect' (reason), 'held' (names, reason), 'error' (Error; only emitted when someone listens).
+ * 'suspect' (reason), 'held' (names, reason: once per group of held verdicts), 'error' (Error; only emitted when someone listens).
  */
 export class HeartbeatHealthAgent extends EventEmitter {
   readonly store: Store;
@@ -280,9 +280,10 @@ export class HeartbeatHealthAgent extends EventEmitter {
       this.log.warn(`pass ${r.pass}: convicting no one: ${r.suspect}`);
       this.emit('suspect', r.suspect);
     }
-    if (r.held.length) {
-      this.log.warn(`pass ${r.pass}: ${r.holdReason}: ${r.held.slice(0, 10).join(', ')}${r.held.length > 10 ? ', …' : ''}`);
-      this.emit('held', r.held, r.holdReason);
+    for (const g of r.holds) {
+      // A mass hold doubts the observer; waiting for a host's fate is the ordinary course of a host going silent.
+      this.log[g.rule === 'mass' ? 'warn' : 'info'](`pass ${r.pass}: ${g.reason}: ${g.agents.slice(0, 10).join(', ')}${g.agents.length > 10 ? ', …' : ''}`);
+      this.emit('held', g.agents, g.reason);
     }
     for (const t of r.transitions) {
       const ev = Object.entries(t.evidence).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => `${k}=${String(v)}`).join(' ');

@@ -26,6 +26,29 @@
  * The host that runs the judgement (`observerHost`) is never silent: it is running, and its own loop proves its
  * agents' crashes by their pids instead. Agents with no recorded host cannot be attributed to one and are skipped.
  * Host names are the agents' own text: the reason is stored raw, like every reason, and escaped where shown.
+ *
+ * Until a host is found silent, its agents fall due one by one (their heartbeats have different phases, their
+ * contracts different windows): the first one overdue would be convicted alone, and alert alone, a pass or two
+ * before its host's outage opens. So a stale verdict by the clock of an agent on another host (`hostHolds`) is held
+ * while its host's fate is undecided, that is while all of these hold, counting from the agent's deadline D (its
+ * last heartbeat or start plus its stale window):
+ *
+ *  a. The host is not the observer's, and it has at least `minAgents` live agents (rule 1).
+ *  b. Nothing on the host spoke at or after D: no live agent of the host beat or started since, no health loop on it
+ *     passed since. A sign of life ends the hold: the agent's silence is its own, and it is judged alone.
+ *  c. The host can still become silent without a new sign of life: at least `minAgents` of its live agents stopped
+ *     together (rule 4, counted from its last sign of life, which is before D). Otherwise it never will, and the
+ *     agent is judged alone at once (for example: all its agents are overdue and its loop silent, but they went
+ *     quiet one by one).
+ *  d. The host is not silent yet: the moment it would be, if nothing speaks (its slowest agent overdue, its health
+ *     loops silent past their period and grace), is still to come. From then on the outage step marks the agent
+ *     stale with the host's reason, in the host's one alert.
+ *  e. That moment comes soon enough: no later than the agent's offline threshold (an offline verdict by the
+ *     agent's own contract is never held or delayed), and no later than `holdCapMs` (3 minutes) after D. A host
+ *     that can only be found silent later (say a hung agent beating every second beside one whose contract allows
+ *     an hour, and no health loop on the host) does not hold its agents at all: they are judged alone at once.
+ *
+ * The hold depends only on the rows read and `now`, so every monitor over one database holds the same verdicts.
  */
 import type { AgentRecord, AgentState } from '../../store/rows.js';
 import { clockStart, staleAfterMs } from '../state.js';
@@ -47,6 +70,8 @@ export interface HostRollupOptions {
   minAgents?: number;
   /** Slack beyond a health loop's period before its silence counts (default 1 s; at least one period). */
   monitorGraceMs?: number;
+  /** hostHolds: the longest a stale verdict is held after the agent's deadline (default 3 minutes). */
+  holdCapMs?: number;
 }
 
 /** A host that went silent as a whole, with what its one event and alert say. */
@@ -67,6 +92,12 @@ export interface SilentHost {
 
 export const MIN_SILENT_AGENTS = 2;
 export const MONITOR_GRACE_MS = 1000;
+/**
+ * The longest a stale verdict waits for its host's fate, after the agent's deadline: enough for a health loop on
+ * the host run every minute by cron (silent two minutes after its last pass) to count as silent, and for a pass
+ * or two beyond.
+ */
+export const HOST_HOLD_CAP_MS = 180_000;
 /** A cron `--once` loop that did not say how often it runs: the README's crontab line runs every minute. */
 const ASSUMED_CRON_MS = 60_000;
 const NOT_WATCHED: ReadonlySet<AgentState> = new Set(['offline', 'failed', 'maintenance']);
@@ -116,4 +147,52 @@ export function silentHosts(agents: readonly HostAgentFacts[], monitors: readonl
     });
   }
   return out.sort((x, y) => (x.host < y.host ? -1 : x.host > y.host ? 1 : 0));
+}
+
+/** What hostHolds reads of an agent: the roll-up's facts and its offline threshold. */
+export type HoldAgentFacts = HostAgentFacts & Pick<AgentRecord, 'offlineAfterMs'>;
+
+/** A stale verdict held while the agent's host's fate is undecided. */
+export interface HostHold {
+  agent: string;
+  host: string;
+  /** The agent's deadline: when its stale window ended. */
+  dueAt: number;
+  /** When the host will be found silent if nothing on it speaks before: the hold ends then at the latest. */
+  until: number;
+}
+
+/**
+ * The agents whose stale verdict by the clock is held at `now` while their host's fate is undecided (rules a to e in
+ * this module's comment), sorted by host and agent name. Only agents that are overdue, not yet stale and not yet
+ * past their offline threshold have a stale verdict to hold.
+ */
+export function hostHolds(agents: readonly HoldAgentFacts[], monitors: readonly MonitorSighting[], now: number, opts: HostRollupOptions = {}): HostHold[] {
+  const minAgents = Math.max(MIN_SILENT_AGENTS, opts.minAgents ?? MIN_SILENT_AGENTS);
+  const grace = opts.monitorGraceMs ?? MONITOR_GRACE_MS;
+  const cap = opts.holdCapMs ?? HOST_HOLD_CAP_MS;
+  const byHost = new Map<string, HoldAgentFacts[]>();
+  for (const a of agents) {
+    if (a.host === null || a.deregisteredAt !== null || NOT_WATCHED.has(a.state)) continue;
+    byHost.set(a.host, [...(byHost.get(a.host) ?? []), a]);
+  }
+  const out: HostHold[] = [];
+  for (const [host, live] of byHost) {
+    if (host === opts.observerHost || live.length < minAgents) continue; // a
+    const passes = monitors.filter((m) => m.host === host && m.lastPassAt !== null);
+    const lastSign = Math.max(...live.map(clockStart), ...passes.map((m) => m.lastPassAt!));
+    if (live.filter((a) => lastSign - clockStart(a) < staleAfterMs(a)).length < minAgents) continue; // c
+    // When the host will be silent if nothing speaks: its slowest agent overdue and every loop on it silent.
+    const silentAt = Math.max(...live.map((a) => clockStart(a) + staleAfterMs(a)), ...passes.map((m) => m.lastPassAt! + monitorSilentAfterMs(m.everyMs, grace) + 1));
+    if (now >= silentAt) continue; // d
+    for (const a of live) {
+      const dueAt = clockStart(a) + staleAfterMs(a);
+      const offlineAt = clockStart(a) + a.offlineAfterMs;
+      if (a.state === 'stale' || now < dueAt || now >= offlineAt) continue; // no stale verdict to hold
+      if (lastSign >= dueAt) continue; // b
+      if (silentAt > Math.min(offlineAt, dueAt + cap)) continue; // e
+      out.push({ agent: a.name, host, dueAt, until: silentAt });
+    }
+  }
+  return out.sort((x, y) => (x.host < y.host ? -1 : x.host > y.host ? 1 : x.agent < y.agent ? -1 : x.agent > y.agent ? 1 : 0));
 }

@@ -4,7 +4,7 @@ import { type LoopIdentity, beginPass, bumpCounters, pruneLoops, recordLoopPass,
 import { expireCommands } from '../../store/commands.js';
 import { formatDuration } from '../duration.js';
 import { type AlertTally, DEFAULT_ALERT_ON, DEFAULT_COOLDOWN_MS, queueAlerts } from './alerts.js';
-import { type AppliedTransition, type HoldRule, convict } from './convict.js';
+import { type AppliedTransition, type HeldGroup, type HoldRule, NO_CONVICTIONS, convict } from './convict.js';
 import { type LocalHost, thisHost } from './judge.js';
 import { processStartTime } from '../host.js';
 import { VERSION } from '../../version.js';
@@ -46,8 +46,12 @@ export interface HealthReport {
   /** Why this pass convicted no one, if it suspected the observer. */
   suspect: string | null;
   transitions: AppliedTransition[];
+  /** Agents whose conviction this pass held: by the mass-conviction rule, or while their host's fate is undecided. */
   held: string[];
+  /** Why the mass-conviction rule held convictions, if it did. */
   holdReason: string | null;
+  /** The held verdicts in groups, each with its reason. */
+  holds: HeldGroup[];
   alerts: AlertTally['queued'];
   alertsSuppressed: number;
   /** Commands whose deadline passed, settled by this pass (queued → cancelled, executing → failed). */
@@ -84,7 +88,7 @@ export async function checkHealth(store: Store, now: number, policy: HealthPolic
   // Hosts first: a host silent as a whole marks its agents stale with its own reason (once, by whichever monitor
   // opens its outage), before the clock would convict them one by one. A suspect pass only ends outages.
   const outages = await hostOutageStep(store, now, { observerHost: local.host, passSeq, targets: policy.targets ?? [], detect: !suspect });
-  const convicted = suspect ? { applied: [], held: [], holdReason: null } : await convict(store, now, { local, passSeq, ...(policy.hold !== undefined ? { hold: policy.hold } : {}) });
+  const convicted = suspect ? NO_CONVICTIONS : await convict(store, now, { local, passSeq, ...(policy.hold !== undefined ? { hold: policy.hold } : {}) });
   let commandsExpired = 0;
   const loop = policy.loop ?? loopIdentity(local);
   const tally = await store.tx(async (store) => {
@@ -128,6 +132,7 @@ export async function checkHealth(store: Store, now: number, policy: HealthPolic
     transitions: [...outages.transitions, ...convicted.applied],
     held: convicted.held,
     holdReason: convicted.holdReason,
+    holds: convicted.holds,
     alerts: [
       ...outages.opened.map((o) => ({ id: o.alertId, kind: 'alert', agent: `host ${o.host}`, state: 'stale' as AgentState })),
       ...outages.ended.map((o) => ({ id: o.alertId, kind: 'recovery', agent: `host ${o.host}`, state: 'active' as AgentState })),
