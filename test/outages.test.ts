@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { recentOutages } from '../dist/store/outages.js';
 import { readLoops } from '../dist/store/monitor.js';
 import { DIST, cli, cliJson, exited, start, tempDb, waitFor } from './helpers.js';
+import { at, injectClock } from './clock.js';
 
 const T0 = 1_700_000_000_000;
 /** The monitor's host in these tests: agents on other hosts are rows with another host name, as a foreign writer records them. */
@@ -14,16 +15,24 @@ const observer = { host: 'monitor-host', bootId: 'boot-m', startTime: () => null
 const TARGETS = ['exec:true'];
 
 /** Registers `name` on `host` (1 s interval, stale after 3 s, offline after 10 s) and beats at `at`. */
-async function onHost(s: Store, host: string, name: string, at = T0): Promise<void> {
-  await s.register({ name, host, intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, at);
-  await updateHeartbeat(s, { name }, at);
+async function onHost(s: Store, host: string, name: string, when = T0): Promise<void> {
+  await s.register({ name, host, intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, await at(s, when));
+  await updateHeartbeat(s, { name }, when);
 }
 
-const pass = (s: Store, now: number, policy: Parameters<typeof checkHealth>[2] = {}) => checkHealth(s, now, { local: observer, targets: TARGETS, hold: false, ...policy });
+/** A fresh database whose clock is the test's (test/clock.ts: on PostgreSQL the server stamps writes itself). */
+async function fresh(): Promise<Store> {
+  const s = await openStore({ path: tempDb() });
+  await injectClock(s, T0);
+  return s;
+}
+
+/** The observer's pass at `now`, the database's clock at `now` too. */
+const pass = async (s: Store, now: number, policy: Parameters<typeof checkHealth>[2] = {}) => await checkHealth(s, await at(s, now), { local: observer, targets: TARGETS, hold: false, ...policy });
 
 describe('a host silent as a whole', () => {
   it('is one outage, one host event and one alert; its agents are stale with the reason and alert on their own only once it is over', async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     for (const n of ['c1', 'c2', 'c3']) await onHost(s, 'host-c', n);
     const first = await pass(s, T0 + 3000);
     expect(first.outages.opened).toMatchObject([{ host: 'host-c', count: 3, reason: 'host host-c unreachable: 3 agents' }]);
@@ -49,11 +58,11 @@ describe('a host silent as a whole', () => {
     // Passes later open nothing more.
     expect((await pass(s, T0 + 11_000)).outages.opened).toEqual([]);
     // The host speaks again: one agent beats. The outage ends with one recovery notice; no per-agent recovery.
-    await updateHeartbeat(s, { name: 'c1' }, T0 + 12_000);
+    await updateHeartbeat(s, { name: 'c1' }, await at(s, T0 + 12_000));
     const back = await pass(s, T0 + 12_500);
     expect(back.outages.ended).toMatchObject([{ host: 'host-c', reason: 'host host-c reachable again' }]);
     expect((await recentOutages(s))[0]).toMatchObject({ id: outage!.id, endedAt: T0 + 12_500, endedReason: 'a heartbeat from the host arrived' });
-    for (const n of ['c2', 'c3']) await updateHeartbeat(s, { name: n }, T0 + 13_000);
+    for (const n of ['c2', 'c3']) await updateHeartbeat(s, { name: n }, await at(s, T0 + 13_000));
     await pass(s, T0 + 13_500);
     alerts = await recentAlerts(s);
     expect(alerts.map((a) => `${a.agentName}:${a.kind}`)).toEqual(['host:host-c:recovery', 'host:host-c:alert']);
@@ -63,12 +72,12 @@ describe('a host silent as a whole', () => {
   });
 
   it("ends when a health loop on the host passes again, with one recovery notice", async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     for (const n of ['f1', 'f2']) await onHost(s, 'host-f', n);
     expect((await pass(s, T0 + 3000)).outages.opened).toHaveLength(1);
     // host-f's own monitor comes back (its agents are still silent) and passes.
     const hostF = { host: 'host-f', bootId: 'boot-f', startTime: () => null };
-    await checkHealth(s, T0 + 4000, { local: hostF, loop: { host: 'host-f', bootId: 'boot-f', pid: 77, pidStartTime: 1 }, hold: false });
+    await checkHealth(s, await at(s, T0 + 4000), { local: hostF, loop: { host: 'host-f', bootId: 'boot-f', pid: 77, pidStartTime: 1 }, hold: false });
     const next = await pass(s, T0 + 4500);
     expect(next.outages.ended).toMatchObject([{ host: 'host-f' }]);
     expect((await recentOutages(s))[0]).toMatchObject({ endedAt: T0 + 4500, endedReason: 'a health loop on the host passed' });
@@ -79,11 +88,11 @@ describe('a host silent as a whole', () => {
   });
 
   it('a single dead agent on a live host is not an outage: it is judged and alerted on its own', async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     await onHost(s, 'host-d', 'alive');
     await onHost(s, 'host-d', 'dead');
     for (let t = 1000; t <= 10_000; t += 1000) {
-      await updateHeartbeat(s, { name: 'alive' }, T0 + t);
+      await updateHeartbeat(s, { name: 'alive' }, await at(s, T0 + t));
       await pass(s, T0 + t);
     }
     expect(await recentOutages(s)).toEqual([]);
@@ -93,12 +102,12 @@ describe('a host silent as a whole', () => {
   });
 
   it('a host whose health loop still passes is not silent; one whose loop went quiet with it is', async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     for (const n of ['e1', 'e2']) await onHost(s, 'host-e', n);
     // host-e's own loop passes (as its monitor records itself) until T0 + 2000.
     const loopE = { host: 'host-e', bootId: 'boot-e', pid: 4242, pidStartTime: 1 };
-    await checkHealth(s, T0 + 1000, { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
-    await checkHealth(s, T0 + 2000, { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
+    await checkHealth(s, await at(s, T0 + 1000), { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
+    await checkHealth(s, await at(s, T0 + 2000), { local: { host: 'host-e', bootId: 'boot-e', startTime: () => null }, loop: loopE, everyMs: 1000, hold: false });
     expect((await readLoops(s)).map((l) => l.host)).toContain('host-e');
     // At T0 + 3000 its agents are overdue but its loop passed 1 s ago (within its period and grace): no outage, and
     // their stale verdicts wait to see whether the whole host went silent (its loop passed before they fell due).
@@ -114,14 +123,14 @@ describe('a host silent as a whole', () => {
   });
 
   it('a frozen host whose agents fall due one by one: none is convicted alone before its outage, and one alert says it', async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     // host-c's agents beat at different phases (due at T0 + 3000, + 3300, + 3700), its loop every second until
     // T0 + 800; then the whole host froze.
     const beats: Record<string, number> = { c1: T0, c2: T0 + 300, c3: T0 + 700 };
-    for (const n of Object.keys(beats)) await s.register({ name: n, host: 'host-c', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, T0);
-    for (const [n, at] of Object.entries(beats)) await updateHeartbeat(s, { name: n }, at);
+    for (const n of Object.keys(beats)) await s.register({ name: n, host: 'host-c', intervalMs: 1000, staleMultiplier: 3, offlineAfterMs: 10_000 }, await at(s, T0));
+    for (const [n, when] of Object.entries(beats)) await updateHeartbeat(s, { name: n }, await at(s, when));
     const hostC = { host: 'host-c', bootId: 'boot-c', startTime: () => null };
-    await checkHealth(s, T0 + 800, { local: hostC, loop: { host: 'host-c', bootId: 'boot-c', pid: 55, pidStartTime: 1 }, everyMs: 1000, hold: false });
+    await checkHealth(s, await at(s, T0 + 800), { local: hostC, loop: { host: 'host-c', bootId: 'boot-c', pid: 55, pidStartTime: 1 }, everyMs: 1000, hold: false });
     // This monitor alerts on stale as well as offline, and passes every 250 ms.
     const heldAt: Record<number, string[]> = {};
     const transitions: string[] = [];
@@ -139,10 +148,11 @@ describe('a host silent as a whole', () => {
   });
 
   it('a stale verdict held for its host is told in the monitor log and by the held event', async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     await onHost(s, 'host-g', 'g1', T0);
     await onHost(s, 'host-g', 'g2', T0 + 500);
     const lines: string[] = [];
+    await at(s, T0 + 3000);
     const monitor = new HeartbeatHealthAgent({ store: s, clock: { now: () => T0 + 3000, monotonic: () => 0 }, policy: { local: observer, hold: false }, logger: { info: (m) => lines.push(`info ${m}`), warn: (m) => lines.push(`warn ${m}`) } });
     const events: [string[], string][] = [];
     monitor.on('held', (names: string[], reason: string) => events.push([names, reason]));
@@ -156,13 +166,13 @@ describe('a host silent as a whole', () => {
   });
 
   it('an agent that hangs alone beside one that beats on is judged alone, by the first pass after that beat', async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     // d1 hangs after its beat at T0 + 500 (due at T0 + 3500); d2 beats every second, on the second.
     await onHost(s, 'host-d', 'd1', T0 + 500);
     await onHost(s, 'host-d', 'd2', T0);
     const log: string[] = [];
     for (let t = 1000; t <= 4500; t += 250) {
-      if (t % 1000 === 0) await updateHeartbeat(s, { name: 'd2' }, T0 + t);
+      if (t % 1000 === 0) await updateHeartbeat(s, { name: 'd2' }, await at(s, T0 + t));
       const r = await pass(s, T0 + t, { alertOn: ['stale', 'offline'] });
       log.push(...r.held.map((n) => `${t} held ${n}`), ...r.transitions.map((x) => `${t} ${x.agent} ${x.to}: ${x.reason}`));
     }
@@ -173,19 +183,19 @@ describe('a host silent as a whole', () => {
   });
 
   it("an agent that hangs alone while its host's health loop keeps passing is judged alone, by the pass after the loop's", async () => {
-    const s = await openStore({ path: tempDb() });
+    const s = await fresh();
     // h1 hangs after its beat at T0 (due at T0 + 3000); h2 beats every 2 s (stale after 6 s); host-h's own loop
     // passes every second, at T0 + 900, + 1900, ...
     await onHost(s, 'host-h', 'h1', T0);
-    await s.register({ name: 'h2', host: 'host-h', intervalMs: 2000, staleMultiplier: 3, offlineAfterMs: 20_000 }, T0);
-    await updateHeartbeat(s, { name: 'h2' }, T0);
+    await s.register({ name: 'h2', host: 'host-h', intervalMs: 2000, staleMultiplier: 3, offlineAfterMs: 20_000 }, await at(s, T0));
+    await updateHeartbeat(s, { name: 'h2' }, await at(s, T0));
     const hostH = { host: 'host-h', bootId: 'boot-h', startTime: () => null };
     const loopH = { host: 'host-h', bootId: 'boot-h', pid: 66, pidStartTime: 1 };
     const log: string[] = [];
     for (let t = 1000; t <= 4500; t += 250) {
-      if (t % 2000 === 0) await updateHeartbeat(s, { name: 'h2' }, T0 + t);
+      if (t % 2000 === 0) await updateHeartbeat(s, { name: 'h2' }, await at(s, T0 + t));
       if (t % 1000 === 0) {
-        const own = await checkHealth(s, T0 + t - 100, { local: hostH, loop: loopH, everyMs: 1000, hold: false });
+        const own = await checkHealth(s, await at(s, T0 + t - 100), { local: hostH, loop: loopH, everyMs: 1000, hold: false });
         log.push(...own.transitions.map((x) => `${t - 100} (host-h's loop) ${x.agent} ${x.to}: ${x.reason}`));
       }
       const r = await pass(s, T0 + t, { alertOn: ['stale', 'offline'] });
@@ -246,27 +256,25 @@ describe('a host silent as a whole', () => {
 
 describe('health_loops', () => {
   it('a pass records its loop; it deletes the rows of its host whose process is gone or from another boot, and rows older than 7 days', async () => {
-    const s = await openStore({ path: tempDb() });
-    const raw = new Database(s.path);
-    const row = (host: string, boot: string, pid: number, start: number, at: number) =>
-      raw.prepare('INSERT INTO health_loops (host, boot_id, pid, pid_start_time, started_at, passes, last_pass_at) VALUES (?, ?, ?, ?, ?, 1, ?)').run(host, boot, pid, start, at, at);
+    const s = await fresh();
+    const row = async (host: string, boot: string, pid: number, start: number, when: number) =>
+      await s.sql.run('INSERT INTO health_loops (host, boot_id, pid, pid_start_time, started_at, passes, last_pass_at) VALUES (?, ?, ?, ?, ?, 1, ?)', [host, boot, pid, start, when, when]);
     // On this (test) host: a loop whose process is alive, one that is gone, one whose pid is now another process, one from an older boot.
     const alive = new Map([[101, 5], [103, 9]]);
     const local = { host: 'here', bootId: 'boot-now', startTime: (pid: number) => alive.get(pid) ?? null };
-    row('here', 'boot-now', 101, 5, T0);
-    row('here', 'boot-now', 102, 5, T0);
-    row('here', 'boot-now', 103, 5, T0);
-    row('here', 'boot-old', 101, 5, T0);
+    await row('here', 'boot-now', 101, 5, T0);
+    await row('here', 'boot-now', 102, 5, T0);
+    await row('here', 'boot-now', 103, 5, T0);
+    await row('here', 'boot-old', 101, 5, T0);
     // Elsewhere: a recent loop stays (this host cannot judge its process); one silent for more than 7 days goes.
-    row('there', 'boot-x', 7, 1, T0);
-    row('far', 'boot-y', 8, 1, T0 - 8 * 24 * 3600_000);
-    raw.close();
+    await row('there', 'boot-x', 7, 1, T0);
+    await row('far', 'boot-y', 8, 1, T0 - 8 * 24 * 3600_000);
     const me = { host: 'here', bootId: 'boot-now', pid: 999, pidStartTime: 42 };
-    await checkHealth(s, T0 + 1000, { local, loop: me, everyMs: 1000 });
+    await checkHealth(s, await at(s, T0 + 1000), { local, loop: me, everyMs: 1000 });
     const loops = await readLoops(s);
     expect(loops.map((l) => `${l.host}/${l.bootId}/${l.pid}`).sort()).toEqual(['here/boot-now/101', 'here/boot-now/999', 'there/boot-x/7']);
     expect(loops.find((l) => l.pid === 999)).toMatchObject({ passes: 1, lastPassAt: T0 + 1000, everyMs: 1000, startedAt: T0 + 1000 });
-    await checkHealth(s, T0 + 2000, { local, loop: me, everyMs: 1000 });
+    await checkHealth(s, await at(s, T0 + 2000), { local, loop: me, everyMs: 1000 });
     expect((await readLoops(s)).find((l) => l.pid === 999)).toMatchObject({ passes: 2, lastPassAt: T0 + 2000, startedAt: T0 + 1000 });
     await s.close();
   });

@@ -26,6 +26,7 @@ export const BOTH_ENGINES = [
   'test/supervision.test.ts',
   'test/monitor-restart.test.ts',
   'test/restart.test.ts',
+  'test/outages.test.ts',
 ];
 
 /** Engine-independent files that still run on SQLite only, with the reason. */
@@ -37,6 +38,7 @@ export const SQLITE_ONLY_FILES: Record<string, string> = {
 export const SQLITE_ONLY_TESTS: { file: string; name: string; why: string }[] = [
   { file: 'test/commands.test.ts', name: 'the command protocol a poll with nothing to do takes no write lock, so it never waits behind a writer', why: 'holds SQLite\'s write lock from a second connection' },
   { file: 'test/live.test.ts', name: 'live views status --watch waits for a database that does not exist yet', why: 'a missing SQLite file; on PostgreSQL a missing database is an error at once (test/pg/cli-postgres.test.ts)' },
+  { file: 'test/outages.test.ts', name: 'a host silent as a whole several monitors (real processes) passing at once over one database make each transition, outage and alert once', why: 'reads the SQLite file directly; three monitor processes on PostgreSQL are tested in test/pg/monitors.test.ts and multihost.test.ts' },
   { file: 'test/cli.test.ts', name: 'register, heartbeat, status status of an unknown agent exits 3; of a missing database says how to start', why: 'a missing SQLite file; a missing PostgreSQL database is tested in test/pg/cli-postgres.test.ts' },
   { file: 'test/agent.test.ts', name: 'HeartbeatAgent as a process keeps its host process alive while another process holds the database locked, and recovers', why: 'holds SQLite\'s write lock' },
   { file: 'test/agent.test.ts', name: 'HeartbeatAgent as a process keeps its host process alive when the database is deleted, and recovers when it is recreated', why: 'deletes the SQLite file' },
