@@ -9,8 +9,13 @@ import { AgentctlError, MigrationNeededError } from '../errors.js';
  * loads this as one CommonJS bundle, without commander or the ES module loader, so a heartbeat costs little more
  * than starting node. It handles only the plain form: anything else (help, an unknown or malformed flag, a database
  * to create or migrate, invalid input) returns null before any write, and the full CLI takes over and reports it.
+ *
+ * A PostgreSQL URL: the bundle carries only the SQLite engine, so it answers 'postgres', and bin/agentctl runs this
+ * same function from its ES module (dist/cli/fast.js) with `postgres: true`, where the engine loads as it does for
+ * the full CLI, without commander and every command's module. There the database is migrated on open as the full
+ * CLI's heartbeat does.
  */
-export async function fastHeartbeat(args: string[]): Promise<number | null> {
+export async function fastHeartbeat(args: string[], opts: { postgres?: boolean } = {}): Promise<number | null | 'postgres'> {
   const VALUE_FLAGS: Record<string, keyof HeartbeatFlags | 'db'> = {
     '--status': 'status', '--message': 'message', '--meta': 'meta', '--progress': 'progress',
     '--interval': 'interval', '--pid': 'pid', '--db': 'db',
@@ -38,16 +43,16 @@ export async function fastHeartbeat(args: string[]): Promise<number | null> {
   let prepared: PreparedHeartbeat;
   try {
     ctx = contextFrom(globals);
-    // A PostgreSQL database: the full CLI (this bundle carries only the SQLite engine).
-    if (ctx.config.dbIsUrl) return null;
     prepared = prepareCliHeartbeat(positional[1]!, flags);
+    // A PostgreSQL database: the ES module's turn (this bundle carries only the SQLite engine).
+    if (ctx.config.dbIsUrl && !opts.postgres) return 'postgres';
   } catch (err) {
     // Invalid input or configuration: the full CLI reports it, in its own words.
     if (err instanceof AgentctlError) return null;
     return reportError(err, Boolean(globals.debug));
   }
   try {
-    await writeCliHeartbeat(prepared, ctx, { migrate: false });
+    await writeCliHeartbeat(prepared, ctx, { migrate: Boolean(opts.postgres) });
     return 0;
   } catch (err) {
     if (err instanceof MigrationNeededError) return null;

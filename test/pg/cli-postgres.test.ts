@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { withAdvisoryLease, advisoryKey, ADVISORY_CLASS } from '../../src/store/postgres/lease.js';
 import { agentRecord, cli, cliJson, fixture, jsonLines, start, startCli, tempDir, trackAgent, waitFor } from '../helpers.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { clusterUrl, freshDatabase, query, withDatabase } from './pg-helpers.js';
 import { PASSWORD_ROLE } from './cluster.js';
 import { existsSync, readdirSync } from 'node:fs';
@@ -115,6 +116,25 @@ describe('agentctl --db postgres://…', () => {
     expect(skewed.stdout).toMatch(/FAIL {2}clock skew: host far-host is off by 3s/);
     expect(cli(['status'], { db }).stderr).toMatch(/warning: the clock of host far-host is off by 3s \(1 agent\)/);
     expect(cli(['metrics'], { db }).stdout).toMatch(/^agentctl_host_clock_offset_seconds\{host="far-host"\} 3$/m);
+  });
+
+  it('agentctl heartbeat on a database server takes the short path: the full CLI (commander) is not loaded', async () => {
+    const db = await freshDatabase();
+    const dir = tempDir();
+    const preload = join(dir, 'loaded.cjs');
+    const out = join(dir, 'loaded.json');
+    // At exit: the CommonJS modules loaded.
+    writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache))));\n`);
+    const env = { NODE_OPTIONS: `--require ${preload}` };
+    for (let i = 0; i < 2; i++) {
+      // The first registers the agent, the second beats it: both on the short path.
+      const r = cli(['heartbeat', 'new-one', '--message', 'hi'], { db, env });
+      expect(r.code).toBe(0);
+      const loaded = JSON.parse(readFileSync(out, 'utf8')) as string[];
+      expect(loaded.filter((f) => /[\\/]pg[\\/]lib[\\/]index\.js$/.test(f))).toHaveLength(1); // it did reach the server
+      expect(loaded.filter((f) => /[\\/]commander[\\/]/.test(f))).toEqual([]);
+    }
+    expect(agentRecord(db, 'new-one')).toMatchObject({ heartbeatSeq: 2, message: 'hi' });
   });
 
   it('agentctl heartbeat sends the writer\'s clock: the offset from the server\'s is recorded', async () => {
