@@ -10,10 +10,8 @@ import { AgentctlError, MigrationNeededError } from '../errors.js';
  * than starting node. It handles only the plain form: anything else (help, an unknown or malformed flag, a database
  * to create or migrate, invalid input) returns null before any write, and the full CLI takes over and reports it.
  *
- * A PostgreSQL URL: the bundle carries only the SQLite engine, so it answers 'postgres', and bin/agentctl runs this
- * same function from its ES module (dist/cli/fast.js) with `postgres: true`, where the engine loads as it does for
- * the full CLI, without commander and every command's module. There the database is migrated on open as the full
- * CLI's heartbeat does.
+ * A PostgreSQL URL: this bundle carries only the SQLite engine, so it answers 'postgres', and bin/agentctl runs
+ * the same function from a second bundle with the PostgreSQL engine (src/cli/fast-pg.ts), with `postgres: true`.
  */
 export async function fastHeartbeat(args: string[], opts: { postgres?: boolean } = {}): Promise<number | null | 'postgres'> {
   const VALUE_FLAGS: Record<string, keyof HeartbeatFlags | 'db'> = {
@@ -52,7 +50,7 @@ export async function fastHeartbeat(args: string[], opts: { postgres?: boolean }
     return reportError(err, Boolean(globals.debug));
   }
   try {
-    await writeCliHeartbeat(prepared, ctx, { migrate: Boolean(opts.postgres) });
+    await writeCliHeartbeat(prepared, ctx, { migrate: false });
     return 0;
   } catch (err) {
     if (err instanceof MigrationNeededError) return null;
