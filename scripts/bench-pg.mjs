@@ -217,6 +217,8 @@ export async function benchPg({ dir, root, goal, fmt, pct }) {
 
     const [liteBeat, pgBeat] = cliBeats(bin, [join(dir, 'pg-bench-cli.db'), await freshDatabase(cluster.url)], 15);
     console.log(`  agentctl heartbeat: PostgreSQL ${fmt(pgBeat, 1)} ms wall, SQLite ${fmt(liteBeat, 1)} ms (median of 15) → ${fmt(pgBeat / liteBeat, 2)}×`);
+    // What a server costs on top of SQLite's file: loading pg, a TCP connection and its authentication, three statements.
+    goal('agentctl heartbeat on PostgreSQL ≤ 1.5× on SQLite', pgBeat / liteBeat <= 1.5, `${fmt(pgBeat / liteBeat, 2)}×`);
 
     const small = await passTime(cluster.url, 1_000);
     const large = await passTime(cluster.url, 100_000);
