@@ -313,6 +313,10 @@ try {
     // `node scripts/bench.mjs http`: only the HTTP ping bench.
     await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
     process.exitCode = results.some((r) => !r.ok) ? 1 : 0;
+  } else if (process.argv[2] === 'baseline') {
+    // `node scripts/bench.mjs baseline`: only SQLite against the build before the asynchronous store.
+    await (await import('./bench-baseline.mjs')).benchBaseline({ dir, root, goal, fmt });
+    process.exitCode = results.some((r) => !r.ok) ? 1 : 0;
   } else if (process.argv[2] === 'pg') {
     // `node scripts/bench.mjs pg`: only PostgreSQL beside SQLite (a throwaway cluster of this machine's PostgreSQL).
     await (await import('./bench-pg.mjs')).benchPg({ dir, root, goal, fmt, pct });
@@ -332,6 +336,7 @@ try {
   await runOverhead(nodeStart);
   await benchDashboard(dir, join(root, 'bin/agentctl'), goal);
   await (await import('./bench-http.mjs')).benchHttp({ dir, root, goal, fmt, pct });
+  await (await import('./bench-baseline.mjs')).benchBaseline({ dir, root, goal, fmt });
   await (await import('./bench-pg.mjs')).benchPg({ dir, root, goal, fmt, pct });
   }
   const missed = results.filter((r) => !r.ok).length;

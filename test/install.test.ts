@@ -25,7 +25,7 @@ describe('a packed copy installed with npm install -g', () => {
     expect(pack.status, pack.stderr).toBe(0);
     const [{ filename, files }] = JSON.parse(pack.stdout) as [{ filename: string; files: { path: string }[] }];
     const paths = files.map((f) => f.path);
-    for (const p of ['bin/agentctl', 'dist/cli/main.js', 'dist/fast-heartbeat.cjs', 'state_database.md', 'README.md']) expect(paths, p).toContain(p);
+    for (const p of ['bin/agentctl', 'dist/cli/main.js', 'dist/fast-heartbeat.cjs', 'dist/fast-heartbeat-pg.cjs', 'state_database.md', 'README.md']) expect(paths, p).toContain(p);
 
     const prefix = tempDir('agentctl-prefix-');
     const tarball = join(packDir, filename);

@@ -9,8 +9,11 @@ import { AgentctlError, MigrationNeededError } from '../errors.js';
  * loads this as one CommonJS bundle, without commander or the ES module loader, so a heartbeat costs little more
  * than starting node. It handles only the plain form: anything else (help, an unknown or malformed flag, a database
  * to create or migrate, invalid input) returns null before any write, and the full CLI takes over and reports it.
+ *
+ * A PostgreSQL URL: this bundle carries only the SQLite engine, so it answers 'postgres', and bin/agentctl runs
+ * the same function from a second bundle with the PostgreSQL engine (src/cli/fast-pg.ts), with `postgres: true`.
  */
-export async function fastHeartbeat(args: string[]): Promise<number | null> {
+export async function fastHeartbeat(args: string[], opts: { postgres?: boolean } = {}): Promise<number | null | 'postgres'> {
   const VALUE_FLAGS: Record<string, keyof HeartbeatFlags | 'db'> = {
     '--status': 'status', '--message': 'message', '--meta': 'meta', '--progress': 'progress',
     '--interval': 'interval', '--pid': 'pid', '--db': 'db',
@@ -38,9 +41,9 @@ export async function fastHeartbeat(args: string[]): Promise<number | null> {
   let prepared: PreparedHeartbeat;
   try {
     ctx = contextFrom(globals);
-    // A PostgreSQL database: the full CLI (this bundle carries only the SQLite engine).
-    if (ctx.config.dbIsUrl) return null;
     prepared = prepareCliHeartbeat(positional[1]!, flags);
+    // A PostgreSQL database: the ES module's turn (this bundle carries only the SQLite engine).
+    if (ctx.config.dbIsUrl && !opts.postgres) return 'postgres';
   } catch (err) {
     // Invalid input or configuration: the full CLI reports it, in its own words.
     if (err instanceof AgentctlError) return null;

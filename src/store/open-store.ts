@@ -41,20 +41,35 @@ function openSqliteStore(opts: StoreOptions): Store {
 
 /**
  * Where the PostgreSQL engine lives, loaded only when a URL is opened: named through a variable so that the
- * heartbeat fast path's bundle (src/cli/fast.ts, which hands URLs to the full CLI) neither contains nor loads pg.
+ * heartbeat fast path's bundle (src/cli/fast.ts) neither contains nor loads pg. Its PostgreSQL twin
+ * (src/cli/fast-pg.ts) imports the engine statically and gives it with providePostgres.
  */
 const PG_OPEN = './postgres/open.js';
 const PG_ENGINE = './postgres/engine.js';
 
+interface PostgresModules {
+  openPostgres: typeof import('./postgres/open.js').openPostgres;
+  PgEngine: typeof import('./postgres/engine.js').PgEngine;
+}
+
+let provided: PostgresModules | undefined;
+
+/** The PostgreSQL engine given by a bundle that imports it statically (the heartbeat fast path's), for openStore to use. */
+export function providePostgres(modules: PostgresModules): void {
+  provided = modules;
+}
+
 /** The PostgreSQL database at the URL `opts.path`. */
 async function openPostgresStore(opts: StoreOptions): Promise<Store> {
   const retry = retryOf(opts);
-  const [{ openPostgres }, { PgEngine }] = await Promise.all([
-    import(PG_OPEN) as Promise<typeof import('./postgres/open.js')>,
-    import(PG_ENGINE) as Promise<typeof import('./postgres/engine.js')>,
-  ]);
+  const [{ openPostgres }, { PgEngine }] = provided
+    ? [provided, provided]
+    : await Promise.all([
+        import(PG_OPEN) as Promise<typeof import('./postgres/open.js')>,
+        import(PG_ENGINE) as Promise<typeof import('./postgres/engine.js')>,
+      ]);
   const mode = opts.mode ?? 'create';
-  const sql = await openPostgres(opts.path, { mode, retry });
+  const sql = await openPostgres(opts.path, { mode, retry, migrate: opts.migrate ?? true });
   const engine = new PgEngine(sql, opts.path, { writable: mode !== 'read' });
   return new Store(sql, engine, opts.path, retry, opts.contract ?? DEFAULT_CONTRACT);
 }

@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { withAdvisoryLease, advisoryKey, ADVISORY_CLASS } from '../../src/store/postgres/lease.js';
 import { agentRecord, cli, cliJson, fixture, jsonLines, start, startCli, tempDir, trackAgent, waitFor } from '../helpers.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { clusterUrl, freshDatabase, query, withDatabase } from './pg-helpers.js';
 import { PASSWORD_ROLE } from './cluster.js';
 import { existsSync, readdirSync } from 'node:fs';
@@ -115,6 +116,28 @@ describe('agentctl --db postgres://…', () => {
     expect(skewed.stdout).toMatch(/FAIL {2}clock skew: host far-host is off by 3s/);
     expect(cli(['status'], { db }).stderr).toMatch(/warning: the clock of host far-host is off by 3s \(1 agent\)/);
     expect(cli(['metrics'], { db }).stdout).toMatch(/^agentctl_host_clock_offset_seconds\{host="far-host"\} 3$/m);
+  });
+
+  it('agentctl heartbeat on a database server takes the short path (the full CLI and commander are not loaded) once its tables exist', async () => {
+    const db = await freshDatabase();
+    const dir = tempDir();
+    const preload = join(dir, 'loaded.cjs');
+    const out = join(dir, 'loaded.json');
+    // At exit: the CommonJS modules loaded.
+    writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache))));\n`);
+    const env = { NODE_OPTIONS: `--require ${preload}` };
+    const commander = () => (JSON.parse(readFileSync(out, 'utf8')) as string[]).filter((f) => /[\\/]commander[\\/]/.test(f));
+    // A new database: the full CLI creates the tables, as it does for a new SQLite file.
+    expect(cli(['heartbeat', 'new-one'], { db, env }).code).toBe(0);
+    expect(commander()).not.toEqual([]);
+    // Then the short path: it registers a new agent and beats a known one.
+    for (const name of ['other', 'new-one']) {
+      const r = cli(['heartbeat', name, '--message', 'hi'], { db, env });
+      expect(r.code).toBe(0);
+      expect(commander()).toEqual([]);
+    }
+    expect(agentRecord(db, 'new-one')).toMatchObject({ heartbeatSeq: 2, message: 'hi' });
+    expect(agentRecord(db, 'other')).toMatchObject({ heartbeatSeq: 1, message: 'hi' });
   });
 
   it('agentctl heartbeat sends the writer\'s clock: the offset from the server\'s is recorded', async () => {

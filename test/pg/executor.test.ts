@@ -6,6 +6,10 @@ import { rewrite } from '../../src/store/postgres/placeholders.js';
 import { OperationError } from '../../src/errors.js';
 import { ExitCode } from '../../src/exit-codes.js';
 import { clusterUrl, freshDatabase, query } from './pg-helpers.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { DIST } from '../helpers.js';
 
 /** A loopback port nothing listens on. */
 function deadPort(): Promise<number> {
@@ -262,5 +266,24 @@ describe('connection failures: one line, exit 1, no password', () => {
       if (saved === undefined) delete process.env.PGSSLMODE;
       else process.env.PGSSLMODE = saved;
     }
+  });
+});
+
+describe('loading pg', () => {
+  it("does not load Node's fetch (pg's Cloudflare probe builds a Response where Node has no navigator), leaves the globals as they were, and connects", async () => {
+    const url = await freshDatabase();
+    const script = `
+      const before = 'navigator' in globalThis;
+      const { openPg } = await import(${JSON.stringify(pathToFileURL(join(DIST, 'store/postgres/executor.js')).href)});
+      const sql = openPg({ url: process.env.URL });
+      const now = await sql.now();
+      await sql.close();
+      console.log(JSON.stringify({ before, after: 'navigator' in globalThis, now, undici: process.moduleLoadList.filter((m) => /undici/.test(m)) }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, URL: url } });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { before: boolean; after: boolean; now: number; undici: string[] };
+    expect(out.undici).toEqual([]);
+    expect(out.after).toBe(out.before);
+    expect(Math.abs(out.now - Date.now())).toBeLessThan(60_000);
   });
 });

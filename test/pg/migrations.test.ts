@@ -41,6 +41,34 @@ describe('PostgreSQL migrations', () => {
     expect(await catalog(url)).toEqual(before);
   });
 
+  it('opening a current database reads its mark in one statement, outside any transaction (no migration lock)', async () => {
+    const url = await freshDatabase();
+    await open(url);
+    const sql = openPg({ url });
+    const calls: string[] = [];
+    // The executor itself, every call it is given counted by name: the real statements run on the real server.
+    const counted = new Proxy(sql, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function' || !['all', 'get', 'run', 'tx', 'read', 'batches'].includes(String(prop))) return v;
+        return (...args: unknown[]) => {
+          calls.push(String(prop));
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    try {
+      expect(await migratePg(counted, url)).toEqual({ from: 7, to: 7, applied: [] });
+      expect(calls).toEqual(['get']);
+      // A reader's open as well; and a database without the mark is still read (and refused or migrated) as before.
+      calls.length = 0;
+      expect(await migratePg(counted, url, { migrate: false })).toEqual({ from: 7, to: 7, applied: [] });
+      expect(calls).toEqual(['get']);
+    } finally {
+      await sql.close();
+    }
+  });
+
   it('upgrades a version 6 database to 7 in place: only 0007_hosts is applied and every row is kept', async () => {
     const url = await freshDatabase();
     await query(url, pgMigrationSql('0006_postgres'));

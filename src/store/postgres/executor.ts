@@ -1,9 +1,12 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { loadPg } from './pg-module.js';
 import { redactUrl } from '../../core/redact.js';
 import { OperationError } from '../../errors.js';
 import { type RetryPolicy, backoffDelay } from '../retry.js';
 import type { RunResult, Sql, SqlArgs } from '../sql.js';
 import { bind, rewrite } from './placeholders.js';
+
+const { Pool, TypeOverrides } = loadPg();
 
 /**
  * `Sql` over a `pg` Pool. The store's SQL keeps SQLite's placeholders (`?`, `:name`, `@name`), rewritten to $n
@@ -32,7 +35,7 @@ const OID = { INT8: 20, NUMERIC: 1700, JSON: 114, JSONB: 3802 } as const;
 
 /** The type parsers of agentctl's pools: numbers as numbers, JSON as text. */
 export function agentctlTypes(): pg.CustomTypesConfig {
-  const types = new pg.TypeOverrides();
+  const types = new TypeOverrides();
   const num = (v: string) => Number(v);
   types.setTypeParser(OID.INT8, num);
   types.setTypeParser(OID.NUMERIC, num);
@@ -287,7 +290,7 @@ export const NOW_SQL = 'SELECT floor(extract(epoch FROM clock_timestamp()) * 100
 
 /** A PostgreSQL executor and its pool. Nothing connects until the first statement. */
 export function openPg(opts: PgOptions): PgExecutor {
-  const pool = new pg.Pool({ ...clientConfig(opts), max: opts.max ?? 10 });
+  const pool = new Pool({ ...clientConfig(opts), max: opts.max ?? 10 });
   // An idle client whose connection dies (a server restart, pg_terminate_backend) is dropped from the pool; without
   // a listener its error would end the process.
   pool.on('error', () => undefined);

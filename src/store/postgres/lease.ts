@@ -1,7 +1,9 @@
-import pg from 'pg';
+import { loadPg } from './pg-module.js';
 import { LockCompromisedError, LockHeldError } from '../../errors.js';
 import type { LockHandle, LockOptions } from '../sqlite/lock.js';
 import { clientConfig, describePgError } from './executor.js';
+
+const { Client } = loadPg();
 
 /** The first key of every agentctl advisory lock ('AGCT', as the migrations' lock). */
 export const ADVISORY_CLASS = 0x41474354;
@@ -29,7 +31,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function withAdvisoryLease<T>(url: string, opts: LockOptions, fn: (handle: LockHandle) => Promise<T>): Promise<T> {
   const lockPath = advisoryName(opts.name);
   const key = advisoryKey(opts.name);
-  const client = new pg.Client({ ...clientConfig({ url, applicationName: `agentctl ${opts.name}` }), keepAlive: true });
+  const client = new Client({ ...clientConfig({ url, applicationName: `agentctl ${opts.name}` }), keepAlive: true });
   const ac = new AbortController();
   const lost = (err?: unknown) => {
     if (!ac.signal.aborted) ac.abort(new LockCompromisedError(lockPath, { cause: err }));

@@ -1,6 +1,9 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { loadPg } from './pg-module.js';
 import { equalJitter } from '../retry.js';
 import { type PgOptions, clientConfig, describePgError } from './executor.js';
+
+const { Client } = loadPg();
 
 /** The channel every event is announced on (the events_notify trigger; the payload is the event's id). */
 export const EVENTS_CHANNEL = 'agentctl_events';
@@ -80,7 +83,7 @@ export class PgListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client(clientConfig({ ...this.opts, applicationName: this.opts.applicationName ?? 'agentctl listener' }));
+    const client = new Client(clientConfig({ ...this.opts, applicationName: this.opts.applicationName ?? 'agentctl listener' }));
     let lost = false;
     let established = false;
     const onLost = (err?: Error) => {

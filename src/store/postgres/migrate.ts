@@ -35,17 +35,36 @@ export interface PgSchemaState {
   relations: number;
 }
 
-/** What the database holds, read in one statement (no lock, nothing written). */
+/** Tables, views and sequences in the current schema other than agentctl_schema, counted in SQL. */
+const RELATIONS_SQL = `(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                AND c.relname <> 'agentctl_schema')`;
+
+/** What the database holds, read in two statements (no lock, nothing written): safe inside a transaction. */
 export async function readPgSchema(sql: Sql): Promise<PgSchemaState> {
   const row = await sql.get<{ marked: boolean; relations: number }>(
-    `SELECT to_regclass('agentctl_schema') IS NOT NULL AS marked,
-            (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-                AND c.relname <> 'agentctl_schema') AS relations`,
+    `SELECT to_regclass('agentctl_schema') IS NOT NULL AS marked, ${RELATIONS_SQL} AS relations`,
   );
   if (!row?.marked) return { version: 0, application: null, relations: Number(row?.relations ?? 0) };
   const mark = await sql.get<{ application: string; version: number }>('SELECT application, version FROM agentctl_schema');
   return { version: Number(mark?.version ?? 0), application: mark?.application ?? null, relations: Number(row.relations) };
+}
+
+/**
+ * What the database holds, read in one round trip when it carries agentctl's mark (every open after the first):
+ * the mark and the count of relations in one statement. A database without the table (new, or another
+ * application's) answers that statement with an error and is read as readPgSchema reads it. Outside a
+ * transaction only: the error would end one.
+ */
+export async function readPgSchemaAtOpen(sql: Sql): Promise<PgSchemaState> {
+  let mark: { application: string; version: number; relations: number } | undefined;
+  try {
+    mark = await sql.get(`SELECT application, version, ${RELATIONS_SQL} AS relations FROM agentctl_schema`);
+  } catch (err) {
+    if ((err as { code?: unknown } | null)?.code !== '42P01') throw err; // undefined_table
+  }
+  if (!mark) return readPgSchema(sql);
+  return { version: Number(mark.version), application: mark.application, relations: Number(mark.relations) };
 }
 
 /** Refuses (exit 4, nothing written) another application's database or a newer schema. */
@@ -75,7 +94,7 @@ export interface PgMigrateResult {
  * migrations run once. `migrate: false` (readers) throws MigrationNeededError instead of migrating.
  */
 export async function migratePg(sql: Sql, url: string, opts: { migrate?: boolean } = {}): Promise<PgMigrateResult> {
-  const seen = await readPgSchema(sql);
+  const seen = await readPgSchemaAtOpen(sql);
   judge(seen, url);
   if (seen.version === PG_SCHEMA_VERSION) return { from: seen.version, to: seen.version, applied: [] };
   if (opts.migrate === false) throw new MigrationNeededError(redactUrl(url), seen.version);

@@ -12,6 +12,8 @@ export interface OpenPostgresOptions {
    * itself, so both need it to exist); 'read' migrates nothing and refuses a database without agentctl's tables.
    */
   mode: 'create' | 'existing' | 'read';
+  /** false: a writer's open throws MigrationNeededError instead of migrating (default: true). */
+  migrate?: boolean;
   retry?: RetryPolicy;
   max?: number;
   applicationName?: string;
@@ -36,7 +38,7 @@ export async function openPostgres(url: string, opts: OpenPostgresOptions): Prom
         throw err;
       }
     } else {
-      migrated = await migratePg(sql, url);
+      migrated = await migratePg(sql, url, { migrate: opts.migrate ?? true });
     }
     return Object.assign(sql, { migrated });
   } catch (err) {
