@@ -77,7 +77,8 @@ describe('fault: the database damaged under running agents', () => {
     await waitFor(() => agents.every((a) => errorsOf(a).length >= 1), 'both agents to report');
     await stop(agents);
     for (const a of agents) expect(errorsOf(a)[0]!.error).toMatch(/truncated|corrupt|malformed|not an SQLite/i);
-    expect(cli(['db-check', '--full'], { db }).code).toBe(4);
+    const check = cli(['db-check', '--full'], { db });
+    expect({ code: check.code, stderr: check.stderr }).toMatchObject({ code: 4 });
   });
 
   it('bytes flipped in a page: db-check exits 4, and running agents neither hide nor spread the damage', async () => {
