@@ -145,6 +145,11 @@ export async function readCounters(store: Store): Promise<Record<string, number>
   return out;
 }
 
+/** Whether the previous pass held back any conviction (a read, so that a pass with nothing due writes nothing). */
+export async function anyHeld(store: Store): Promise<boolean> {
+  return (await store.sql.get('SELECT 1 AS one FROM monitor_held LIMIT 1')) !== undefined;
+}
+
 /** The convictions held back by the previous pass: agent id → the state it was to enter. */
 export async function readHeld(store: Store): Promise<Map<number, AgentState>> {
   const m = new Map<number, AgentState>();

@@ -1,6 +1,6 @@
 import type { Store } from '../../store/store.js';
 import type { AgentRecord, AgentState } from '../../store/rows.js';
-import { countWatched, dueAgents, lockAgents, readHeld, readLoops, replaceHeld, writeGuardedTransition } from '../../store/monitor.js';
+import { anyHeld, countWatched, dueAgents, lockAgents, readHeld, readLoops, replaceHeld, writeGuardedTransition } from '../../store/monitor.js';
 import { liveAgentsOn } from '../../store/outages.js';
 import { formatDuration } from '../duration.js';
 import { type HostHold, hostHolds } from './hosts.js';
@@ -106,6 +106,10 @@ export async function convict(store: Store, now: number, opts: ConvictOptions = 
   for (const h of byHost) perHost.set(h.host, [...(perHost.get(h.host) ?? []), h]);
   const hostGroups: HeldGroup[] = [...perHost].map(([host, holds]) => ({ rule: 'host' as const, reason: hostHoldReason(host, holds, now), agents: holds.map((h) => h.agent) }));
   const rule = opts.hold === undefined ? DEFAULT_HOLD : opts.hold;
+  // Nothing due and nothing held from the pass before: nothing to write, so no write transaction (the common pass).
+  if (!verdicts.length && !(rule && (await anyHeld(store)))) {
+    return { applied: [], held: byHost.map((h) => h.agent), holdReason: null, holds: hostGroups };
+  }
   return await store.tx(async (store) => {
     const wasHeld = await readHeld(store);
     const clockNew = verdicts.filter((v) => v.kind === 'clock' && !wasHeld.has(v.agent.id));

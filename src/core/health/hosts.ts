@@ -116,18 +116,28 @@ export function hostUnreachableReason(host: string, count: number): string {
   return `host ${host} unreachable: ${count} agent${count === 1 ? '' : 's'}`;
 }
 
+/**
+ * The live agents (registered, and neither offline, failed nor in maintenance) of each host but the observer's, for
+ * the hosts with at least `minAgents` of them (rule 1): the hosts that could be silent as a whole.
+ */
+function liveByHost<A extends HostAgentFacts>(agents: readonly A[], observerHost: string | null | undefined, minAgents: number): Map<string, A[]> {
+  const byHost = new Map<string, A[]>();
+  for (const a of agents) {
+    if (a.host === null || a.host === observerHost || a.deregisteredAt !== null || NOT_WATCHED.has(a.state)) continue;
+    const list = byHost.get(a.host);
+    if (list) list.push(a);
+    else byHost.set(a.host, [a]);
+  }
+  for (const [host, live] of byHost) if (live.length < minAgents) byHost.delete(host);
+  return byHost;
+}
+
 /** The hosts silent as a whole at `now` (rules in this module's comment), sorted by host name, their agents by name. */
 export function silentHosts(agents: readonly HostAgentFacts[], monitors: readonly MonitorSighting[], now: number, opts: HostRollupOptions = {}): SilentHost[] {
   const minAgents = Math.max(MIN_SILENT_AGENTS, opts.minAgents ?? MIN_SILENT_AGENTS);
   const grace = opts.monitorGraceMs ?? MONITOR_GRACE_MS;
-  const byHost = new Map<string, HostAgentFacts[]>();
-  for (const a of agents) {
-    if (a.host === null || a.deregisteredAt !== null || NOT_WATCHED.has(a.state)) continue;
-    byHost.set(a.host, [...(byHost.get(a.host) ?? []), a]);
-  }
   const out: SilentHost[] = [];
-  for (const [host, live] of byHost) {
-    if (host === opts.observerHost || live.length < minAgents) continue;
+  for (const [host, live] of liveByHost(agents, opts.observerHost, minAgents)) {
     if (live.some((a) => now - clockStart(a) < staleAfterMs(a))) continue;
     const passes = monitors.filter((m) => m.host === host && m.lastPassAt !== null);
     if (passes.some((m) => now - m.lastPassAt! <= monitorSilentAfterMs(m.everyMs, grace))) continue;
@@ -171,14 +181,8 @@ export function hostHolds(agents: readonly HoldAgentFacts[], monitors: readonly 
   const minAgents = Math.max(MIN_SILENT_AGENTS, opts.minAgents ?? MIN_SILENT_AGENTS);
   const grace = opts.monitorGraceMs ?? MONITOR_GRACE_MS;
   const cap = opts.holdCapMs ?? HOST_HOLD_CAP_MS;
-  const byHost = new Map<string, HoldAgentFacts[]>();
-  for (const a of agents) {
-    if (a.host === null || a.deregisteredAt !== null || NOT_WATCHED.has(a.state)) continue;
-    byHost.set(a.host, [...(byHost.get(a.host) ?? []), a]);
-  }
   const out: HostHold[] = [];
-  for (const [host, live] of byHost) {
-    if (host === opts.observerHost || live.length < minAgents) continue; // a
+  for (const [host, live] of liveByHost(agents, opts.observerHost, minAgents)) { // a
     const passes = monitors.filter((m) => m.host === host && m.lastPassAt !== null);
     const lastSign = Math.max(...live.map(clockStart), ...passes.map((m) => m.lastPassAt!));
     if (live.filter((a) => lastSign - clockStart(a) < staleAfterMs(a)).length < minAgents) continue; // c

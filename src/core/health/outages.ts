@@ -7,7 +7,7 @@
 import type { Store } from '../../store/store.js';
 import { insertAlert } from '../../store/alerts.js';
 import { lockAgents, readLoops, writeGuardedTransition } from '../../store/monitor.js';
-import { endOutage, hostLastSigns, hostsWithDueAgents, liveAgentsOn, openOutage, openOutages, writeHostEvent } from '../../store/outages.js';
+import { type OutageRecord, endOutage, hostLastSigns, hostsWithDueAgents, liveAgentsOn, openOutage, openOutages, writeHostEvent } from '../../store/outages.js';
 import type { AgentRecord } from '../../store/rows.js';
 import { clockStart, heartbeatAgeMs, staleAfterMs } from '../state.js';
 import type { AppliedTransition } from './convict.js';
@@ -30,8 +30,8 @@ export interface OutageStepResult {
 export const hostAlertName = (host: string) => `host:${host}`;
 
 /** Ends the outages whose host spoke again (a heartbeat or a health-loop pass after detection). */
-async function endOutages(store: Store, now: number, opts: OutageStepOptions, out: OutageStepResult): Promise<void> {
-  for (const o of await openOutages(store)) {
+async function endOutages(store: Store, now: number, opts: OutageStepOptions, out: OutageStepResult, open: readonly OutageRecord[]): Promise<void> {
+  for (const o of open) {
     const signs = await hostLastSigns(store, o.host);
     const why =
       signs.heartbeatAt !== null && signs.heartbeatAt > o.detectedAt ? 'a heartbeat from the host arrived'
@@ -82,8 +82,8 @@ function hostPayload(kind: 'alert' | 'recovery', host: string, count: number, ag
 }
 
 /** Opens an outage for each host silent as a whole at `now`; the winner of each writes its transitions, event and alert. */
-async function openNewOutages(store: Store, now: number, opts: OutageStepOptions, out: OutageStepResult): Promise<void> {
-  const open = new Set((await openOutages(store)).map((o) => o.host));
+async function openNewOutages(store: Store, now: number, opts: OutageStepOptions, out: OutageStepResult, stillOpen: readonly OutageRecord[]): Promise<void> {
+  const open = new Set(stillOpen.map((o) => o.host));
   const hosts = (await hostsWithDueAgents(store, now)).filter((h) => h !== opts.observerHost && !open.has(h));
   if (!hosts.length) return;
   const loops = (await readLoops(store)).map((l) => ({ host: l.host, lastPassAt: l.lastPassAt, everyMs: l.everyMs }));
@@ -124,7 +124,11 @@ async function openNewOutages(store: Store, now: number, opts: OutageStepOptions
  */
 export async function hostOutageStep(store: Store, now: number, opts: OutageStepOptions & { detect: boolean }): Promise<OutageStepResult> {
   const out: OutageStepResult = { opened: [], ended: [], transitions: [] };
-  await endOutages(store, now, opts, out);
-  if (opts.detect) await openNewOutages(store, now, opts, out);
+  const open = await openOutages(store);
+  await endOutages(store, now, opts, out, open);
+  // The hosts whose outage is still open, as far as this pass knows (one another monitor opened meanwhile is found
+  // by openOutage's own guard).
+  const ended = new Set(out.ended.map((o) => o.id));
+  if (opts.detect) await openNewOutages(store, now, opts, out, open.filter((o) => !ended.has(o.id)));
   return out;
 }

@@ -33,9 +33,13 @@ export interface HealthPolicy {
   loop?: LoopIdentity;
 }
 
+/** This process's start time, read once per pid (it cannot change while the process lives; a fork has another pid). */
+let ownStart: { pid: number; start: number } | undefined;
+
 /** This process as a health loop on `local`. */
 export function loopIdentity(local: LocalHost): LoopIdentity {
-  return { host: local.host ?? '', bootId: local.bootId ?? '', pid: process.pid, pidStartTime: processStartTime(process.pid) ?? 0 };
+  if (ownStart?.pid !== process.pid) ownStart = { pid: process.pid, start: processStartTime(process.pid) ?? 0 };
+  return { host: local.host ?? '', bootId: local.bootId ?? '', pid: process.pid, pidStartTime: ownStart.start };
 }
 
 /** What one pass did. */
