@@ -98,19 +98,24 @@ async function heartbeats(list, dir) {
   return samples;
 }
 
+/** Writes `n` registered agents that all beat just now (healthy) into the SQLite connection `db`, in one transaction. */
+export function insertHealthyAgents(db, n) {
+  const now = Date.now();
+  const insert = db.prepare(
+    `INSERT INTO agents (name, state, state_since, state_reason, created_at, started_at, updated_at, last_heartbeat_at, heartbeat_seq)
+     VALUES (?, 'active', ?, 'first heartbeat', ?, ?, ?, ?, 1)`,
+  );
+  db.transaction(() => {
+    for (let i = 0; i < n; i++) insert.run(`agent-${i}`, now, now, now, now, now);
+  })();
+}
+
 /** A health pass (checkHealth) over `n` healthy agents: ms per pass. */
 async function healthPasses(list, dir, n) {
   const stores = [];
   for (const b of list) {
     const store = await b.openStore({ path: join(dir, `fleet-${stores.length}.db`) });
-    const now = Date.now();
-    const insert = store.db.prepare(
-      `INSERT INTO agents (name, state, state_since, state_reason, created_at, started_at, updated_at, last_heartbeat_at, heartbeat_seq)
-       VALUES (?, 'active', ?, 'first heartbeat', ?, ?, ?, ?, 1)`,
-    );
-    store.db.transaction(() => {
-      for (let i = 0; i < n; i++) insert.run(`agent-${i}`, now, now, now, now, now);
-    })();
+    insertHealthyAgents(store.db, n);
     await b.call(b.checkHealth(store, Date.now())); // warm-up
     stores.push(store);
   }

@@ -10,6 +10,7 @@ import { HeartbeatAgent, checkHealth, openStore } from '../dist/index.js';
 import { HEARTBEAT_SQL } from '../dist/store/protocol.js';
 import { registerBindings } from '../dist/store/store.js';
 import { benchDiagnostics } from './bench-diagnostics.mjs';
+import { insertHealthyAgents } from './bench-baseline.mjs';
 import { benchDashboard } from './bench-dashboard.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -173,14 +174,7 @@ async function runOverhead(nodeStartMs) {
 /** A database with `n` registered agents that all beat just now (healthy), written in one transaction. */
 async function healthyFleet(n) {
   const store = await openStore({ path: join(dir, `fleet-${n}.db`) });
-  const now = Date.now();
-  const insert = store.db.prepare(
-    `INSERT INTO agents (name, state, state_since, state_reason, created_at, started_at, updated_at, last_heartbeat_at, heartbeat_seq)
-     VALUES (?, 'active', ?, 'first heartbeat', ?, ?, ?, ?, 1)`,
-  );
-  store.db.transaction(() => {
-    for (let i = 0; i < n; i++) insert.run(`agent-${i}`, now, now, now, now, now);
-  })();
+  insertHealthyAgents(store.db, n);
   return store;
 }
 
