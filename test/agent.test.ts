@@ -91,6 +91,29 @@ describe('HeartbeatAgent writes one at a time', () => {
   });
 });
 
+describe('HeartbeatAgent standing for another process', () => {
+  it('beats for it while it lives, and not once it is gone: a dead process is never brought back by its wrapper\'s timer', async () => {
+    const db = tempDb();
+    const child = start(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+    const agent = new HeartbeatAgent({ name: 'stood-for', db, interval: 60_000, handleSignals: false, pid: child.pid! });
+    try {
+      await agent.start();
+      expect(await agent.beat()).toBe(true);
+      const before = agentRecord(db, 'stood-for')!;
+      expect(before).toMatchObject({ state: 'active', pid: child.pid });
+      child.kill('SIGKILL');
+      await exited(child);
+      // A health loop proves the crash; the wrapper has not reported the exit yet, and its timer fires.
+      expect(cli(['monitor', '--once'], { db }).code).toBe(0);
+      expect(agentRecord(db, 'stood-for')).toMatchObject({ state: 'offline', stateReason: 'process gone' });
+      expect(await agent.beat()).toBe(false);
+      expect(agentRecord(db, 'stood-for')).toMatchObject({ state: 'offline', heartbeatSeq: before.heartbeatSeq });
+    } finally {
+      await agent.stop('done');
+    }
+  });
+});
+
 describe('HeartbeatAgent as a process', () => {
   it('stops on SIGTERM with a goodbye, then dies of the signal as it would have', async () => {
     const db = tempDb();

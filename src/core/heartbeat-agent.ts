@@ -50,6 +50,8 @@ export class HeartbeatAgent extends EventEmitter {
    */
   private beating: Promise<boolean> | null = null;
   private incarnationNo: number | null = null;
+  /** The start time of the process this agent stands for, when that is another one (read at registration). */
+  private standsForStart: number | undefined;
   private running = false;
   private timer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -190,6 +192,9 @@ export class HeartbeatAgent extends EventEmitter {
   }
 
   private async beatOnce(): Promise<boolean> {
+    // Standing for another process (agentctl run's child) that is gone, zombies included: no beat for the dead, which
+    // would bring it back to life after a health loop proved the crash, until its wrapper reports the exit.
+    if (this.o.pid !== process.pid && this.standsForStart !== undefined && processStartTime(this.o.pid) !== this.standsForStart) return false;
     const p = { name: this.name, status: this.status, message: this.message, metadataJson: this.pendingMeta ? JSON.stringify(this.pendingMeta) : null, progress: this.progressValue };
     try {
       // Until the first connection the agent may create the file; afterwards a missing file is an operator's doing.
@@ -270,6 +275,7 @@ export class HeartbeatAgent extends EventEmitter {
   private async register(store: Store, reason: string | undefined): Promise<void> {
     // A wrapper's child may already have exited (its exit is handled next): register it without a start time then.
     const start = processStartTime(this.o.pid);
+    if (start !== null) this.standsForStart = start;
     // The wrapper's reason applies to the first registration of this start; a later one says why it happened.
     const how = this.incarnationNo === null ? this.startHow : {};
     const why = reason ?? how.reason;

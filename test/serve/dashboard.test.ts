@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { FIXTURES, cli, cliJson, startCli, tempDb, trackAgent, waitFor, withStore } from '../helpers.js';
+import { FIXTURES, cli, cliJson, exited, startCli, tempDb, trackAgent, waitFor, withStore } from '../helpers.js';
 import { agentOf, createToken, historyJson, serve } from './serve-helpers.js';
 import { chromiumPath, launch, markPage, rowState, stillMarked } from './browser.js';
 
@@ -43,6 +43,10 @@ describe('the dashboard in a real browser', () => {
     process.kill(worker.pid!, 'SIGKILL');
     await page.waitForFunction(() => document.querySelector('#fleet tbody tr[data-name="worker"]')?.getAttribute('data-state') === 'offline', undefined, { timeout: 15_000 });
     expect(await stillMarked(page)).toBe(true);
+    // run reports the exit and ends (its child's code): the row stays offline, the badge with it.
+    await exited(run);
+    await waitFor(async () => historyJson(db, 'worker').some((e: { reason: string }) => e.reason === 'killed by SIGKILL' || e.reason === 'process gone'), 'the conviction in the history');
+    expect(await rowState(page, 'worker')).toBe('offline');
     expect(await row.locator('.state').textContent()).toBe('offline');
     // The agent's page: its history as a timeline, the conviction with its evidence: the signal that killed it, as
     // `agentctl run` reports it, or (when the health loop's pass came first, on a busy machine) its pid gone.
@@ -53,7 +57,6 @@ describe('the dashboard in a real browser', () => {
     const newest = page.locator('#timeline li').first();
     expect(await newest.locator('.state').last().textContent()).toBe('offline');
     expect(await newest.locator('pre').textContent()).toMatch(/SIGKILL|"pid_check": "gone"/);
-    await run.kill('SIGTERM');
     expect(errors).toEqual([]);
     expect(await s.stop()).toEqual({ code: 0, signal: null });
   });
