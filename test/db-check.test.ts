@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync, readSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { hostname } from 'node:os';
 import { cli, exited, fileHash, fixture, start, tempDb, tempDir, waitFor } from './helpers.js';
@@ -86,6 +86,22 @@ describe('agentctl db-check', () => {
     const n = JSON.parse(cli(['status', '--json'], { db: copy }).stdout).agents.length;
     expect(n).toBeGreaterThan(0);
     expect(n).toBeLessThanOrEqual(40);
+  });
+
+  it('exits 4 for a file truncated while its write-ahead log still holds later pages (a short read is damage, not an I/O error)', () => {
+    const db = tempDb();
+    for (let i = 0; i < 30; i++) cli(['heartbeat', `idle-${i}`, '--message', 'x'.repeat(200)], { db });
+    const raw = new Database(db);
+    raw.pragma('wal_checkpoint(TRUNCATE)');
+    // A writer adds frames to the log after the checkpoint, then the file loses its second half.
+    const writer = new Database(db);
+    for (let i = 0; i < 20; i++) writer.prepare("UPDATE agents SET heartbeat_seq = heartbeat_seq + 1 WHERE name = 'idle-1'").run();
+    truncateSync(db, Math.floor(statSync(db).size / 2));
+    const r = cli(['db-check', '--full'], { db });
+    writer.close();
+    raw.close();
+    expect(r.code).toBe(4);
+    expect(r.stdout).toMatch(/FAIL {2}read: the file is \d+ bytes, shorter than the \d+ pages of \d+ bytes its header records: it was truncated; restore it from a backup/);
   });
 
   it('finds rows that break the state model; --fix backs up first, repairs them with events', () => {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AgentctlError, DatabaseMissingError } from '../../errors.js';
 import { type Diagnosis, type Finding, type Repair, healthLoopFinding } from '../../core/diagnosis.js';
@@ -67,10 +67,37 @@ export function diagnose(path: string, now: number, opts: { full?: boolean; lock
     return result(unusable ? 'unusable' : undefined);
   } catch (err) {
     const e = describeSqliteError(err, path, 1);
-    findings.push({ check: 'read', ok: false, detail: e.message });
-    return result(e instanceof AgentctlError && e.exitCode === 4 ? 'unusable' : 'problems');
+    // A read that fails on a file shorter than its own header says is damage, not a passing I/O error: pages the
+    // write-ahead log does not hold are missing (SQLite reports such a short read as an I/O error).
+    const cut = truncation(path);
+    findings.push({ check: 'read', ok: false, detail: cut ? `${cut}; restore it from a backup (${e.message})` : e.message });
+    return result(cut || (e instanceof AgentctlError && e.exitCode === 4) ? 'unusable' : 'problems');
   } finally {
     db.close();
+  }
+}
+
+/**
+ * Why the file at `path` looks truncated, or null: shorter than the database size its header records (valid when
+ * the header's version-valid-for number equals its change counter). Only for a file whose reads already failed:
+ * while a checkpoint runs, page 1 may be written before the pages that make the file that long.
+ */
+export function truncation(path: string): string | null {
+  const head = Buffer.alloc(100);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    if (readSync(fd, head, 0, 100, 0) < 100) return null;
+    const size = statSync(path).size;
+    const raw = head.readUInt16BE(16);
+    const pageSize = raw === 1 ? 65536 : raw;
+    const pages = head.readUInt32BE(28);
+    if (pageSize < 512 || head.readUInt32BE(92) !== head.readUInt32BE(24) || pages === 0) return null;
+    return size < pages * pageSize ? `the file is ${size} bytes, shorter than the ${pages} pages of ${pageSize} bytes its header records: it was truncated` : null;
+  } catch {
+    return null;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
