@@ -70,7 +70,7 @@ export function define(program: Command): void {
     .option('--headers-timeout <dur>', 'time a client has to send its request headers', '10s')
     .option('--request-timeout <dur>', 'time a client has to send its whole request', '30s')
     .option('--keep-alive <dur>', 'interval of the comment that keeps an event stream open', '15s')
-    .option('--poll <dur>', 'how often the event stream looks for new events in an SQLite file: a transition reaches the page within about this long; a PostgreSQL server announces them at once (while its announcements cannot be received, this often too)', '50ms')
+    .option('--poll <dur>', 'how often the event stream looks for new events in an SQLite file: a transition reaches the page within about this long; a PostgreSQL server announces them at once, and while its announcements cannot be received the stream looks this often too', '50ms')
     .option('--monitor', "also run the health loop in this process (as 'agentctl monitor' does, without alerts)")
     .option('--every <dur>', 'with --monitor: time between passes', '30s')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); needs --tls-key')
