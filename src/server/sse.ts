@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { formatDuration } from '../core/duration.js';
+import { safeText } from '../core/text.js';
 import { eventsAfter } from '../store/monitor.js';
 import type { EventRecord } from '../store/rows.js';
 import type { Store } from '../store/store.js';
@@ -76,7 +77,7 @@ export class EventStream {
       const log = this.opts.log;
       this.unwatch = this.store.watchEvents(() => this.poll(), {
         pollMs: this.opts.pollMs,
-        ...(log ? { onError: (err: Error) => log(`agentctl serve: live notifications from the database server are unavailable (${err.message}); reading new events every ${formatDuration(this.opts.pollMs)} until they are back`) } : {}),
+        ...(log ? { onError: (err: Error) => log(`agentctl serve: live notifications from the database server are unavailable (${safeText(err.message)}); reading new events every ${formatDuration(this.opts.pollMs)} until they are back`) } : {}),
       });
       this.keepAlive = setInterval(() => {
         for (const c of this.clients) c.res.write(': keep-alive\n\n');

@@ -5,7 +5,7 @@
 import type Database from 'better-sqlite3';
 import type { Store } from './store.js';
 import { isSame, jsonArrayValues } from './dialect.js';
-import { type AgentRecord, type AgentState, type EventRecord, toAgentRecord, toEventRecord } from './rows.js';
+import { type AgentRecord, type AgentState, type EventRecord, numOrNull, toAgentRecord, toEventRecord } from './rows.js';
 
 const rows = (list: unknown[]): AgentRecord[] => (list as Record<string, unknown>[]).map(toAgentRecord);
 
@@ -92,15 +92,14 @@ export function readMonitorFrom(db: Database.Database): MonitorRecord | null {
 function monitorRecord(row: unknown): MonitorRecord | null {
   const r = row as Record<string, number | string | null> | undefined;
   if (!r) return null;
-  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return {
     passSeq: Number(r.pass_seq),
-    lastPassAt: n(r.last_pass_at),
-    lastPassMs: n(r.last_pass_ms),
-    everyMs: n(r.every_ms),
-    monitorPid: n(r.monitor_pid),
+    lastPassAt: numOrNull(r.last_pass_at),
+    lastPassMs: numOrNull(r.last_pass_ms),
+    everyMs: numOrNull(r.every_ms),
+    monitorPid: numOrNull(r.monitor_pid),
     monitorHost: r.monitor_host === null ? null : String(r.monitor_host),
-    eventCursor: n(r.event_cursor),
+    eventCursor: numOrNull(r.event_cursor),
   };
 }
 
@@ -226,22 +225,21 @@ export async function recordLoopStopped(store: Store, id: LoopIdentity, at: numb
 }
 
 function loopRecord(r: Record<string, unknown>): HealthLoopRecord {
-  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return {
     host: String(r.host),
     bootId: String(r.boot_id),
     pid: Number(r.pid),
     pidStartTime: Number(r.pid_start_time),
     startedAt: Number(r.started_at),
-    everyMs: n(r.every_ms),
+    everyMs: numOrNull(r.every_ms),
     passes: Number(r.passes),
-    lastPassAt: n(r.last_pass_at),
-    lastPassMs: n(r.last_pass_ms),
-    lastPassSeq: n(r.last_pass_seq),
+    lastPassAt: numOrNull(r.last_pass_at),
+    lastPassMs: numOrNull(r.last_pass_ms),
+    lastPassSeq: numOrNull(r.last_pass_seq),
     suspect: r.suspect == null ? null : String(r.suspect),
-    clockSkewMs: n(r.clock_skew_ms),
+    clockSkewMs: numOrNull(r.clock_skew_ms),
     version: r.version == null ? null : String(r.version),
-    stoppedAt: n(r.stopped_at),
+    stoppedAt: numOrNull(r.stopped_at),
   };
 }
 

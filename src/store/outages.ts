@@ -4,7 +4,7 @@
  * silent host is core/health/hosts.ts, the pass step that acts on it core/health/outages.ts.
  */
 import type { Store } from './store.js';
-import { type AgentRecord, type AgentState, toAgentRecord } from './rows.js';
+import { type AgentRecord, type AgentState, numOrNull, toAgentRecord } from './rows.js';
 
 export interface OutageRecord {
   id: number;
@@ -80,8 +80,7 @@ export async function inOutage(store: Store, host: string, at: number): Promise<
 export async function hostLastSigns(store: Store, host: string): Promise<{ heartbeatAt: number | null; loopPassAt: number | null }> {
   const hb = await store.sql.get<{ at: number | null }>('SELECT max(last_heartbeat_at) AS at FROM agents WHERE host = :host', { host });
   const lp = await store.sql.get<{ at: number | null }>('SELECT max(last_pass_at) AS at FROM health_loops WHERE host = :host', { host });
-  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
-  return { heartbeatAt: n(hb?.at), loopPassAt: n(lp?.at) };
+  return { heartbeatAt: numOrNull(hb?.at), loopPassAt: numOrNull(lp?.at) };
 }
 
 /**

@@ -76,7 +76,8 @@ function json<T>(text: unknown, fallback: T): T {
 
 type Row = Record<string, unknown>;
 const num = (v: unknown): number => Number(v);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+/** A nullable numeric column (PostgreSQL's BIGINT arrives as a string). */
+export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 
 export function toAgentRecord(r: Row): AgentRecord {
