@@ -42,7 +42,7 @@ export async function fastHeartbeat(args: string[], opts: { postgres?: boolean }
   try {
     ctx = contextFrom(globals);
     prepared = prepareCliHeartbeat(positional[1]!, flags);
-    // A PostgreSQL database: the ES module's turn (this bundle carries only the SQLite engine).
+    // A PostgreSQL database: the second bundle's turn (this one carries only the SQLite engine).
     if (ctx.config.dbIsUrl && !opts.postgres) return 'postgres';
   } catch (err) {
     // Invalid input or configuration: the full CLI reports it, in its own words.
